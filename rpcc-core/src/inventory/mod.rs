@@ -1,0 +1,18 @@
+//! Loading an inventory: TOML (or any serde source) → [`Node`] tree → validated
+//! [`crate::model::Inventory`], reporting **every** error with its path and location.
+
+mod check;
+mod decoder;
+mod node;
+mod server;
+mod site;
+
+pub use node::{Node, NodeKind, TableEntry, TomlSyntaxError};
+
+pub(crate) use check::cross_check;
+pub(crate) use decoder::Decoder;
+pub(crate) use server::{decode_group, decode_server};
+pub(crate) use site::decode_site;
+
+/// Known top-level fields.
+pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites"];

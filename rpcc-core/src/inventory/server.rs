@@ -1,0 +1,180 @@
+//! Decoding `[[servers]]` and `[[groups]]`.
+
+use std::num::NonZeroU32;
+
+use super::decoder::Decoder;
+use super::node::Node;
+use crate::model::{DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth};
+use crate::validate::FieldPath;
+use crate::value::{FilePath, Host, HostKeyPin, Identifier, Port, RemotePath, UnitName, UnixUser, ValueError};
+
+const SERVER_FIELDS: &[&str] = &["name", "host", "port", "user", "host_key", "auth", "sudo", "nginx"];
+const AUTH_FIELDS: &[&str] = &["key_file", "passphrase", "password", "agent"];
+const NGINX_FIELDS: &[&str] = &["layout", "mode", "root", "managed_root", "binary", "reload", "version"];
+const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout"];
+const ROLLOUT_FIELDS: &[&str] = &["strategy", "batch", "max_failed", "concurrency", "rollback_on_failure"];
+
+pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Server> {
+    let mut t = d.table(node, path, SERVER_FIELDS)?;
+    let name = t.require(d, "name", "a server name").and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
+    let host = t.require(d, "host", "an address or host name").and_then(|(n, p)| d.parse(n, &p, Host::parse));
+    let port = match t.get("port") {
+        Some((n, p)) => d.int(n, &p, 1, 65535, "a port").and_then(|v| Port::from_i64(v).ok()),
+        None => Port::new(22).ok(),
+    };
+    let user = t.require(d, "user", "an SSH user").and_then(|(n, p)| d.parse(n, &p, UnixUser::parse));
+    let host_key = match t.get("host_key") {
+        Some((n, p)) => d.parse(n, &p, HostKeyPin::parse).map(Some),
+        None => Some(None),
+    };
+    let auth = t.require(d, "auth", "auth = { key_file = … } or { password = … } or { agent = true }")
+        .and_then(|(n, p)| decode_auth(d, n, &p));
+    let sudo = t.get("sudo").map_or(Some(false), |(n, p)| d.bool(n, &p));
+    let nginx = match t.get("nginx") {
+        Some((n, p)) => decode_nginx(d, n, &p),
+        None => default_nginx(),
+    };
+    t.finish(d);
+    Some(Server { name: name?, host: host?, port: port?, user: user?, host_key: host_key?, auth: auth?, sudo: sudo?, nginx: nginx? })
+}
+
+fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<ServerAuth> {
+    let mut t = d.table(node, path, AUTH_FIELDS)?;
+    let key_file = t.get("key_file").map(|(n, p)| d.parse(n, &p, FilePath::parse));
+    let passphrase = t.get("passphrase").map(|(n, p)| (d.secret(n, &p), p));
+    let passphrase_path = passphrase.as_ref().map(|(_, p)| p.clone());
+    let password = t.get("password").map(|(n, p)| d.secret(n, &p));
+    let agent = t.get("agent").map(|(n, p)| (d.bool(n, &p), p));
+    let methods = usize::from(key_file.is_some()) + usize::from(password.is_some()) + usize::from(agent.is_some());
+    let result = match (key_file, password, agent) {
+        _ if methods > 1 => {
+            d.error(path, Some(node), "sets more than one of key_file, password, agent; choose one");
+            None
+        }
+        (Some(key), None, None) => Some(ServerAuth::KeyFile { path: key?, passphrase: passphrase.and_then(|(s, _)| s) }),
+        (None, Some(pw), None) => Some(ServerAuth::Password(pw?)),
+        (None, None, Some((Some(true), _))) => Some(ServerAuth::Agent),
+        (None, None, Some((Some(false), p))) => {
+            d.error(&p, Some(node), "is false; set key_file or password instead, or agent = true");
+            None
+        }
+        (None, None, Some((None, _))) => None,
+        _ => {
+            d.error(path, Some(node), "has no method; set key_file, password or agent = true");
+            None
+        }
+    };
+    if passphrase_path.is_some() && matches!(result, Some(ServerAuth::Password(_) | ServerAuth::Agent)) {
+        d.error(&path.field("passphrase"), Some(node), "only applies to key_file");
+    }
+    t.finish(d);
+    result
+}
+
+fn default_nginx() -> Option<NginxSettings> {
+    let root = RemotePath::parse("/etc/nginx").ok()?;
+    Some(NginxSettings {
+        layout: NginxLayout::Debian,
+        mode: NginxMode::Owned,
+        managed_root: root.join("rpcc").ok()?,
+        root,
+        binary: RemotePath::parse("/usr/sbin/nginx").ok()?,
+        reload: ReloadMethod::Signal,
+        version: None,
+    })
+}
+
+fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<NginxSettings> {
+    let defaults = default_nginx()?;
+    let mut t = d.table(node, path, NGINX_FIELDS)?;
+    let layout = t.get("layout").map_or(Some(defaults.layout), |(n, p)| {
+        d.choice(n, &p, &[("debian", NginxLayout::Debian), ("rhel", NginxLayout::Rhel)])
+    });
+    let mode = t.get("mode").map_or(Some(defaults.mode), |(n, p)| {
+        d.choice(n, &p, &[("owned", NginxMode::Owned), ("include", NginxMode::Include)])
+    });
+    let root = t.get("root").map_or(Some(defaults.root.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
+    let managed_root = match t.get("managed_root") {
+        Some((n, p)) => d.parse(n, &p, RemotePath::parse),
+        None => root.as_ref().and_then(|r| r.join("rpcc").ok()),
+    };
+    let binary = t.get("binary").map_or(Some(defaults.binary.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
+    let reload = t.get("reload").map_or(Some(ReloadMethod::Signal), |(n, p)| d.parse(n, &p, parse_reload));
+    let version = match t.get("version") {
+        Some((n, p)) => d.parse(n, &p, parse_version).map(Some),
+        None => Some(None),
+    };
+    t.finish(d);
+    Some(NginxSettings {
+        layout: layout?,
+        mode: mode?,
+        root: root?,
+        managed_root: managed_root?,
+        binary: binary?,
+        reload: reload?,
+        version: version?,
+    })
+}
+
+/// Reload methods are a closed set; a free-form command is refused.
+fn parse_reload(s: &str) -> Result<ReloadMethod, ValueError> {
+    const HELP: &str = "is not a reload method; use \"signal\", \"systemctl\", \"service\", \"systemctl reload <unit>\" or \"service <unit> reload\"";
+    let words: Vec<&str> = s.split(' ').filter(|w| !w.is_empty()).collect();
+    let unit = |u: &str| UnitName::parse(u).map_err(|e| ValueError::new(format!("has a bad unit name: {e}")));
+    match words.as_slice() {
+        ["signal"] | ["nginx", "-s", "reload"] => Ok(ReloadMethod::Signal),
+        ["systemctl"] => Ok(ReloadMethod::Systemctl(unit("nginx")?)),
+        ["service"] => Ok(ReloadMethod::Service(unit("nginx")?)),
+        ["systemctl", "reload", u] => Ok(ReloadMethod::Systemctl(unit(u)?)),
+        ["service", u, "reload"] => Ok(ReloadMethod::Service(unit(u)?)),
+        _ => Err(ValueError::new(HELP)),
+    }
+}
+
+fn parse_version(s: &str) -> Result<(u16, u16, u16), ValueError> {
+    let parts: Vec<Option<u16>> = s.split('.').map(|p| p.parse().ok()).collect();
+    match parts.as_slice() {
+        [Some(a), Some(b), Some(c)] => Ok((*a, *b, *c)),
+        [Some(a), Some(b)] => Ok((*a, *b, 0)),
+        _ => Err(ValueError::new("is not an nginx version (e.g. 1.22.1)")),
+    }
+}
+
+pub(crate) fn decode_group(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<DomainGroup> {
+    let mut t = d.table(node, path, GROUP_FIELDS)?;
+    let name = t.require(d, "name", "a group name").and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
+    let servers = t
+        .require(d, "servers", "a list of server names")
+        .and_then(|(n, p)| d.array(n, &p, |d, n, p| d.parse(n, p, Identifier::parse)));
+    let rollout = match t.get("rollout") {
+        Some((n, p)) => decode_rollout(d, n, &p),
+        None => Some(Rollout::default()),
+    };
+    t.finish(d);
+    Some(DomainGroup { name: name?, servers: servers?, rollout: rollout? })
+}
+
+fn decode_rollout(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Rollout> {
+    let def = Rollout::default();
+    let mut t = d.table(node, path, ROLLOUT_FIELDS)?;
+    let strategy = t.get("strategy").map_or(Some(def.strategy), |(n, p)| {
+        d.choice(n, &p, &[("all", RolloutStrategy::All), ("canary", RolloutStrategy::Canary)])
+    });
+    let nonzero = |d: &mut Decoder<'_>, n: &Node, p: &FieldPath, max: i64, what: &str| {
+        d.int(n, p, 1, max, what).and_then(|v| u32::try_from(v).ok()).and_then(NonZeroU32::new)
+    };
+    let batch = t.get("batch").map_or(Some(def.batch), |(n, p)| nonzero(d, n, &p, 10_000, "a batch size"));
+    let concurrency = t.get("concurrency").map_or(Some(def.concurrency), |(n, p)| nonzero(d, n, &p, 1024, "a concurrency"));
+    let max_failed = t.get("max_failed").map_or(Some(def.max_failed), |(n, p)| {
+        d.int(n, &p, 0, 100_000, "a failure budget").and_then(|v| u32::try_from(v).ok())
+    });
+    let rollback_on_failure = t.get("rollback_on_failure").map_or(Some(def.rollback_on_failure), |(n, p)| d.bool(n, &p));
+    t.finish(d);
+    Some(Rollout {
+        strategy: strategy?,
+        batch: batch?,
+        max_failed: max_failed?,
+        concurrency: concurrency?,
+        rollback_on_failure: rollback_on_failure?,
+    })
+}

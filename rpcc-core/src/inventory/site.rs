@@ -1,0 +1,475 @@
+//! Decoding `[[sites]]`: upstreams, TLS, locations, redirects, limits, headers.
+
+use super::decoder::Decoder;
+use super::node::{Node, NodeKind};
+use crate::model::{
+    Balance, BackendSpec, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
+    SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+};
+use crate::validate::FieldPath;
+use crate::value::{
+    Backend, ContentSecurityPolicy, DomainName, DurationValue, HeaderName, HeaderValue, Identifier, PermissionsPolicy,
+    Rate, RedirectUrl, RemotePath, Size, UrlPath,
+};
+
+const SITE_FIELDS: &[&str] = &[
+    "domain", "aliases", "group", "upstream", "redirect_to", "tls", "websocket", "http2", "www", "locations",
+    "redirects", "limits", "timeouts", "security", "headers", "gzip", "static_cache", "buffering", "health_path",
+    "maintenance",
+];
+const UPSTREAM_FIELDS: &[&str] = &["backends", "balance", "hash_key", "keepalive", "max_fails", "fail_timeout", "scheme"];
+const BACKEND_FIELDS: &[&str] = &["address", "weight", "backup", "max_fails", "fail_timeout"];
+const TLS_FIELDS: &[&str] = &["mode", "cert", "key", "redirect_http", "hsts", "hsts_preload", "ocsp_stapling"];
+const LOCATION_FIELDS: &[&str] = &["path", "match", "upstream", "websocket", "rate_limit", "body_size"];
+const RATE_FIELDS: &[&str] = &["rate", "burst", "nodelay"];
+const REDIRECT_FIELDS: &[&str] = &["from", "to", "code"];
+const LIMIT_FIELDS: &[&str] = &["body_size", "rate_limit", "connections"];
+const TIMEOUT_FIELDS: &[&str] = &["connect", "read", "send"];
+const SECURITY_FIELDS: &[&str] = &["frame_options", "referrer_policy", "csp", "permissions_policy"];
+
+/// Read an optional field with a decoder, falling back to a default.
+macro_rules! opt {
+    ($t:expr, $d:expr, $key:literal, $default:expr, |$n:ident, $p:ident| $body:expr) => {
+        match $t.get($key) {
+            Some(($n, $p)) => $body,
+            None => Some($default),
+        }
+    };
+}
+
+fn dur(secs: u64) -> DurationValue {
+    DurationValue::secs(secs)
+}
+
+pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Site> {
+    let mut t = d.table(node, path, SITE_FIELDS)?;
+    let domain = t.require(d, "domain", "the site's domain name").and_then(|(n, p)| {
+        let v = d.parse(n, &p, DomainName::parse)?;
+        if v.is_wildcard() {
+            d.error(&p, Some(n), format!("\"{v}\" is a wildcard; the primary domain must be a plain name (put wildcards in aliases)"));
+            return None;
+        }
+        Some(v)
+    });
+    let aliases = opt!(t, d, "aliases", Vec::new(), |n, p| d.array(n, &p, |d, n, p| d.parse(n, p, DomainName::parse)));
+    let group = t.require(d, "group", "the name of the group that serves this site").and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
+    let upstream = match t.get("upstream") {
+        Some((n, p)) => decode_upstream(d, n, &p).map(Some),
+        None => Some(None),
+    };
+    let redirect_to = match t.get("redirect_to") {
+        Some((n, p)) => d.parse(n, &p, RedirectUrl::parse).map(Some),
+        None => Some(None),
+    };
+    if !t.has("upstream") && !t.has("redirect_to") {
+        d.error(&path.field("upstream"), Some(node), "is missing; a site needs upstream = { backends = [\"host:port\"] } or redirect_to = \"https://…\"");
+    }
+    if t.has("upstream") && t.has("redirect_to") {
+        d.error(&path.field("redirect_to"), Some(node), "cannot be combined with upstream; a site either proxies or redirects");
+    }
+    let tls = match t.get("tls") {
+        Some((n, p)) => decode_tls(d, n, &p),
+        None => Some(default_tls(TlsMode::Acme)),
+    };
+    let websocket = opt!(t, d, "websocket", false, |n, p| d.bool(n, &p));
+    let http2 = opt!(t, d, "http2", true, |n, p| d.bool(n, &p));
+    let www = opt!(t, d, "www", WwwRedirect::None, |n, p| d.choice(
+        n,
+        &p,
+        &[("none", WwwRedirect::None), ("to_apex", WwwRedirect::ToApex), ("to_www", WwwRedirect::ToWww)]
+    ));
+    let locations = opt!(t, d, "locations", Vec::new(), |n, p| d.array(n, &p, decode_location));
+    let redirects = opt!(t, d, "redirects", Vec::new(), |n, p| d.array(n, &p, decode_redirect));
+    let limits = match t.get("limits") {
+        Some((n, p)) => decode_limits(d, n, &p),
+        None => Size::parse("10m").ok().map(|body_size| Limits { body_size, rate: None, connections: None }),
+    };
+    let timeouts = match t.get("timeouts") {
+        Some((n, p)) => decode_timeouts(d, n, &p),
+        None => Some(default_timeouts()),
+    };
+    let security = match t.get("security") {
+        Some((n, p)) => decode_security(d, n, &p),
+        None => Some(default_security()),
+    };
+    let headers = opt!(t, d, "headers", Vec::new(), |n, p| decode_headers(d, n, &p));
+    let gzip = opt!(t, d, "gzip", true, |n, p| d.bool(n, &p));
+    let static_cache = match t.get("static_cache") {
+        Some((n, p)) => d.parse(n, &p, DurationValue::parse).map(Some),
+        None => Some(None),
+    };
+    let buffering = opt!(t, d, "buffering", true, |n, p| d.bool(n, &p));
+    let health_path = match t.get("health_path") {
+        Some((n, p)) => d.parse(n, &p, UrlPath::parse).map(Some),
+        None => Some(None),
+    };
+    let maintenance = opt!(t, d, "maintenance", false, |n, p| d.bool(n, &p));
+    t.finish(d);
+
+    let site = Site {
+        domain: domain?,
+        aliases: aliases?,
+        group: group?,
+        upstream: upstream?,
+        redirect_to: redirect_to?,
+        tls: tls?,
+        websocket: websocket?,
+        http2: http2?,
+        www: www?,
+        locations: locations?,
+        redirects: redirects?,
+        limits: limits?,
+        timeouts: timeouts?,
+        security: security?,
+        headers: headers?,
+        gzip: gzip?,
+        static_cache: static_cache?,
+        buffering: buffering?,
+        health_path: health_path?,
+        maintenance: maintenance?,
+    };
+    check_site(d, &site, node, path);
+    Some(site)
+}
+
+/// Rules that involve several fields of one site.
+fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
+    if site.www != WwwRedirect::None && site.domain.as_str().starts_with("www.") {
+        d.error(&path.field("www"), Some(node), "needs the apex name as the site's domain (e.g. example.com, not www.example.com)");
+    }
+    if !site.tls.enabled() {
+        for (flag, set) in [("hsts", site.tls.hsts), ("hsts_preload", site.tls.hsts_preload), ("ocsp_stapling", site.tls.ocsp_stapling)] {
+            if set {
+                d.error(&path.field("tls").field(flag), Some(node), "needs TLS; it cannot be set with tls.mode = \"off\"");
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    for (i, loc) in site.locations.iter().enumerate() {
+        let key = (loc.path.as_str(), loc.matching);
+        if seen.contains(&key) {
+            d.error(&path.field("locations").index(i).field("path"), Some(node), format!("\"{}\" is defined twice", loc.path));
+        }
+        seen.push(key);
+    }
+    for (i, r) in site.redirects.iter().enumerate() {
+        if site.redirects[..i].iter().any(|o| o.from == r.from) {
+            d.error(&path.field("redirects").index(i).field("from"), Some(node), format!("\"{}\" is redirected twice", r.from));
+        }
+    }
+    for (i, (name, _)) in site.headers.iter().enumerate() {
+        if site.headers[..i].iter().any(|(o, _)| o.as_str().eq_ignore_ascii_case(name.as_str())) {
+            d.error(&path.field("headers").field(name.as_str()), Some(node), "is set twice (header names are case-insensitive)");
+        }
+    }
+}
+
+fn decode_upstream(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Upstream> {
+    let mut t = d.table(node, path, UPSTREAM_FIELDS)?;
+    let backends = t.require(d, "backends", "a list of backends (\"host:port\")").and_then(|(n, p)| {
+        let list = d.array(n, &p, decode_backend)?;
+        if list.is_empty() {
+            d.error(&p, Some(n), "is empty; at least one backend (\"host:port\") is required");
+            return None;
+        }
+        for (i, b) in list.iter().enumerate() {
+            if list[..i].iter().any(|o| o.address == b.address) {
+                d.error(&p.index(i), Some(n), format!("\"{}\" is listed twice", b.address));
+            }
+        }
+        if list.iter().all(|b| b.backup) {
+            d.error(&p, Some(n), "has only backup backends; at least one must be a primary");
+        }
+        Some(list)
+    });
+    let balance_kind = opt!(t, d, "balance", "round_robin", |n, p| d.choice(
+        n,
+        &p,
+        &[("round_robin", "round_robin"), ("least_conn", "least_conn"), ("ip_hash", "ip_hash"), ("hash", "hash")]
+    ));
+    let hash_key = match t.get("hash_key") {
+        Some((n, p)) => d
+            .choice(n, &p, &[("request_uri", HashKey::RequestUri), ("remote_addr", HashKey::RemoteAddr), ("host", HashKey::Host), ("uri", HashKey::Uri)])
+            .map(Some),
+        None => Some(None),
+    };
+    let keepalive = opt!(t, d, "keepalive", 16, |n, p| d.int(n, &p, 0, 10_000, "a keepalive pool size").and_then(|v| u32::try_from(v).ok()));
+    let max_fails = opt!(t, d, "max_fails", 3, |n, p| d.int(n, &p, 0, 1000, "a failure count").and_then(|v| u32::try_from(v).ok()));
+    let fail_timeout = opt!(t, d, "fail_timeout", dur(10), |n, p| d.parse(n, &p, DurationValue::parse));
+    let scheme = opt!(t, d, "scheme", UpstreamScheme::Http, |n, p| d.choice(n, &p, &[("http", UpstreamScheme::Http), ("https", UpstreamScheme::Https)]));
+    t.finish(d);
+
+    let balance = match (balance_kind?, hash_key?) {
+        ("hash", Some(k)) => Balance::Hash(k),
+        ("hash", None) => {
+            d.error(&path.field("hash_key"), Some(node), "is missing; balance = \"hash\" needs hash_key (request_uri, remote_addr, host or uri)");
+            return None;
+        }
+        (_, Some(_)) => {
+            d.error(&path.field("hash_key"), Some(node), "only applies with balance = \"hash\"");
+            return None;
+        }
+        ("least_conn", None) => Balance::LeastConn,
+        ("ip_hash", None) => Balance::IpHash,
+        _ => Balance::RoundRobin,
+    };
+    let backends = backends?;
+    if matches!(balance, Balance::Hash(_) | Balance::IpHash) {
+        if let Some(i) = backends.iter().position(|b| b.backup) {
+            d.error(&path.field("backends").index(i).field("backup"), Some(node), "cannot be used with hash or ip_hash balancing (nginx refuses it)");
+            return None;
+        }
+    }
+    Some(Upstream { backends, balance, keepalive: keepalive?, max_fails: max_fails?, fail_timeout: fail_timeout?, scheme: scheme? })
+}
+
+fn decode_backend(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<BackendSpec> {
+    if let NodeKind::String(_) = node.kind {
+        return d.parse(node, path, Backend::parse).map(BackendSpec::new);
+    }
+    let mut t = d.table(node, path, BACKEND_FIELDS)?;
+    let address = t.require(d, "address", "\"host:port\"").and_then(|(n, p)| d.parse(n, &p, Backend::parse));
+    let weight = opt!(t, d, "weight", 1, |n, p| d.int(n, &p, 1, 100, "a weight").and_then(|v| u32::try_from(v).ok()));
+    let backup = opt!(t, d, "backup", false, |n, p| d.bool(n, &p));
+    let max_fails = match t.get("max_fails") {
+        Some((n, p)) => d.int(n, &p, 0, 1000, "a failure count").and_then(|v| u32::try_from(v).ok()).map(Some),
+        None => Some(None),
+    };
+    let fail_timeout = match t.get("fail_timeout") {
+        Some((n, p)) => d.parse(n, &p, DurationValue::parse).map(Some),
+        None => Some(None),
+    };
+    t.finish(d);
+    Some(BackendSpec { address: address?, weight: weight?, backup: backup?, max_fails: max_fails?, fail_timeout: fail_timeout? })
+}
+
+fn default_tls(mode: TlsMode) -> TlsPolicy {
+    let on = !matches!(mode, TlsMode::Off);
+    TlsPolicy { mode, redirect_http: on, hsts: on, hsts_preload: false, ocsp_stapling: false }
+}
+
+fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsPolicy> {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Acme,
+        Custom,
+        SelfSigned,
+        Off,
+    }
+    let mut t = d.table(node, path, TLS_FIELDS)?;
+    let kind = t.require(d, "mode", "one of acme, custom, self_signed, off").and_then(|(n, p)| {
+        d.choice(n, &p, &[("acme", Kind::Acme), ("custom", Kind::Custom), ("self_signed", Kind::SelfSigned), ("off", Kind::Off)])
+    });
+    let cert = t.get("cert").map(|(n, p)| d.parse(n, &p, RemotePath::parse));
+    let key = t.get("key").map(|(n, p)| d.parse(n, &p, RemotePath::parse));
+    let mode = match kind {
+        Some(Kind::Custom) => {
+            if cert.is_none() {
+                d.error(&path.field("cert"), Some(node), "is missing; mode = \"custom\" needs cert and key paths on the server");
+            }
+            if key.is_none() {
+                d.error(&path.field("key"), Some(node), "is missing; mode = \"custom\" needs cert and key paths on the server");
+            }
+            match (cert.flatten(), key.flatten()) {
+                (Some(cert), Some(key)) => Some(TlsMode::Custom { cert, key }),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            for (name, present) in [("cert", cert.is_some()), ("key", key.is_some())] {
+                if present {
+                    d.error(&path.field(name), Some(node), "only applies to mode = \"custom\"");
+                }
+            }
+            Some(match other {
+                Kind::Acme => TlsMode::Acme,
+                Kind::SelfSigned => TlsMode::SelfSigned,
+                _ => TlsMode::Off,
+            })
+        }
+        None => None,
+    };
+    let def = default_tls(mode.clone().unwrap_or(TlsMode::Acme));
+    let redirect_http = opt!(t, d, "redirect_http", def.redirect_http, |n, p| d.bool(n, &p));
+    let hsts = opt!(t, d, "hsts", def.hsts, |n, p| d.bool(n, &p));
+    let hsts_preload = opt!(t, d, "hsts_preload", false, |n, p| d.bool(n, &p));
+    let ocsp_stapling = opt!(t, d, "ocsp_stapling", false, |n, p| d.bool(n, &p));
+    t.finish(d);
+    let mode = mode?;
+    if matches!(mode, TlsMode::Off) && redirect_http == Some(true) && t_has_true(node, "redirect_http") {
+        d.error(&path.field("redirect_http"), Some(node), "needs TLS; it cannot be set with mode = \"off\"");
+    }
+    let policy = TlsPolicy { mode, redirect_http: redirect_http?, hsts: hsts?, hsts_preload: hsts_preload?, ocsp_stapling: ocsp_stapling? };
+    if policy.hsts_preload && !policy.hsts {
+        d.error(&path.field("hsts_preload"), Some(node), "needs hsts = true");
+    }
+    Some(policy)
+}
+
+/// True when the table node sets `key = true` explicitly.
+fn t_has_true(node: &Node, key: &str) -> bool {
+    matches!(&node.kind, NodeKind::Table(entries) if entries.iter().any(|e| e.key == key && e.value.kind == NodeKind::Bool(true)))
+}
+
+fn decode_location(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Location> {
+    let mut t = d.table(node, path, LOCATION_FIELDS)?;
+    let lpath = t.require(d, "path", "a URL path such as /api/").and_then(|(n, p)| d.parse(n, &p, UrlPath::parse));
+    let matching = opt!(t, d, "match", LocationMatch::Prefix, |n, p| d.choice(n, &p, &[("prefix", LocationMatch::Prefix), ("exact", LocationMatch::Exact)]));
+    let upstream = match t.get("upstream") {
+        Some((n, p)) => decode_upstream(d, n, &p).map(Some),
+        None => Some(None),
+    };
+    let websocket = match t.get("websocket") {
+        Some((n, p)) => d.bool(n, &p).map(Some),
+        None => Some(None),
+    };
+    let rate_limit = match t.get("rate_limit") {
+        Some((n, p)) => decode_rate_limit(d, n, &p).map(Some),
+        None => Some(None),
+    };
+    let body_size = match t.get("body_size") {
+        Some((n, p)) => d.parse(n, &p, Size::parse).map(Some),
+        None => Some(None),
+    };
+    t.finish(d);
+    Some(Location { path: lpath?, matching: matching?, upstream: upstream?, websocket: websocket?, rate_limit: rate_limit?, body_size: body_size? })
+}
+
+fn decode_rate_limit(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<RateLimit> {
+    let mut t = d.table(node, path, RATE_FIELDS)?;
+    let rate = t.require(d, "rate", "a rate such as \"10r/s\"").and_then(|(n, p)| d.parse(n, &p, Rate::parse));
+    let burst = opt!(t, d, "burst", 0, |n, p| d.int(n, &p, 0, 100_000, "a burst size").and_then(|v| u32::try_from(v).ok()));
+    let nodelay = opt!(t, d, "nodelay", false, |n, p| d.bool(n, &p));
+    t.finish(d);
+    Some(RateLimit { rate: rate?, burst: burst?, nodelay: nodelay? })
+}
+
+fn decode_redirect(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Redirect> {
+    let mut t = d.table(node, path, REDIRECT_FIELDS)?;
+    let from = t.require(d, "from", "a source path").and_then(|(n, p)| d.parse(n, &p, UrlPath::parse));
+    let to = t.require(d, "to", "a target URL").and_then(|(n, p)| d.parse(n, &p, RedirectUrl::parse));
+    let code = opt!(t, d, "code", RedirectCode::MovedPermanently, |n, p| match d.int(n, &p, 300, 399, "a redirect status") {
+        Some(301) => Some(RedirectCode::MovedPermanently),
+        Some(302) => Some(RedirectCode::Found),
+        Some(307) => Some(RedirectCode::Temporary),
+        Some(308) => Some(RedirectCode::Permanent),
+        Some(other) => {
+            d.error(&p, Some(n), format!("{other} is not a redirect status rpcc emits (301, 302, 307, 308)"));
+            None
+        }
+        None => None,
+    });
+    t.finish(d);
+    Some(Redirect { from: from?, to: to?, code: code? })
+}
+
+fn decode_limits(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Limits> {
+    let mut t = d.table(node, path, LIMIT_FIELDS)?;
+    let body_size = match t.get("body_size") {
+        Some((n, p)) => d.parse(n, &p, Size::parse),
+        None => Size::parse("10m").ok(),
+    };
+    let rate = match t.get("rate_limit") {
+        Some((n, p)) => decode_rate_limit(d, n, &p).map(Some),
+        None => Some(None),
+    };
+    let connections = match t.get("connections") {
+        Some((n, p)) => d.int(n, &p, 1, 100_000, "a connection limit").and_then(|v| u32::try_from(v).ok()).map(Some),
+        None => Some(None),
+    };
+    t.finish(d);
+    Some(Limits { body_size: body_size?, rate: rate?, connections: connections? })
+}
+
+fn default_timeouts() -> ProxyTimeouts {
+    ProxyTimeouts { connect: dur(5), read: dur(60), send: dur(60) }
+}
+
+fn decode_timeouts(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<ProxyTimeouts> {
+    let def = default_timeouts();
+    let mut t = d.table(node, path, TIMEOUT_FIELDS)?;
+    let connect = opt!(t, d, "connect", def.connect, |n, p| d.parse(n, &p, DurationValue::parse));
+    let read = opt!(t, d, "read", def.read, |n, p| d.parse(n, &p, DurationValue::parse));
+    let send = opt!(t, d, "send", def.send, |n, p| d.parse(n, &p, DurationValue::parse));
+    t.finish(d);
+    Some(ProxyTimeouts { connect: connect?, read: read?, send: send? })
+}
+
+fn default_security() -> SecurityHeaders {
+    SecurityHeaders {
+        frame_options: Some(HeaderValue::from_static("SAMEORIGIN")),
+        referrer_policy: HeaderValue::from_static("strict-origin-when-cross-origin"),
+        csp: None,
+        permissions_policy: None,
+    }
+}
+
+fn decode_security(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<SecurityHeaders> {
+    let def = default_security();
+    let mut t = d.table(node, path, SECURITY_FIELDS)?;
+    let frame_options = opt!(t, d, "frame_options", def.frame_options.clone(), |n, p| d
+        .choice(n, &p, &[("DENY", Some("DENY")), ("SAMEORIGIN", Some("SAMEORIGIN")), ("none", None)])
+        .map(|v| v.and_then(|s| HeaderValue::parse(s).ok())));
+    const POLICIES: &[(&str, &str)] = &[
+        ("no-referrer", "no-referrer"),
+        ("no-referrer-when-downgrade", "no-referrer-when-downgrade"),
+        ("origin", "origin"),
+        ("origin-when-cross-origin", "origin-when-cross-origin"),
+        ("same-origin", "same-origin"),
+        ("strict-origin", "strict-origin"),
+        ("strict-origin-when-cross-origin", "strict-origin-when-cross-origin"),
+    ];
+    let referrer_policy = opt!(t, d, "referrer_policy", def.referrer_policy.clone(), |n, p| d
+        .choice(n, &p, POLICIES)
+        .and_then(|s| HeaderValue::parse(s).ok()));
+    let csp = match t.get("csp") {
+        Some((n, p)) => d.parse(n, &p, ContentSecurityPolicy::parse).map(Some),
+        None => Some(None),
+    };
+    let permissions_policy = match t.get("permissions_policy") {
+        Some((n, p)) => d.parse(n, &p, PermissionsPolicy::parse).map(Some),
+        None => Some(None),
+    };
+    t.finish(d);
+    Some(SecurityHeaders { frame_options: frame_options?, referrer_policy: referrer_policy?, csp: csp?, permissions_policy: permissions_policy? })
+}
+
+/// Headers that rpcc sets itself; setting them here would duplicate or weaken them.
+const RESERVED_HEADERS: &[&str] = &[
+    "strict-transport-security",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "content-security-policy",
+    "permissions-policy",
+];
+
+fn decode_headers(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let NodeKind::Table(entries) = &node.kind else {
+        d.error(path, Some(node), format!("expected a table of \"Header-Name\" = \"value\", found {}", node.type_name()));
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for e in entries {
+        let p = path.field(&e.key);
+        let name = match HeaderName::parse(&e.key) {
+            Ok(n) => Some(n),
+            Err(err) => {
+                d.error_at(&p, e.key_span.as_ref(), format!("{} {err}", crate::validate::quote_value(&e.key)));
+                None
+            }
+        };
+        if name.as_ref().is_some_and(|n| RESERVED_HEADERS.contains(&n.as_str().to_ascii_lowercase().as_str())) {
+            d.error(&p, Some(&e.value), "is set by rpcc from the tls/security settings; configure it there");
+            ok = false;
+            continue;
+        }
+        let value = d.parse(&e.value, &p, HeaderValue::parse);
+        match (name, value) {
+            (Some(n), Some(v)) => out.push((n, v)),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}

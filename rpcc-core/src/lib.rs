@@ -1,0 +1,42 @@
+//! # rpcc-core
+//!
+//! The heart of rpcc, with no dependency on any other rpcc crate:
+//!
+//! - [`value`]: validated newtypes (`DomainName`, `Port`, `Backend`, `HeaderValue`,
+//!   `UrlPath`, sizes, durations, rates …): every string that reaches an nginx config
+//!   or a remote command passes an allow-list here.
+//! - [`model`]: `Server`, `DomainGroup`, `Site`, `Upstream`, TLS policy, locations,
+//!   redirects, limits, headers, and the cross-checked [`model::Inventory`].
+//! - [`inventory`]: loading TOML (or any serde source) with **all** errors reported at
+//!   once, each with its path (`sites[3].upstream.backends[1]`) and line/column.
+//! - [`transport`]: the `Transport` role (run an argv, upload bytes) and
+//!   [`local::LocalTransport`].
+//!
+//! Later work adds here: the `Renderer` and `StateStore` roles, the deploy engine, the
+//! keyring and the scheduler.
+//!
+//! ```
+//! use rpcc_core::model::Inventory;
+//!
+//! let err = Inventory::from_toml_str(r#"
+//!     [[sites]]
+//!     domain = "app.example.com"
+//!     group = "eu"
+//!     upstream = { backends = ["10.0.0.5:99999"] }
+//! "#).unwrap_err();
+//! let text = err.to_string();
+//! assert!(text.contains("sites[0].upstream.backends[0]"));
+//! assert!(text.contains("sites[0].group"));
+//! ```
+
+pub mod error;
+pub mod inventory;
+pub mod local;
+pub mod model;
+pub mod transport;
+pub mod validate;
+pub mod value;
+
+pub use error::Error;
+pub use model::Inventory;
+pub use validate::{FieldError, FieldPath, ValidationErrors};

@@ -1,0 +1,18 @@
+//! The desired state of a fleet: servers, domain groups and sites, already validated.
+//!
+//! Values of these types can only be built from validated parts (see [`crate::value`]),
+//! and an [`Inventory`] only through [`Inventory::from_toml_str`] or
+//! [`Inventory::from_node`], which cross-check references between them.
+
+mod group;
+mod inventory;
+mod server;
+mod site;
+
+pub use group::{DomainGroup, Rollout, RolloutStrategy};
+pub use inventory::Inventory;
+pub use server::{NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
+pub use site::{
+    Balance, BackendSpec, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect,
+    RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+};

@@ -1,0 +1,108 @@
+//! A managed nginx server and how to reach it.
+
+use secrecy::SecretString;
+
+use crate::value::{FilePath, Host, HostKeyPin, Identifier, Port, RemotePath, UnitName, UnixUser};
+
+/// A server rpcc deploys to.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Server {
+    /// Unique name, e.g. `edge-1`.
+    pub name: Identifier,
+    /// Address to connect to.
+    pub host: Host,
+    /// SSH port (default 22).
+    pub port: Port,
+    /// SSH user.
+    pub user: UnixUser,
+    /// The pinned host key. `None` means the server has not been enrolled yet; a
+    /// deploy refuses such a server until `rpcc enroll` records the key.
+    pub host_key: Option<HostKeyPin>,
+    /// How to authenticate.
+    pub auth: ServerAuth,
+    /// Run remote commands through `sudo -n`.
+    pub sudo: bool,
+    /// Where and how nginx runs on the server.
+    pub nginx: NginxSettings,
+}
+
+/// SSH authentication for a server. Secrets are `secrecy` types: never shown in
+/// `Debug`, errors, or serialized output.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerAuth {
+    /// A private key file (relative paths are relative to the inventory file).
+    KeyFile {
+        /// Path on the control-plane machine.
+        path: FilePath,
+        /// Passphrase of an encrypted key.
+        #[serde(skip)]
+        passphrase: Option<SecretString>,
+    },
+    /// A password (in an inventory file: a keyring envelope `rpcc:v1:…`).
+    Password(#[serde(skip)] SecretString),
+    /// Keys from the running ssh-agent (`SSH_AUTH_SOCK`).
+    Agent,
+}
+
+/// How rpcc lays out nginx configuration on a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NginxMode {
+    /// rpcc writes the main `nginx.conf` and everything it includes.
+    Owned,
+    /// The server keeps its hand-made `nginx.conf`; rpcc owns only its included directory.
+    Include,
+}
+
+/// How nginx is told to load a new configuration.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReloadMethod {
+    /// Signal the master process (`nginx -s reload` with the managed config).
+    Signal,
+    /// `systemctl reload <unit>`.
+    Systemctl(UnitName),
+    /// `service <unit> reload`.
+    Service(UnitName),
+}
+
+/// The distribution's nginx file layout (where an included directory is referenced from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NginxLayout {
+    /// Debian/Ubuntu: `sites-enabled/`.
+    Debian,
+    /// RHEL/Fedora/Alpine: `conf.d/`.
+    Rhel,
+}
+
+/// nginx on one server.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct NginxSettings {
+    /// Distribution layout.
+    pub layout: NginxLayout,
+    /// Owned or include layout.
+    pub mode: NginxMode,
+    /// nginx's configuration root (default `/etc/nginx`).
+    pub root: RemotePath,
+    /// The directory rpcc manages (generations, `current` symlink); default `<root>/rpcc`.
+    pub managed_root: RemotePath,
+    /// The nginx binary (default `/usr/sbin/nginx`).
+    pub binary: RemotePath,
+    /// How to reload.
+    pub reload: ReloadMethod,
+    /// nginx version as `(major, minor, patch)` when known (chooses e.g. the HTTP/2 syntax).
+    pub version: Option<(u16, u16, u16)>,
+}
+
+impl Server {
+    /// `user@host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}@{}", self.user, self.host.to_authority(self.port))
+    }
+}

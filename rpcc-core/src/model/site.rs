@@ -1,0 +1,309 @@
+//! A site: a domain with aliases, proxied to an upstream, with TLS and HTTP policy.
+
+use crate::value::{
+    Backend, ContentSecurityPolicy, DomainName, DurationValue, HeaderName, HeaderValue, Identifier,
+    PermissionsPolicy, Rate, RedirectUrl, RemotePath, Size, UrlPath,
+};
+
+/// One site (virtual host) served by every server of its group.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Site {
+    /// The primary name (never a wildcard).
+    pub domain: DomainName,
+    /// Other names served the same way (wildcards allowed).
+    pub aliases: Vec<DomainName>,
+    /// The group whose servers serve this site.
+    pub group: Identifier,
+    /// Where requests go. `None` only for a site that redirects everything (`redirect_to`).
+    pub upstream: Option<Upstream>,
+    /// Send every request to this URL instead of proxying.
+    pub redirect_to: Option<RedirectUrl>,
+    /// TLS policy.
+    pub tls: TlsPolicy,
+    /// Pass websocket upgrades.
+    pub websocket: bool,
+    /// Serve HTTP/2 on TLS listeners.
+    pub http2: bool,
+    /// www ↔ apex redirect.
+    pub www: WwwRedirect,
+    /// Extra locations.
+    pub locations: Vec<Location>,
+    /// Path redirects.
+    pub redirects: Vec<Redirect>,
+    /// Body size, rate and connection limits.
+    pub limits: Limits,
+    /// Proxy timeouts.
+    pub timeouts: ProxyTimeouts,
+    /// Security headers.
+    pub security: SecurityHeaders,
+    /// Extra response headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// gzip compression of text responses.
+    pub gzip: bool,
+    /// Cache lifetime for static assets (`expires`), if set.
+    pub static_cache: Option<DurationValue>,
+    /// Proxy buffering.
+    pub buffering: bool,
+    /// Path of a health endpoint answered by nginx itself.
+    pub health_path: Option<UrlPath>,
+    /// Serve a maintenance page (503) instead of proxying.
+    pub maintenance: bool,
+}
+
+impl Site {
+    /// The primary domain and all aliases.
+    pub fn names(&self) -> impl Iterator<Item = &DomainName> {
+        std::iter::once(&self.domain).chain(&self.aliases)
+    }
+}
+
+/// An upstream: one or more backends and how to balance between them.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Upstream {
+    /// Backends; never empty.
+    pub backends: Vec<BackendSpec>,
+    /// Balancing method.
+    pub balance: Balance,
+    /// Idle keepalive connections to keep per worker (0 = off).
+    pub keepalive: u32,
+    /// Default `max_fails` of each backend.
+    pub max_fails: u32,
+    /// Default `fail_timeout` of each backend.
+    pub fail_timeout: DurationValue,
+    /// Protocol to the backends.
+    pub scheme: UpstreamScheme,
+}
+
+/// One backend with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BackendSpec {
+    /// `host:port`.
+    pub address: Backend,
+    /// Weight (1-100).
+    pub weight: u32,
+    /// Only used when the others are down.
+    pub backup: bool,
+    /// Overrides the upstream's `max_fails`.
+    pub max_fails: Option<u32>,
+    /// Overrides the upstream's `fail_timeout`.
+    pub fail_timeout: Option<DurationValue>,
+}
+
+impl BackendSpec {
+    /// A backend with default parameters.
+    pub fn new(address: Backend) -> Self {
+        Self { address, weight: 1, backup: false, max_fails: None, fail_timeout: None }
+    }
+}
+
+/// Load-balancing method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Weighted round robin (nginx's default).
+    RoundRobin,
+    /// Fewest active connections.
+    LeastConn,
+    /// By client IP.
+    IpHash,
+    /// Consistent hash of a request property.
+    Hash(HashKey),
+}
+
+/// Request properties a `hash` upstream may key on (nginx variables, emitted by the
+/// renderer from this closed set, never from input text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    /// `$request_uri`
+    RequestUri,
+    /// `$remote_addr`
+    RemoteAddr,
+    /// `$host`
+    Host,
+    /// `$uri`
+    Uri,
+}
+
+/// Protocol to backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS to the backend.
+    Https,
+}
+
+/// TLS policy of a site.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct TlsPolicy {
+    /// Where the certificate comes from.
+    pub mode: TlsMode,
+    /// Redirect plain HTTP to HTTPS (except the ACME challenge path).
+    pub redirect_http: bool,
+    /// Send `Strict-Transport-Security`.
+    pub hsts: bool,
+    /// Add `preload` to HSTS.
+    pub hsts_preload: bool,
+    /// OCSP stapling (only rendered when the certificate carries an OCSP URL).
+    pub ocsp_stapling: bool,
+}
+
+impl TlsPolicy {
+    /// True unless the mode is `off`.
+    pub fn enabled(&self) -> bool {
+        !matches!(self.mode, TlsMode::Off)
+    }
+}
+
+/// Where a site's certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Issued by ACME (HTTP-01).
+    Acme,
+    /// Files already on the server.
+    Custom {
+        /// Certificate chain path on the server.
+        cert: RemotePath,
+        /// Private key path on the server.
+        key: RemotePath,
+    },
+    /// Generated self-signed certificate.
+    SelfSigned,
+    /// Plain HTTP only.
+    Off,
+}
+
+/// `www.` handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WwwRedirect {
+    /// Nothing.
+    None,
+    /// `www.example.com` → `example.com`.
+    ToApex,
+    /// `example.com` → `www.example.com`.
+    ToWww,
+}
+
+/// How a location matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationMatch {
+    /// Prefix match (`location /api/`).
+    Prefix,
+    /// Exact match (`location = /login`).
+    Exact,
+}
+
+/// An extra location with its own policy.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Location {
+    /// The path.
+    pub path: UrlPath,
+    /// Prefix or exact.
+    pub matching: LocationMatch,
+    /// Its own upstream; otherwise the site's.
+    pub upstream: Option<Upstream>,
+    /// Override websocket handling.
+    pub websocket: Option<bool>,
+    /// Rate limit for this location.
+    pub rate_limit: Option<RateLimit>,
+    /// Body size limit for this location.
+    pub body_size: Option<Size>,
+}
+
+/// A request-rate limit (`limit_req`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// The rate.
+    pub rate: Rate,
+    /// Burst size.
+    pub burst: u32,
+    /// Serve bursts without delay.
+    pub nodelay: bool,
+}
+
+/// A path redirect.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// Source path (exact match).
+    pub from: UrlPath,
+    /// Target URL.
+    pub to: RedirectUrl,
+    /// Status code.
+    pub code: RedirectCode,
+}
+
+/// Redirect status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RedirectCode {
+    /// 301 Moved Permanently
+    MovedPermanently,
+    /// 302 Found
+    Found,
+    /// 307 Temporary Redirect
+    Temporary,
+    /// 308 Permanent Redirect
+    Permanent,
+}
+
+impl RedirectCode {
+    /// The numeric status.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::MovedPermanently => 301,
+            Self::Found => 302,
+            Self::Temporary => 307,
+            Self::Permanent => 308,
+        }
+    }
+}
+
+/// Site-wide limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Limits {
+    /// `client_max_body_size`.
+    pub body_size: Size,
+    /// Site-wide request rate per client IP.
+    pub rate: Option<RateLimit>,
+    /// Concurrent connections per client IP.
+    pub connections: Option<u32>,
+}
+
+/// Proxy timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ProxyTimeouts {
+    /// `proxy_connect_timeout`
+    pub connect: DurationValue,
+    /// `proxy_read_timeout`
+    pub read: DurationValue,
+    /// `proxy_send_timeout`
+    pub send: DurationValue,
+}
+
+/// Security response headers.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SecurityHeaders {
+    /// `X-Frame-Options` (`DENY` or `SAMEORIGIN`), `None` to omit.
+    pub frame_options: Option<HeaderValue>,
+    /// `Referrer-Policy`.
+    pub referrer_policy: HeaderValue,
+    /// `Content-Security-Policy`.
+    pub csp: Option<ContentSecurityPolicy>,
+    /// `Permissions-Policy`.
+    pub permissions_policy: Option<PermissionsPolicy>,
+}

@@ -1,0 +1,28 @@
+//! # rpcc
+//!
+//! rpcc keeps a fleet of nginx reverse-proxy servers configured, deployed, certified and
+//! watched, safely. This facade re-exports the crates:
+//!
+//! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, and later
+//!   the deploy engine and keyring;
+//! - [`ssh`], [`nginx`], [`store`], [`monitor`], [`acme`], [`plugins`]: adapters, filled
+//!   in by their own issues (see each crate's documentation for its state).
+//!
+//! ```
+//! let inv = rpcc::core::Inventory::from_toml_str(r#"
+//!     [[servers]]
+//!     name = "edge-1"
+//!     host = "203.0.113.10"
+//!     user = "deploy"
+//!     auth = { agent = true }
+//! "#).unwrap();
+//! assert_eq!(inv.servers.len(), 1);
+//! ```
+
+pub use rpcc_acme as acme;
+pub use rpcc_core as core;
+pub use rpcc_monitor as monitor;
+pub use rpcc_nginx as nginx;
+pub use rpcc_ssh as ssh;
+pub use rpcc_store as store;
+pub use rpcc_wasm_plugins as plugins;
