@@ -1,1 +1,38 @@
-//! placeholder
+//! # rpcc-testkit
+//!
+//! Real servers for rpcc's tests, on loopback, started and stopped by the test itself:
+//!
+//! - [`Fleet::start`] starts `n` "servers", each a real OpenSSH `sshd` (own port, own
+//!   ed25519 host key, the fleet's client key authorized, `MaxSessions` 64) and its own
+//!   `nginx` master with a private prefix in a temp dir, so a test deploys to it as to a
+//!   real server without touching the machine's `/etc/nginx`.
+//! - [`FaultProxy`] sits between a client and a server and forwards, cuts after N
+//!   bytes, stalls or resets connections, switchable at run time.
+//!
+//! Every process is started in its own process group and killed by PID when the
+//! [`Fleet`] drops (also when a test panics). Processes left by a test binary that was
+//! killed outright are swept by the next [`Fleet::start`].
+//!
+//! Sessions log in as the user `rpcc-test` (a plain `/bin/sh` login shell, created by
+//! `scripts/setup-host`), so remote commands do not pay for an interactive shell's
+//! start-up; set `RPCC_TESTKIT_USER` to choose another, and without either the kit falls
+//! back to the current user.
+//!
+//! ```no_run
+//! let fleet = rpcc_testkit::Fleet::start(2).unwrap();
+//! for server in fleet.servers() {
+//!     let out = fleet.ssh(server).args(server.nginx_test_argv()).output().unwrap();
+//!     assert!(out.status.success());
+//! }
+//! ```
+
+mod error;
+mod fleet;
+mod process;
+mod proxy;
+mod user;
+
+pub use error::KitError;
+pub use fleet::{Fleet, TestServer};
+pub use proxy::{FaultMode, FaultProxy};
+pub use user::TestUser;
