@@ -57,7 +57,10 @@ impl RemotePath {
                 describe_char(c)
             )));
         }
-        let trimmed = if input.len() > 1 { input.trim_end_matches('/') } else { input };
+        let trimmed = match input.trim_end_matches('/') {
+            "" => "/",
+            t => t,
+        };
         if trimmed.len() > 1 && trimmed[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") {
             return Err(ValueError::new("has an empty, '.' or '..' segment"));
         }

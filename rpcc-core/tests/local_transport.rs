@@ -1,0 +1,80 @@
+//! `LocalTransport` runs real processes: output, exit codes, stdin, output caps,
+//! timeouts that kill the command, and atomic uploads.
+
+use std::time::{Duration, Instant};
+
+use rpcc_core::local::LocalTransport;
+use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport, TransportError};
+use rpcc_core::value::RemotePath;
+
+fn req(program: &str, args: &[&str]) -> ExecRequest {
+    ExecRequest::new(Argv::new(program, args.iter().copied()).expect("argv"))
+}
+
+#[tokio::test]
+async fn runs_argv_without_a_shell() -> anyhow::Result<()> {
+    let t = LocalTransport::new();
+    // Shell metacharacters arrive as literal arguments.
+    let out = t.exec(req("printf", &["%s|", "a b", "$(id)", "`x`", "'q'", ";"])).await?;
+    assert!(out.success());
+    assert_eq!(String::from_utf8(out.stdout)?, "a b|$(id)|`x`|'q'|;|");
+    let fail = t.exec(req("sh", &["-c", "echo oops >&2; exit 3"])).await?;
+    assert_eq!(fail.status, ExitStatus::Code(3));
+    assert_eq!(String::from_utf8(fail.stderr)?, "oops\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn feeds_stdin_and_caps_output() -> anyhow::Result<()> {
+    let t = LocalTransport::new();
+    let out = t.exec(req("cat", &[]).stdin(b"hello".to_vec())).await?;
+    assert_eq!(out.stdout, b"hello");
+    let mut big = req("head", &["-c", "100000", "/dev/zero"]);
+    big.output_limit = 1000;
+    let out = t.exec(big).await?;
+    assert_eq!(out.stdout.len(), 1000);
+    assert!(out.truncated);
+    Ok(())
+}
+
+#[tokio::test]
+async fn timeout_kills_the_command() -> anyhow::Result<()> {
+    let t = LocalTransport::new();
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("survived");
+    let script = format!("sleep 2; touch {}", marker.display());
+    let started = Instant::now();
+    let err = t.exec(req("sh", &["-c", &script]).timeout(Duration::from_millis(200))).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!marker.exists(), "the timed-out command kept running");
+    Ok(())
+}
+
+#[tokio::test]
+async fn upload_replaces_atomically_with_mode() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let t = LocalTransport::new();
+    let dir = tempfile::tempdir()?;
+    let path = RemotePath::parse(&format!("{}/site.conf", dir.path().display()))?;
+    t.upload(&path, b"first", 0o640).await?;
+    t.upload(&path, b"second", 0o600).await?;
+    assert_eq!(std::fs::read(path.as_str())?, b"second");
+    assert_eq!(std::fs::metadata(path.as_str())?.permissions().mode() & 0o777, 0o600);
+    // No temporary files are left behind.
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+    let missing = RemotePath::parse(&format!("{}/no-such-dir/x", dir.path().display()))?;
+    assert!(matches!(t.upload(&missing, b"x", 0o600).await, Err(TransportError::Io { .. })));
+    Ok(())
+}
+
+#[test]
+fn argv_refuses_nul_and_newline_programs() {
+    assert!(Argv::new("", Vec::<String>::new()).is_err());
+    assert!(Argv::new("nginx\n-s", Vec::<String>::new()).is_err());
+    assert!(Argv::new("nginx", ["a\0b"]).is_err());
+    let ok = Argv::new("nginx", ["-t", "line\nbreak"]).expect("arguments may hold newlines; transports quote them");
+    assert_eq!(ok.args().len(), 2);
+}
