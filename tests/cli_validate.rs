@@ -32,7 +32,10 @@ fn example_inventory_is_valid() {
 fn every_error_is_printed_with_file_line_column_and_path() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("bad.toml");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("rpcc-core/tests/bad-inventories/many-errors-at-once.toml"), &file)?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rpcc-core/tests/bad-inventories/many-errors-at-once.toml"),
+        &file,
+    )?;
     let before = std::fs::read(&file)?;
     let out = rpcc(&["validate", file.to_str().unwrap_or_default()]);
     assert_eq!(out.status.code(), Some(1));
@@ -46,7 +49,10 @@ fn every_error_is_printed_with_file_line_column_and_path() -> anyhow::Result<()>
         "sites[1].group",
         "sites[1].upstream.balance",
     ] {
-        let line = stderr.lines().find(|l| l.contains(&format!(": {path}: "))).unwrap_or_else(|| panic!("{path} missing:\n{stderr}"));
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!(": {path}: ")))
+            .unwrap_or_else(|| panic!("{path} missing:\n{stderr}"));
         // file:line:column: path: message
         let loc = line.strip_prefix(&format!("{}:", file.display())).expect("file prefix");
         let mut parts = loc.splitn(3, ':');
@@ -78,7 +84,11 @@ fn unreadable_file_exits_2_and_syntax_error_exits_1() -> anyhow::Result<()> {
     let out = rpcc(&["validate", file.to_str().unwrap_or_default()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("TOML syntax error"), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&format!("{}:4:1", file.display())) || text(&out.stderr).contains(":3:"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:4:1", file.display())) || text(&out.stderr).contains(":3:"),
+        "{}",
+        text(&out.stderr)
+    );
     Ok(())
 }
 
@@ -99,7 +109,10 @@ fn secrets_do_not_reach_any_output() -> anyhow::Result<()> {
         full.insert(if args[0] == "-vvv" { 2 } else { 1 }, file.to_str().unwrap_or_default());
         let out = rpcc(&full);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(!text(&out.stdout).contains(canary) && !text(&out.stderr).contains(canary), "{args:?} leaked the secret");
+        assert!(
+            !text(&out.stdout).contains(canary) && !text(&out.stderr).contains(canary),
+            "{args:?} leaked the secret"
+        );
     }
     Ok(())
 }

@@ -98,13 +98,19 @@ impl Transport for LocalTransport {
             }
             Ok(Err(e)) => Err(Self::io(e)),
             // Dropping the future drops the child, which kills it (kill_on_drop).
-            Err(_) => Err(TransportError::Timeout { target: "local".into(), what: format!("command {:?}", req.argv.program()), after: req.timeout }),
+            Err(_) => Err(TransportError::Timeout {
+                target: "local".into(),
+                what: format!("command {:?}", req.argv.program()),
+                after: req.timeout,
+            }),
         }
     }
 
     async fn upload(&self, path: &RemotePath, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
         let target = std::path::Path::new(path.as_str());
-        let dir = target.parent().ok_or_else(|| TransportError::InvalidCommand { reason: "upload path has no parent".into() })?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| TransportError::InvalidCommand { reason: "upload path has no parent".into() })?;
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let tmp = dir.join(format!(".{name}.rpcc-tmp-{}", std::process::id()));
         let result = async {

@@ -30,7 +30,9 @@ impl Argv {
         S: Into<String>,
     {
         if program.is_empty() || program.contains(['\0', '\n', '\r']) {
-            return Err(TransportError::InvalidCommand { reason: "the program name is empty or holds NUL or a newline".into() });
+            return Err(TransportError::InvalidCommand {
+                reason: "the program name is empty or holds NUL or a newline".into(),
+            });
         }
         let mut v = vec![program.to_owned()];
         for a in args {

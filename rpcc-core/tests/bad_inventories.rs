@@ -207,7 +207,9 @@ fn out_of_range_numbers_are_rejected_at_their_path() {
 
 #[test]
 fn syntax_errors_carry_line_and_column() {
-    let Err(Error::Syntax { location: Some(loc), .. }) = Inventory::from_toml_str("[[servers]]\nname = \"a\"\nhost = \n") else {
+    let Err(Error::Syntax { location: Some(loc), .. }) =
+        Inventory::from_toml_str("[[servers]]\nname = \"a\"\nhost = \n")
+    else {
         panic!("expected a syntax error with a location")
     };
     assert_eq!(loc.line, 3);
@@ -215,7 +217,10 @@ fn syntax_errors_carry_line_and_column() {
 
 #[test]
 fn every_error_has_a_line_when_input_is_toml() {
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inventories/many-errors-at-once.toml")).expect("read");
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inventories/many-errors-at-once.toml"),
+    )
+    .expect("read");
     let Err(Error::Invalid(errors)) = Inventory::from_toml_str(&source) else { panic!("must fail") };
     assert_eq!(errors.len(), 7);
     for e in errors.errors() {

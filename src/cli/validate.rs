@@ -53,7 +53,8 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
     // Write failures (e.g. a closed pipe) are ignored: the exit code still tells.
     match result {
         Ok(inv) => {
-            let summary = Summary { valid: true, servers: inv.servers.len(), groups: inv.groups.len(), sites: inv.sites.len() };
+            let summary =
+                Summary { valid: true, servers: inv.servers.len(), groups: inv.groups.len(), sites: inv.sites.len() };
             if args.json {
                 let _ = writeln!(out, "{}", serde_json::to_string(&summary).unwrap_or_default());
             } else {
@@ -72,7 +73,11 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
         Err(Error::Syntax { message, location }) => {
             let (line, column) = location.map_or((None, None), |l| (Some(l.line), Some(l.column)));
             if args.json {
-                let f = Failure { valid: false, kind: "syntax", errors: vec![JsonError { path: "(root)", message: &message, line, column }] };
+                let f = Failure {
+                    valid: false,
+                    kind: "syntax",
+                    errors: vec![JsonError { path: "(root)", message: &message, line, column }],
+                };
                 let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
             } else {
                 let at = location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default();

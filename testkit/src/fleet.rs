@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::KitError;
 use crate::process::{ManagedProcess, fleet_dir, sweep_orphans};
 use crate::user::{TestUser, current_uid};
-use crate::KitError;
 
 const SSHD: &str = "/usr/sbin/sshd";
 const NGINX: &str = "/usr/sbin/nginx";
@@ -136,9 +136,14 @@ pub struct Fleet {
 impl Fleet {
     /// Start `n` servers. Fails with a clear error if sshd or nginx is missing.
     pub fn start(n: usize) -> Result<Self, KitError> {
-        for (program, package) in [(SSHD, "openssh-server"), (NGINX, "nginx-light"), ("/usr/bin/ssh-keygen", "openssh-client")] {
+        for (program, package) in
+            [(SSHD, "openssh-server"), (NGINX, "nginx-light"), ("/usr/bin/ssh-keygen", "openssh-client")]
+        {
             if !Path::new(program).exists() {
-                return Err(KitError::Missing { program: program.into(), hint: format!("apt-get install {package}, or run scripts/setup-host") });
+                return Err(KitError::Missing {
+                    program: program.into(),
+                    hint: format!("apt-get install {package}, or run scripts/setup-host"),
+                });
             }
         }
         sweep_orphans();
@@ -279,7 +284,13 @@ fn chown_tree(path: &Path, user: &TestUser) -> Result<(), KitError> {
     Ok(())
 }
 
-fn start_server(name: &str, fleet: &Path, user: &TestUser, authorized: &Path, as_root: bool) -> Result<TestServer, KitError> {
+fn start_server(
+    name: &str,
+    fleet: &Path,
+    user: &TestUser,
+    authorized: &Path,
+    as_root: bool,
+) -> Result<TestServer, KitError> {
     let dir = fleet.join(name);
     std::fs::create_dir_all(&dir)?;
     let host_key = dir.join("ssh_host_ed25519_key");
@@ -351,7 +362,13 @@ fn start_processes(
     )?;
     let sshd_log = dir.join("sshd.log");
     let mut cmd = Command::new(SSHD);
-    cmd.args(["-D", "-f"]).arg(&sshd_config).arg("-E").arg(&sshd_log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["-D", "-f"])
+        .arg(&sshd_config)
+        .arg("-E")
+        .arg(&sshd_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut sshd = ManagedProcess::spawn(cmd, &format!("{name} sshd"), fleet)?;
 
     let p = prefix.display();
@@ -404,7 +421,10 @@ fn wait_ready(proc: &mut ManagedProcess, port: u16, what: &str, log: &Path) -> R
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(KitError::Start { what: what.into(), detail: format!("port {port} not listening after {READY_TIMEOUT:?}") });
+            return Err(KitError::Start {
+                what: what.into(),
+                detail: format!("port {port} not listening after {READY_TIMEOUT:?}"),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

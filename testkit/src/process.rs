@@ -88,12 +88,17 @@ pub(crate) fn sweep_orphans() {
         if !is_fleet {
             continue;
         }
-        let owner: Option<u32> = std::fs::read_to_string(dir.join("owner.pid")).ok().and_then(|s| s.trim().parse().ok());
+        let owner: Option<u32> =
+            std::fs::read_to_string(dir.join("owner.pid")).ok().and_then(|s| s.trim().parse().ok());
         let Some(owner) = owner else { continue };
         if Path::new(&format!("/proc/{owner}")).exists() {
             continue;
         }
-        for pid in std::fs::read_to_string(dir.join("pids")).unwrap_or_default().lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+        for pid in std::fs::read_to_string(dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok())
+        {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let needle = dir.to_string_lossy();
             if String::from_utf8_lossy(&cmdline).contains(needle.as_ref()) {

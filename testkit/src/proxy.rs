@@ -1,8 +1,8 @@
 //! A TCP proxy that injects faults: forward, cut after N bytes, stall, reset.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +39,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<FaultMode>,
     stats: Arc<Stats>,
-    shutdown: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -64,7 +64,7 @@ impl FaultProxy {
             });
             // Dropping the runtime here cancels every connection task.
         })?;
-        Ok(Self { addr, mode: mode_tx, stats, shutdown: Arc::new(Mutex::new(Some(stop_tx))), thread: Some(thread) })
+        Ok(Self { addr, mode: mode_tx, stats, shutdown: Some(stop_tx), thread: Some(thread) })
     }
 
     /// The proxy's listening address.
@@ -95,10 +95,8 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        if let Ok(mut guard) = self.shutdown.lock() {
-            if let Some(tx) = guard.take() {
-                let _ = tx.send(());
-            }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -185,9 +183,11 @@ async fn connection(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
     }
 }
 
-fn reset(client: Result<TcpStream, tokio::net::tcp::ReuniteError>, server: Result<TcpStream, tokio::net::tcp::ReuniteError>) {
+fn reset(
+    client: Result<TcpStream, tokio::net::tcp::ReuniteError>,
+    server: Result<TcpStream, tokio::net::tcp::ReuniteError>,
+) {
     for s in [client, server].into_iter().flatten() {
         let _ = s.set_zero_linger();
     }
 }
-

@@ -31,7 +31,10 @@ impl TestUser {
             return Ok(user);
         }
         let uid = current_uid()?;
-        Self::by_uid(uid)?.ok_or_else(|| KitError::Missing { program: format!("passwd entry for uid {uid}"), hint: "cannot find the current user".into() })
+        Self::by_uid(uid)?.ok_or_else(|| KitError::Missing {
+            program: format!("passwd entry for uid {uid}"),
+            hint: "cannot find the current user".into(),
+        })
     }
 
     /// Look a user up by name.
@@ -53,7 +56,12 @@ fn read_passwd() -> Result<Vec<TestUser>, KitError> {
             if f.len() < 7 {
                 return None;
             }
-            Some(TestUser { name: f[0].to_owned(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, shell: f[6].to_owned() })
+            Some(TestUser {
+                name: f[0].to_owned(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                shell: f[6].to_owned(),
+            })
         })
         .collect())
 }
@@ -66,5 +74,8 @@ pub(crate) fn current_uid() -> Result<u32, KitError> {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| KitError::Missing { program: "/proc/self/status".into(), hint: "cannot read the current uid".into() })
+        .ok_or_else(|| KitError::Missing {
+            program: "/proc/self/status".into(),
+            hint: "cannot read the current uid".into(),
+        })
 }

@@ -9,7 +9,7 @@ use rpcc_testkit::{FaultMode, FaultProxy, Fleet};
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; read its state.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
 
@@ -66,7 +66,10 @@ fn a_wrong_host_key_is_refused_by_the_openssh_client() -> anyhow::Result<()> {
     let out = fleet.ssh_via(a, b.ssh_port()).arg("true").output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("HOST IDENTIFICATION HAS CHANGED") || stderr.contains("Host key verification failed"), "{stderr}");
+    assert!(
+        stderr.contains("HOST IDENTIFICATION HAS CHANGED") || stderr.contains("Host key verification failed"),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -59,7 +59,11 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
         match str_field(s, "name").map(Identifier::parse) {
             Some(Ok(name)) => {
                 if let Some(first) = server_names.get(name.as_str()) {
-                    d.error(&path.field("name"), field(s, "name"), format!("\"{name}\" is already the name of servers[{first}]"));
+                    d.error(
+                        &path.field("name"),
+                        field(s, "name"),
+                        format!("\"{name}\" is already the name of servers[{first}]"),
+                    );
                 } else {
                     server_names.insert(name.as_str().to_owned(), i);
                 }
@@ -75,7 +79,11 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
         if let (Some(host), Some(port)) = (host, port) {
             let endpoint = host.to_authority(port);
             if let Some(first) = endpoints.get(&endpoint) {
-                d.error(&path.field("host"), field(s, "host"), format!("\"{endpoint}\" is already used by servers[{first}]; each server needs its own host:port"));
+                d.error(
+                    &path.field("host"),
+                    field(s, "host"),
+                    format!("\"{endpoint}\" is already used by servers[{first}]; each server needs its own host:port"),
+                );
             } else {
                 endpoints.insert(endpoint, i);
             }
@@ -93,7 +101,11 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
         match str_field(g, "name").map(Identifier::parse) {
             Some(Ok(name)) => {
                 if let Some((first, _)) = groups.get(name.as_str()) {
-                    d.error(&path.field("name"), field(g, "name"), format!("\"{name}\" is already the name of groups[{first}]"));
+                    d.error(
+                        &path.field("name"),
+                        field(g, "name"),
+                        format!("\"{name}\" is already the name of groups[{first}]"),
+                    );
                 } else {
                     groups.insert(name.as_str().to_owned(), (i, empty));
                 }
@@ -108,7 +120,8 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
             let at = field(g, "servers");
             if members[..j].contains(&Some(member)) {
                 d.error(&path.field("servers").index(j), at, format!("\"{member}\" is listed twice"));
-            } else if !server_names.contains_key(*member) && !unparsed_server_name && Identifier::parse(member).is_ok() {
+            } else if !server_names.contains_key(*member) && !unparsed_server_name && Identifier::parse(member).is_ok()
+            {
                 d.error(&path.field("servers").index(j), at, unknown("server", member, &known_servers));
             }
         }
@@ -121,15 +134,22 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
         let path = all.field("sites").index(i);
         if let Some(group) = str_field(site, "group").filter(|g| Identifier::parse(g).is_ok()) {
             match groups.get(group) {
-                Some((_, true)) => d.error(&path.field("group"), field(site, "group"), format!("\"{group}\" has no servers, so this site would be served by none")),
+                Some((_, true)) => d.error(
+                    &path.field("group"),
+                    field(site, "group"),
+                    format!("\"{group}\" has no servers, so this site would be served by none"),
+                ),
                 Some((_, false)) => {}
-                None if !unparsed_group_name => d.error(&path.field("group"), field(site, "group"), unknown("group", group, &known_groups)),
+                None if !unparsed_group_name => {
+                    d.error(&path.field("group"), field(site, "group"), unknown("group", group, &known_groups))
+                }
                 None => {}
             }
         }
         let domain = (path.field("domain"), field(site, "domain"), str_field(site, "domain"));
         let aliases = strings(field(site, "aliases"));
-        let alias_items = aliases.iter().enumerate().map(|(j, a)| (path.field("aliases").index(j), field(site, "aliases"), *a));
+        let alias_items =
+            aliases.iter().enumerate().map(|(j, a)| (path.field("aliases").index(j), field(site, "aliases"), *a));
         let mut own: Vec<String> = Vec::new();
         for (fpath, at, raw) in std::iter::once(domain).chain(alias_items) {
             let Some(name) = raw.and_then(|r| DomainName::parse(r).ok()) else { continue };
@@ -140,7 +160,11 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
             }
             own.push(key.clone());
             match names.get(&key) {
-                Some(other) => d.error(&fpath, at, format!("\"{name}\" is already served by sites[{other}]; a name belongs to one site")),
+                Some(other) => d.error(
+                    &fpath,
+                    at,
+                    format!("\"{name}\" is already served by sites[{other}]; a name belongs to one site"),
+                ),
                 None => {
                     names.insert(key, i);
                 }

@@ -21,10 +21,6 @@ impl<'s> Decoder<'s> {
         self.errors
     }
 
-    pub(crate) fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     fn location(&self, span: Option<&std::ops::Range<usize>>) -> Option<Location> {
         match (self.source, span) {
             (Some(src), Some(span)) => Some(Location::of_offset(src, span.start)),
@@ -45,9 +41,16 @@ impl<'s> Decoder<'s> {
     }
 
     /// Open `node` as a table with the given known keys.
-    pub(crate) fn table<'n>(&mut self, node: &'n Node, path: &FieldPath, known: &'static [&'static str]) -> Option<Table<'n>> {
+    pub(crate) fn table<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &FieldPath,
+        known: &'static [&'static str],
+    ) -> Option<Table<'n>> {
         match &node.kind {
-            NodeKind::Table(entries) => Some(Table { entries, used: vec![false; entries.len()], path: path.clone(), known, node }),
+            NodeKind::Table(entries) => {
+                Some(Table { entries, used: vec![false; entries.len()], path: path.clone(), known, node })
+            }
             _ => {
                 self.error(path, Some(node), format!("expected a table, found {}", node.type_name()));
                 None
@@ -67,7 +70,12 @@ impl<'s> Decoder<'s> {
     }
 
     /// Read a string and parse it into a validated value.
-    pub(crate) fn parse<T>(&mut self, node: &Node, path: &FieldPath, parse: impl FnOnce(&str) -> Result<T, ValueError>) -> Option<T> {
+    pub(crate) fn parse<T>(
+        &mut self,
+        node: &Node,
+        path: &FieldPath,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
         let s = self.string(node, path)?;
         match parse(s) {
             Ok(v) => Some(v),
@@ -117,7 +125,11 @@ impl<'s> Decoder<'s> {
                 None
             }
             _ => {
-                self.error(path, Some(node), format!("expected an integer ({what}, {min}-{max}), found {}", node.type_name()));
+                self.error(
+                    path,
+                    Some(node),
+                    format!("expected an integer ({what}, {min}-{max}), found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -204,7 +216,11 @@ impl<'n> Table<'n> {
                 Some(m) => format!("; did you mean `{m}`?"),
                 None => format!("; known fields here: {}", self.known.join(", ")),
             };
-            d.error_at(&self.path.field(&entry.key), entry.key_span.as_ref().or(entry.value.span.as_ref()), format!("unknown field{hint}"));
+            d.error_at(
+                &self.path.field(&entry.key),
+                entry.key_span.as_ref().or(entry.value.span.as_ref()),
+                format!("unknown field{hint}"),
+            );
         }
     }
 }

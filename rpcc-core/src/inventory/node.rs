@@ -67,10 +67,8 @@ impl Node {
 
     /// Parse TOML text into a spanned tree. Syntax errors carry their location.
     pub fn from_toml(source: &str) -> Result<Node, TomlSyntaxError> {
-        let doc = toml::de::DeTable::parse(source).map_err(|e| TomlSyntaxError {
-            message: e.message().trim().to_owned(),
-            span: e.span(),
-        })?;
+        let doc = toml::de::DeTable::parse(source)
+            .map_err(|e| TomlSyntaxError { message: e.message().trim().to_owned(), span: e.span() })?;
         let span = doc.span();
         Ok(Node { kind: NodeKind::Table(convert_table(doc.into_inner())), span: Some(span) })
     }
@@ -100,9 +98,7 @@ fn convert_value(v: toml::Spanned<toml::de::DeValue<'_>>) -> Node {
     let span = Some(v.span());
     let kind = match v.into_inner() {
         DeValue::String(s) => NodeKind::String(s.into_owned()),
-        DeValue::Integer(i) => {
-            NodeKind::Integer(i128::from_str_radix(i.as_str(), i.radix()).unwrap_or(i128::MAX))
-        }
+        DeValue::Integer(i) => NodeKind::Integer(i128::from_str_radix(i.as_str(), i.radix()).unwrap_or(i128::MAX)),
         DeValue::Float(f) => NodeKind::Float(f.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => NodeKind::Bool(b),
         DeValue::Datetime(d) => NodeKind::Datetime(d.to_string()),

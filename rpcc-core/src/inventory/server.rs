@@ -4,7 +4,9 @@ use std::num::NonZeroU32;
 
 use super::decoder::Decoder;
 use super::node::Node;
-use crate::model::{DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth};
+use crate::model::{
+    DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth,
+};
 use crate::validate::FieldPath;
 use crate::value::{FilePath, Host, HostKeyPin, Identifier, Port, RemotePath, UnitName, UnixUser, ValueError};
 
@@ -27,7 +29,8 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
         Some((n, p)) => d.parse(n, &p, HostKeyPin::parse).map(Some),
         None => Some(None),
     };
-    let auth = t.require(d, "auth", "auth = { key_file = … } or { password = … } or { agent = true }")
+    let auth = t
+        .require(d, "auth", "auth = { key_file = … } or { password = … } or { agent = true }")
         .and_then(|(n, p)| decode_auth(d, n, &p));
     let sudo = t.get("sudo").map_or(Some(false), |(n, p)| d.bool(n, &p));
     let nginx = match t.get("nginx") {
@@ -35,7 +38,16 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
         None => default_nginx(),
     };
     t.finish(d);
-    Some(Server { name: name?, host: host?, port: port?, user: user?, host_key: host_key?, auth: auth?, sudo: sudo?, nginx: nginx? })
+    Some(Server {
+        name: name?,
+        host: host?,
+        port: port?,
+        user: user?,
+        host_key: host_key?,
+        auth: auth?,
+        sudo: sudo?,
+        nginx: nginx?,
+    })
 }
 
 fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<ServerAuth> {
@@ -51,7 +63,9 @@ fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ser
             d.error(path, Some(node), "sets more than one of key_file, password, agent; choose one");
             None
         }
-        (Some(key), None, None) => Some(ServerAuth::KeyFile { path: key?, passphrase: passphrase.and_then(|(s, _)| s) }),
+        (Some(key), None, None) => {
+            Some(ServerAuth::KeyFile { path: key?, passphrase: passphrase.and_then(|(s, _)| s) })
+        }
         (None, Some(pw), None) => Some(ServerAuth::Password(pw?)),
         (None, None, Some((Some(true), _))) => Some(ServerAuth::Agent),
         (None, None, Some((Some(false), p))) => {
@@ -164,11 +178,13 @@ fn decode_rollout(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<
         d.int(n, p, 1, max, what).and_then(|v| u32::try_from(v).ok()).and_then(NonZeroU32::new)
     };
     let batch = t.get("batch").map_or(Some(def.batch), |(n, p)| nonzero(d, n, &p, 10_000, "a batch size"));
-    let concurrency = t.get("concurrency").map_or(Some(def.concurrency), |(n, p)| nonzero(d, n, &p, 1024, "a concurrency"));
+    let concurrency =
+        t.get("concurrency").map_or(Some(def.concurrency), |(n, p)| nonzero(d, n, &p, 1024, "a concurrency"));
     let max_failed = t.get("max_failed").map_or(Some(def.max_failed), |(n, p)| {
         d.int(n, &p, 0, 100_000, "a failure budget").and_then(|v| u32::try_from(v).ok())
     });
-    let rollback_on_failure = t.get("rollback_on_failure").map_or(Some(def.rollback_on_failure), |(n, p)| d.bool(n, &p));
+    let rollback_on_failure =
+        t.get("rollback_on_failure").map_or(Some(def.rollback_on_failure), |(n, p)| d.bool(n, &p));
     t.finish(d);
     Some(Rollout {
         strategy: strategy?,

@@ -3,7 +3,7 @@
 use super::decoder::Decoder;
 use super::node::{Node, NodeKind};
 use crate::model::{
-    Balance, BackendSpec, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
+    BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
     SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
 };
 use crate::validate::FieldPath;
@@ -13,11 +13,29 @@ use crate::value::{
 };
 
 const SITE_FIELDS: &[&str] = &[
-    "domain", "aliases", "group", "upstream", "redirect_to", "tls", "websocket", "http2", "www", "locations",
-    "redirects", "limits", "timeouts", "security", "headers", "gzip", "static_cache", "buffering", "health_path",
+    "domain",
+    "aliases",
+    "group",
+    "upstream",
+    "redirect_to",
+    "tls",
+    "websocket",
+    "http2",
+    "www",
+    "locations",
+    "redirects",
+    "limits",
+    "timeouts",
+    "security",
+    "headers",
+    "gzip",
+    "static_cache",
+    "buffering",
+    "health_path",
     "maintenance",
 ];
-const UPSTREAM_FIELDS: &[&str] = &["backends", "balance", "hash_key", "keepalive", "max_fails", "fail_timeout", "scheme"];
+const UPSTREAM_FIELDS: &[&str] =
+    &["backends", "balance", "hash_key", "keepalive", "max_fails", "fail_timeout", "scheme"];
 const BACKEND_FIELDS: &[&str] = &["address", "weight", "backup", "max_fails", "fail_timeout"];
 const TLS_FIELDS: &[&str] = &["mode", "cert", "key", "redirect_http", "hsts", "hsts_preload", "ocsp_stapling"];
 const LOCATION_FIELDS: &[&str] = &["path", "match", "upstream", "websocket", "rate_limit", "body_size"];
@@ -46,13 +64,19 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
     let domain = t.require(d, "domain", "the site's domain name").and_then(|(n, p)| {
         let v = d.parse(n, &p, DomainName::parse)?;
         if v.is_wildcard() {
-            d.error(&p, Some(n), format!("\"{v}\" is a wildcard; the primary domain must be a plain name (put wildcards in aliases)"));
+            d.error(
+                &p,
+                Some(n),
+                format!("\"{v}\" is a wildcard; the primary domain must be a plain name (put wildcards in aliases)"),
+            );
             return None;
         }
         Some(v)
     });
     let aliases = opt!(t, d, "aliases", Vec::new(), |n, p| d.array(n, &p, |d, n, p| d.parse(n, p, DomainName::parse)));
-    let group = t.require(d, "group", "the name of the group that serves this site").and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
+    let group = t
+        .require(d, "group", "the name of the group that serves this site")
+        .and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
     let upstream = match t.get("upstream") {
         Some((n, p)) => decode_upstream(d, n, &p).map(Some),
         None => Some(None),
@@ -62,10 +86,18 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         None => Some(None),
     };
     if !t.has("upstream") && !t.has("redirect_to") {
-        d.error(&path.field("upstream"), Some(node), "is missing; a site needs upstream = { backends = [\"host:port\"] } or redirect_to = \"https://…\"");
+        d.error(
+            &path.field("upstream"),
+            Some(node),
+            "is missing; a site needs upstream = { backends = [\"host:port\"] } or redirect_to = \"https://…\"",
+        );
     }
     if t.has("upstream") && t.has("redirect_to") {
-        d.error(&path.field("redirect_to"), Some(node), "cannot be combined with upstream; a site either proxies or redirects");
+        d.error(
+            &path.field("redirect_to"),
+            Some(node),
+            "cannot be combined with upstream; a site either proxies or redirects",
+        );
     }
     let tls = match t.get("tls") {
         Some((n, p)) => decode_tls(d, n, &p),
@@ -135,12 +167,24 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
 /// Rules that involve several fields of one site.
 fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
     if site.www != WwwRedirect::None && site.domain.as_str().starts_with("www.") {
-        d.error(&path.field("www"), Some(node), "needs the apex name as the site's domain (e.g. example.com, not www.example.com)");
+        d.error(
+            &path.field("www"),
+            Some(node),
+            "needs the apex name as the site's domain (e.g. example.com, not www.example.com)",
+        );
     }
     if !site.tls.enabled() {
-        for (flag, set) in [("hsts", site.tls.hsts), ("hsts_preload", site.tls.hsts_preload), ("ocsp_stapling", site.tls.ocsp_stapling)] {
+        for (flag, set) in [
+            ("hsts", site.tls.hsts),
+            ("hsts_preload", site.tls.hsts_preload),
+            ("ocsp_stapling", site.tls.ocsp_stapling),
+        ] {
             if set {
-                d.error(&path.field("tls").field(flag), Some(node), "needs TLS; it cannot be set with tls.mode = \"off\"");
+                d.error(
+                    &path.field("tls").field(flag),
+                    Some(node),
+                    "needs TLS; it cannot be set with tls.mode = \"off\"",
+                );
             }
         }
     }
@@ -148,18 +192,30 @@ fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
     for (i, loc) in site.locations.iter().enumerate() {
         let key = (loc.path.as_str(), loc.matching);
         if seen.contains(&key) {
-            d.error(&path.field("locations").index(i).field("path"), Some(node), format!("\"{}\" is defined twice", loc.path));
+            d.error(
+                &path.field("locations").index(i).field("path"),
+                Some(node),
+                format!("\"{}\" is defined twice", loc.path),
+            );
         }
         seen.push(key);
     }
     for (i, r) in site.redirects.iter().enumerate() {
         if site.redirects[..i].iter().any(|o| o.from == r.from) {
-            d.error(&path.field("redirects").index(i).field("from"), Some(node), format!("\"{}\" is redirected twice", r.from));
+            d.error(
+                &path.field("redirects").index(i).field("from"),
+                Some(node),
+                format!("\"{}\" is redirected twice", r.from),
+            );
         }
     }
     for (i, (name, _)) in site.headers.iter().enumerate() {
         if site.headers[..i].iter().any(|(o, _)| o.as_str().eq_ignore_ascii_case(name.as_str())) {
-            d.error(&path.field("headers").field(name.as_str()), Some(node), "is set twice (header names are case-insensitive)");
+            d.error(
+                &path.field("headers").field(name.as_str()),
+                Some(node),
+                "is set twice (header names are case-insensitive)",
+            );
         }
     }
 }
@@ -189,20 +245,40 @@ fn decode_upstream(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
     ));
     let hash_key = match t.get("hash_key") {
         Some((n, p)) => d
-            .choice(n, &p, &[("request_uri", HashKey::RequestUri), ("remote_addr", HashKey::RemoteAddr), ("host", HashKey::Host), ("uri", HashKey::Uri)])
+            .choice(
+                n,
+                &p,
+                &[
+                    ("request_uri", HashKey::RequestUri),
+                    ("remote_addr", HashKey::RemoteAddr),
+                    ("host", HashKey::Host),
+                    ("uri", HashKey::Uri),
+                ],
+            )
             .map(Some),
         None => Some(None),
     };
-    let keepalive = opt!(t, d, "keepalive", 16, |n, p| d.int(n, &p, 0, 10_000, "a keepalive pool size").and_then(|v| u32::try_from(v).ok()));
-    let max_fails = opt!(t, d, "max_fails", 3, |n, p| d.int(n, &p, 0, 1000, "a failure count").and_then(|v| u32::try_from(v).ok()));
+    let keepalive = opt!(t, d, "keepalive", 16, |n, p| d
+        .int(n, &p, 0, 10_000, "a keepalive pool size")
+        .and_then(|v| u32::try_from(v).ok()));
+    let max_fails =
+        opt!(t, d, "max_fails", 3, |n, p| d.int(n, &p, 0, 1000, "a failure count").and_then(|v| u32::try_from(v).ok()));
     let fail_timeout = opt!(t, d, "fail_timeout", dur(10), |n, p| d.parse(n, &p, DurationValue::parse));
-    let scheme = opt!(t, d, "scheme", UpstreamScheme::Http, |n, p| d.choice(n, &p, &[("http", UpstreamScheme::Http), ("https", UpstreamScheme::Https)]));
+    let scheme = opt!(t, d, "scheme", UpstreamScheme::Http, |n, p| d.choice(
+        n,
+        &p,
+        &[("http", UpstreamScheme::Http), ("https", UpstreamScheme::Https)]
+    ));
     t.finish(d);
 
     let balance = match (balance_kind?, hash_key?) {
         ("hash", Some(k)) => Balance::Hash(k),
         ("hash", None) => {
-            d.error(&path.field("hash_key"), Some(node), "is missing; balance = \"hash\" needs hash_key (request_uri, remote_addr, host or uri)");
+            d.error(
+                &path.field("hash_key"),
+                Some(node),
+                "is missing; balance = \"hash\" needs hash_key (request_uri, remote_addr, host or uri)",
+            );
             return None;
         }
         (_, Some(_)) => {
@@ -214,13 +290,24 @@ fn decode_upstream(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
         _ => Balance::RoundRobin,
     };
     let backends = backends?;
-    if matches!(balance, Balance::Hash(_) | Balance::IpHash) {
-        if let Some(i) = backends.iter().position(|b| b.backup) {
-            d.error(&path.field("backends").index(i).field("backup"), Some(node), "cannot be used with hash or ip_hash balancing (nginx refuses it)");
-            return None;
-        }
+    if matches!(balance, Balance::Hash(_) | Balance::IpHash)
+        && let Some(i) = backends.iter().position(|b| b.backup)
+    {
+        d.error(
+            &path.field("backends").index(i).field("backup"),
+            Some(node),
+            "cannot be used with hash or ip_hash balancing (nginx refuses it)",
+        );
+        return None;
     }
-    Some(Upstream { backends, balance, keepalive: keepalive?, max_fails: max_fails?, fail_timeout: fail_timeout?, scheme: scheme? })
+    Some(Upstream {
+        backends,
+        balance,
+        keepalive: keepalive?,
+        max_fails: max_fails?,
+        fail_timeout: fail_timeout?,
+        scheme: scheme?,
+    })
 }
 
 fn decode_backend(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<BackendSpec> {
@@ -240,7 +327,13 @@ fn decode_backend(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<
         None => Some(None),
     };
     t.finish(d);
-    Some(BackendSpec { address: address?, weight: weight?, backup: backup?, max_fails: max_fails?, fail_timeout: fail_timeout? })
+    Some(BackendSpec {
+        address: address?,
+        weight: weight?,
+        backup: backup?,
+        max_fails: max_fails?,
+        fail_timeout: fail_timeout?,
+    })
 }
 
 fn default_tls(mode: TlsMode) -> TlsPolicy {
@@ -258,17 +351,29 @@ fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsP
     }
     let mut t = d.table(node, path, TLS_FIELDS)?;
     let kind = t.require(d, "mode", "one of acme, custom, self_signed, off").and_then(|(n, p)| {
-        d.choice(n, &p, &[("acme", Kind::Acme), ("custom", Kind::Custom), ("self_signed", Kind::SelfSigned), ("off", Kind::Off)])
+        d.choice(
+            n,
+            &p,
+            &[("acme", Kind::Acme), ("custom", Kind::Custom), ("self_signed", Kind::SelfSigned), ("off", Kind::Off)],
+        )
     });
     let cert = t.get("cert").map(|(n, p)| d.parse(n, &p, RemotePath::parse));
     let key = t.get("key").map(|(n, p)| d.parse(n, &p, RemotePath::parse));
     let mode = match kind {
         Some(Kind::Custom) => {
             if cert.is_none() {
-                d.error(&path.field("cert"), Some(node), "is missing; mode = \"custom\" needs cert and key paths on the server");
+                d.error(
+                    &path.field("cert"),
+                    Some(node),
+                    "is missing; mode = \"custom\" needs cert and key paths on the server",
+                );
             }
             if key.is_none() {
-                d.error(&path.field("key"), Some(node), "is missing; mode = \"custom\" needs cert and key paths on the server");
+                d.error(
+                    &path.field("key"),
+                    Some(node),
+                    "is missing; mode = \"custom\" needs cert and key paths on the server",
+                );
             }
             match (cert.flatten(), key.flatten()) {
                 (Some(cert), Some(key)) => Some(TlsMode::Custom { cert, key }),
@@ -299,7 +404,13 @@ fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsP
     if matches!(mode, TlsMode::Off) && redirect_http == Some(true) && t_has_true(node, "redirect_http") {
         d.error(&path.field("redirect_http"), Some(node), "needs TLS; it cannot be set with mode = \"off\"");
     }
-    let policy = TlsPolicy { mode, redirect_http: redirect_http?, hsts: hsts?, hsts_preload: hsts_preload?, ocsp_stapling: ocsp_stapling? };
+    let policy = TlsPolicy {
+        mode,
+        redirect_http: redirect_http?,
+        hsts: hsts?,
+        hsts_preload: hsts_preload?,
+        ocsp_stapling: ocsp_stapling?,
+    };
     if policy.hsts_preload && !policy.hsts {
         d.error(&path.field("hsts_preload"), Some(node), "needs hsts = true");
     }
@@ -314,7 +425,11 @@ fn t_has_true(node: &Node, key: &str) -> bool {
 fn decode_location(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Location> {
     let mut t = d.table(node, path, LOCATION_FIELDS)?;
     let lpath = t.require(d, "path", "a URL path such as /api/").and_then(|(n, p)| d.parse(n, &p, UrlPath::parse));
-    let matching = opt!(t, d, "match", LocationMatch::Prefix, |n, p| d.choice(n, &p, &[("prefix", LocationMatch::Prefix), ("exact", LocationMatch::Exact)]));
+    let matching = opt!(t, d, "match", LocationMatch::Prefix, |n, p| d.choice(
+        n,
+        &p,
+        &[("prefix", LocationMatch::Prefix), ("exact", LocationMatch::Exact)]
+    ));
     let upstream = match t.get("upstream") {
         Some((n, p)) => decode_upstream(d, n, &p).map(Some),
         None => Some(None),
@@ -332,13 +447,21 @@ fn decode_location(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
         None => Some(None),
     };
     t.finish(d);
-    Some(Location { path: lpath?, matching: matching?, upstream: upstream?, websocket: websocket?, rate_limit: rate_limit?, body_size: body_size? })
+    Some(Location {
+        path: lpath?,
+        matching: matching?,
+        upstream: upstream?,
+        websocket: websocket?,
+        rate_limit: rate_limit?,
+        body_size: body_size?,
+    })
 }
 
 fn decode_rate_limit(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<RateLimit> {
     let mut t = d.table(node, path, RATE_FIELDS)?;
     let rate = t.require(d, "rate", "a rate such as \"10r/s\"").and_then(|(n, p)| d.parse(n, &p, Rate::parse));
-    let burst = opt!(t, d, "burst", 0, |n, p| d.int(n, &p, 0, 100_000, "a burst size").and_then(|v| u32::try_from(v).ok()));
+    let burst =
+        opt!(t, d, "burst", 0, |n, p| d.int(n, &p, 0, 100_000, "a burst size").and_then(|v| u32::try_from(v).ok()));
     let nodelay = opt!(t, d, "nodelay", false, |n, p| d.bool(n, &p));
     t.finish(d);
     Some(RateLimit { rate: rate?, burst: burst?, nodelay: nodelay? })
@@ -348,17 +471,18 @@ fn decode_redirect(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
     let mut t = d.table(node, path, REDIRECT_FIELDS)?;
     let from = t.require(d, "from", "a source path").and_then(|(n, p)| d.parse(n, &p, UrlPath::parse));
     let to = t.require(d, "to", "a target URL").and_then(|(n, p)| d.parse(n, &p, RedirectUrl::parse));
-    let code = opt!(t, d, "code", RedirectCode::MovedPermanently, |n, p| match d.int(n, &p, 300, 399, "a redirect status") {
-        Some(301) => Some(RedirectCode::MovedPermanently),
-        Some(302) => Some(RedirectCode::Found),
-        Some(307) => Some(RedirectCode::Temporary),
-        Some(308) => Some(RedirectCode::Permanent),
-        Some(other) => {
-            d.error(&p, Some(n), format!("{other} is not a redirect status rpcc emits (301, 302, 307, 308)"));
-            None
-        }
-        None => None,
-    });
+    let code =
+        opt!(t, d, "code", RedirectCode::MovedPermanently, |n, p| match d.int(n, &p, 300, 399, "a redirect status") {
+            Some(301) => Some(RedirectCode::MovedPermanently),
+            Some(302) => Some(RedirectCode::Found),
+            Some(307) => Some(RedirectCode::Temporary),
+            Some(308) => Some(RedirectCode::Permanent),
+            Some(other) => {
+                d.error(&p, Some(n), format!("{other} is not a redirect status rpcc emits (301, 302, 307, 308)"));
+                None
+            }
+            None => None,
+        });
     t.finish(d);
     Some(Redirect { from: from?, to: to?, code: code? })
 }
@@ -431,7 +555,12 @@ fn decode_security(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
         None => Some(None),
     };
     t.finish(d);
-    Some(SecurityHeaders { frame_options: frame_options?, referrer_policy: referrer_policy?, csp: csp?, permissions_policy: permissions_policy? })
+    Some(SecurityHeaders {
+        frame_options: frame_options?,
+        referrer_policy: referrer_policy?,
+        csp: csp?,
+        permissions_policy: permissions_policy?,
+    })
 }
 
 /// Headers that rpcc sets itself; setting them here would duplicate or weaken them.
@@ -446,7 +575,11 @@ const RESERVED_HEADERS: &[&str] = &[
 
 fn decode_headers(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let NodeKind::Table(entries) = &node.kind else {
-        d.error(path, Some(node), format!("expected a table of \"Header-Name\" = \"value\", found {}", node.type_name()));
+        d.error(
+            path,
+            Some(node),
+            format!("expected a table of \"Header-Name\" = \"value\", found {}", node.type_name()),
+        );
         return None;
     };
     let mut out = Vec::new();

@@ -61,7 +61,8 @@ impl Inventory {
     /// Read, parse and validate a TOML file; relative key paths resolve against its
     /// directory.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
-        let source = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
         let mut inv = Self::from_toml_str(&source)?;
         inv.base_dir = path.parent().map(Path::to_path_buf);
         Ok(inv)
@@ -92,8 +93,8 @@ impl Inventory {
             t.finish(&mut d);
         }
         cross_check(&mut d, root);
-        if d.has_errors() {
-            return Err(ValidationErrors::from_vec(d.into_errors()).unwrap_or_else(|| unreachable_empty()));
+        if let Some(errors) = ValidationErrors::from_vec(d.into_errors()) {
+            return Err(errors);
         }
         Ok(Self {
             servers: servers.into_iter().flatten().collect(),
@@ -141,9 +142,4 @@ fn each<T>(
             Vec::new()
         }
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_empty() -> ValidationErrors {
-    panic!("has_errors() was true, so the error list is not empty")
 }

@@ -13,6 +13,6 @@ pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::Inventory;
 pub use server::{NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
-    Balance, BackendSpec, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect,
-    RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+    BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
+    SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
 };

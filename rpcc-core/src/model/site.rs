@@ -1,8 +1,8 @@
 //! A site: a domain with aliases, proxied to an upstream, with TLS and HTTP policy.
 
 use crate::value::{
-    Backend, ContentSecurityPolicy, DomainName, DurationValue, HeaderName, HeaderValue, Identifier,
-    PermissionsPolicy, Rate, RedirectUrl, RemotePath, Size, UrlPath,
+    Backend, ContentSecurityPolicy, DomainName, DurationValue, HeaderName, HeaderValue, Identifier, PermissionsPolicy,
+    Rate, RedirectUrl, RemotePath, Size, UrlPath,
 };
 
 /// One site (virtual host) served by every server of its group.

@@ -167,13 +167,13 @@ impl RedirectUrl {
         if !path.is_empty() {
             check_path(path)?;
         }
-        if let Some(q) = query {
-            if let Some(c) = q.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.~%&=+,".contains(*c))) {
-                return Err(ValueError::new(format!(
-                    "has {} in its query; allowed are letters, digits and - _ . ~ % & = + ,",
-                    describe_char(c)
-                )));
-            }
+        if let Some(q) = query
+            && let Some(c) = q.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.~%&=+,".contains(*c)))
+        {
+            return Err(ValueError::new(format!(
+                "has {} in its query; allowed are letters, digits and - _ . ~ % & = + ,",
+                describe_char(c)
+            )));
         }
         if input.len() > 2048 {
             return Err(ValueError::new("is longer than 2048 characters"));

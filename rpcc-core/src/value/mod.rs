@@ -20,14 +20,14 @@
 mod http;
 mod name;
 mod net;
-mod quantity;
 mod path;
+mod quantity;
 
 pub use http::{ContentSecurityPolicy, HeaderName, HeaderValue, PermissionsPolicy, RedirectUrl, UrlPath};
 pub use name::{DomainName, Identifier, UnitName, UnixUser};
 pub use net::{Backend, Host, HostKeyAlgorithm, HostKeyPin, Port};
-pub use quantity::{DurationValue, Rate, RateUnit, Size};
 pub use path::{FilePath, RemotePath};
+pub use quantity::{DurationValue, Rate, RateUnit, Size};
 
 use std::fmt;
 

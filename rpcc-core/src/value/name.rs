@@ -34,10 +34,13 @@ impl DomainName {
             None => (false, input),
         };
         if rest.contains('*') {
-            return Err(ValueError::new("has a '*' that is not a leading \"*.\" label; only *.example.com style wildcards exist"));
+            return Err(ValueError::new(
+                "has a '*' that is not a leading \"*.\" label; only *.example.com style wildcards exist",
+            ));
         }
-        let ascii = idna::domain_to_ascii_strict(rest)
-            .map_err(|_| ValueError::new("is not a valid domain name (IDNA/STD3: letters, digits and '-' in dot-separated labels)"))?;
+        let ascii = idna::domain_to_ascii_strict(rest).map_err(|_| {
+            ValueError::new("is not a valid domain name (IDNA/STD3: letters, digits and '-' in dot-separated labels)")
+        })?;
         check_hostname_labels(&ascii, 2)?;
         if ascii.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
             return Err(ValueError::new("looks like an IP address; a domain name is required here"));
@@ -106,9 +109,8 @@ impl Identifier {
         if input.len() > 63 {
             return Err(ValueError::new("is longer than 63 characters"));
         }
-        if let Some(c) = input
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+        if let Some(c) =
+            input.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
         {
             return Err(ValueError::new(format!(
                 "contains {}; allowed are a-z, 0-9, '.', '_' and '-'",

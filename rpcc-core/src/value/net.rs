@@ -121,9 +121,8 @@ impl Backend {
     pub fn parse(input: &str) -> Result<Self, ValueError> {
         reject_unsafe(input, false)?;
         let (host, port) = if let Some(rest) = input.strip_prefix('[') {
-            let (h, p) = rest
-                .split_once("]:")
-                .ok_or_else(|| ValueError::new("is not host:port (IPv6 as [addr]:port)"))?;
+            let (h, p) =
+                rest.split_once("]:").ok_or_else(|| ValueError::new("is not host:port (IPv6 as [addr]:port)"))?;
             (h, p)
         } else {
             let (h, p) = input
@@ -252,8 +251,7 @@ impl HostKeyPin {
         })?;
         let algorithm = HostKeyAlgorithm::parse(alg.trim())?;
         let b64 = fp.trim().strip_prefix("SHA256:").ok_or_else(|| ValueError::new("has no SHA256: fingerprint"))?;
-        let ok = b64.len() == 43
-            && b64.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+        let ok = b64.len() == 43 && b64.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
         if !ok {
             return Err(ValueError::new("has a malformed SHA256 fingerprint (43 unpadded base64 characters expected)"));
         }

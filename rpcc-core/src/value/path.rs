@@ -72,7 +72,11 @@ impl RemotePath {
 
     /// Append a relative, already-safe component (an identifier or a fixed name).
     pub fn join(&self, component: &str) -> Result<Self, ValueError> {
-        if self.0 == "/" { Self::parse(&format!("/{component}")) } else { Self::parse(&format!("{}/{component}", self.0)) }
+        if self.0 == "/" {
+            Self::parse(&format!("/{component}"))
+        } else {
+            Self::parse(&format!("{}/{component}", self.0))
+        }
     }
 }
 string_newtype_impls!(RemotePath);

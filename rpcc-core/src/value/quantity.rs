@@ -190,7 +190,8 @@ impl Rate {
             "r/m" => RateUnit::PerMinute,
             _ => return Err(ValueError::new(HELP)),
         };
-        let requests = u32::try_from(number).ok().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| ValueError::new(HELP))?;
+        let requests =
+            u32::try_from(number).ok().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| ValueError::new(HELP))?;
         Ok(Self { requests, unit })
     }
 

@@ -54,7 +54,9 @@ fn ports_hosts_and_backends() {
     assert!(Host::parse("fe80::1%eth0").is_err());
     assert_eq!(Backend::parse("[2001:db8::1]:80").unwrap().as_str(), "[2001:db8::1]:80");
     assert_eq!(Backend::parse("App.Internal:8080").unwrap().as_str(), "app.internal:8080");
-    for bad in ["10.0.0.5", "10.0.0.5:", ":80", "10.0.0.5:0", "2001:db8::1:80", "10.0.0.5:80;", "a b:80", "unix:/tmp/x.sock"] {
+    for bad in
+        ["10.0.0.5", "10.0.0.5:", ":80", "10.0.0.5:0", "2001:db8::1:80", "10.0.0.5:80;", "a b:80", "unix:/tmp/x.sock"]
+    {
         assert!(Backend::parse(bad).is_err(), "{bad:?} was accepted");
     }
 }
@@ -67,7 +69,14 @@ fn paths_urls_and_headers() {
     }
     assert!(RedirectUrl::parse("https://example.com").is_ok());
     assert!(RedirectUrl::parse("http://[2001:db8::1]:8080/x?a=b&c=d").is_ok());
-    for bad in ["ftp://x.example.com", "https://", "https://x.example.com/$uri", "https://a b.com", "https://x.example.com/?q=$arg", "//x.example.com"] {
+    for bad in [
+        "ftp://x.example.com",
+        "https://",
+        "https://x.example.com/$uri",
+        "https://a b.com",
+        "https://x.example.com/?q=$arg",
+        "//x.example.com",
+    ] {
         assert!(RedirectUrl::parse(bad).is_err(), "{bad:?} was accepted");
     }
     assert!(HeaderName::parse("X-Robots-Tag").is_ok());
@@ -80,12 +89,25 @@ fn paths_urls_and_headers() {
 
 #[test]
 fn security_policies_are_canonicalised() {
-    let csp = ContentSecurityPolicy::parse("  default-src 'self' ;; script-src 'sha256-abc+/=' https://cdn.example.com  ").unwrap();
+    let csp =
+        ContentSecurityPolicy::parse("  default-src 'self' ;; script-src 'sha256-abc+/=' https://cdn.example.com  ")
+            .unwrap();
     assert_eq!(csp.as_str(), "default-src 'self'; script-src 'sha256-abc+/=' https://cdn.example.com");
-    for bad in ["", "default-src 'evil'", "default-src $x", "Default-Src 'self'", "default-src \"x\"", "img-src {a}", "default-src 'self'\n"] {
+    for bad in [
+        "",
+        "default-src 'evil'",
+        "default-src $x",
+        "Default-Src 'self'",
+        "default-src \"x\"",
+        "img-src {a}",
+        "default-src 'self'\n",
+    ] {
         assert!(ContentSecurityPolicy::parse(bad).is_err(), "{bad:?} was accepted");
     }
-    assert_eq!(PermissionsPolicy::parse("camera=(),geolocation=( self )").unwrap().as_str(), "camera=(), geolocation=(self)");
+    assert_eq!(
+        PermissionsPolicy::parse("camera=(),geolocation=( self )").unwrap().as_str(),
+        "camera=(), geolocation=(self)"
+    );
     assert!(PermissionsPolicy::parse("camera=(\"https://x\")").is_err());
     assert!(PermissionsPolicy::parse("camera").is_err());
 }
