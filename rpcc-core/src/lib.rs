@@ -12,7 +12,9 @@
 //! - [`transport`]: the `Transport` role (run an argv, upload bytes) and
 //!   [`local::LocalTransport`].
 //!
-//! Later work adds here: the `Renderer` and `StateStore` roles, the deploy engine, the
+//! - [`generation`]: the content-addressed rendered tree and the `Renderer` role.
+//!
+//! Later work adds here: the `StateStore` role, the deploy engine, the
 //! keyring and the scheduler.
 //!
 //! ```
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod error;
+pub mod generation;
 pub mod inventory;
 pub mod local;
 pub mod model;

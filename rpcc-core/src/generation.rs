@@ -1,0 +1,196 @@
+//! `Generation`: one rendered configuration tree for one server, content-addressed.
+//!
+//! Files are kept in a sorted map of relative paths, so iteration order, the manifest and
+//! the tree hash are deterministic: the same inventory gives byte-identical trees and the
+//! same hash, and "the server already runs this hash" means something.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::value::ValueError;
+
+/// A relative path inside a generation: `/`-separated segments of `A-Z a-z 0-9 . _ -`,
+/// no empty, `.` or `..` segment, not absolute.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct GenerationPath(String);
+
+impl GenerationPath {
+    /// Validate a relative path.
+    ///
+    /// ```
+    /// # use rpcc_core::generation::GenerationPath;
+    /// assert!(GenerationPath::parse("sites/app.example.com.conf").is_ok());
+    /// assert!(GenerationPath::parse("../etc/passwd").is_err());
+    /// assert!(GenerationPath::parse("/abs").is_err());
+    /// ```
+    pub fn parse(input: &str) -> Result<Self, ValueError> {
+        let ok_chars = input.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        if input.is_empty() || input.len() > 255 || !ok_chars {
+            return Err(ValueError::new("is not a generation path (relative; letters, digits, '.', '_', '-', '/')"));
+        }
+        if input.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(ValueError::new("has an empty, '.' or '..' segment"));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GenerationPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One file of a generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationFile {
+    /// Contents.
+    pub bytes: Vec<u8>,
+    /// Unix permission bits (e.g. `0o644`).
+    pub mode: u32,
+}
+
+/// A SHA-256 digest, shown as lower-case hex.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// Hash bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+/// A rendered configuration tree for one server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    id: String,
+    files: BTreeMap<GenerationPath, GenerationFile>,
+}
+
+/// Per-file and whole-tree hashes of a generation (what `manifest.json` holds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Manifest {
+    /// The generation id.
+    pub id: String,
+    /// Hash over every (path, mode, contents) in path order.
+    pub tree_sha256: Sha256Digest,
+    /// Every file with its hash, in path order.
+    pub files: Vec<ManifestEntry>,
+}
+
+/// One line of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestEntry {
+    /// Relative path.
+    pub path: GenerationPath,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// SHA-256 of the contents.
+    pub sha256: Sha256Digest,
+}
+
+impl Generation {
+    /// A generation from its id and files.
+    pub fn new(id: String, files: BTreeMap<GenerationPath, GenerationFile>) -> Self {
+        Self { id, files }
+    }
+
+    /// The id (also the directory name under `generations/` on the server).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Files in path order.
+    pub fn files(&self) -> &BTreeMap<GenerationPath, GenerationFile> {
+        &self.files
+    }
+
+    /// One file's contents.
+    pub fn file(&self, path: &str) -> Option<&GenerationFile> {
+        self.files.iter().find(|(p, _)| p.as_str() == path).map(|(_, f)| f)
+    }
+
+    /// Hash of the whole tree: paths, modes and contents, in path order.
+    pub fn tree_hash(&self) -> Sha256Digest {
+        tree_hash(self.files.iter().map(|(p, f)| (p.as_str(), f.mode, f.bytes.as_slice())))
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            id: self.id.clone(),
+            tree_sha256: self.tree_hash(),
+            files: self
+                .files
+                .iter()
+                .map(|(p, f)| ManifestEntry {
+                    path: p.clone(),
+                    size: f.bytes.len() as u64,
+                    mode: f.mode,
+                    sha256: Sha256Digest::of(&f.bytes),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Hash a sequence of (path, mode, contents), length-prefixed so that no two different
+/// trees hash the same way by moving bytes between fields.
+pub fn tree_hash<'a>(files: impl IntoIterator<Item = (&'a str, u32, &'a [u8])>) -> Sha256Digest {
+    let mut h = Sha256::new();
+    for (path, mode, bytes) in files {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update(mode.to_le_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    Sha256Digest(h.finalize().into())
+}
+
+/// The `Renderer` role: turn the desired state into a generation for one server.
+pub trait Renderer: Send + Sync {
+    /// The renderer's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Render every site `server` serves into one generation.
+    fn render(&self, inventory: &crate::Inventory, server: &crate::model::Server) -> Result<Generation, Self::Error>;
+}
