@@ -150,8 +150,14 @@ pub(crate) fn cross_check(d: &mut Decoder<'_>, root: &Node) {
         let aliases = strings(field(site, "aliases"));
         let alias_items =
             aliases.iter().enumerate().map(|(j, a)| (path.field("aliases").index(j), field(site, "aliases"), *a));
+        // `www = "to_www"`/`"to_apex"` makes the site answer www.<domain> too.
+        let implied_www = match (str_field(site, "www"), str_field(site, "domain")) {
+            (Some("to_www" | "to_apex"), Some(d)) => Some(format!("www.{d}")),
+            _ => None,
+        };
+        let www_item = implied_www.as_deref().map(|w| (path.field("www"), field(site, "www"), Some(w)));
         let mut own: Vec<String> = Vec::new();
-        for (fpath, at, raw) in std::iter::once(domain).chain(alias_items) {
+        for (fpath, at, raw) in std::iter::once(domain).chain(alias_items).chain(www_item) {
             let Some(name) = raw.and_then(|r| DomainName::parse(r).ok()) else { continue };
             let key = name.as_str().to_owned();
             if own.contains(&key) {

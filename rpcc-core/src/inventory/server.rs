@@ -8,11 +8,26 @@ use crate::model::{
     DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth,
 };
 use crate::validate::FieldPath;
-use crate::value::{FilePath, Host, HostKeyPin, Identifier, Port, RemotePath, UnitName, UnixUser, ValueError};
+use crate::value::{
+    FilePath, Host, HostKeyPin, Identifier, ListenAddr, Port, RemotePath, UnitName, UnixUser, ValueError,
+};
 
 const SERVER_FIELDS: &[&str] = &["name", "host", "port", "user", "host_key", "auth", "sudo", "nginx"];
 const AUTH_FIELDS: &[&str] = &["key_file", "passphrase", "password", "agent"];
-const NGINX_FIELDS: &[&str] = &["layout", "mode", "root", "managed_root", "binary", "reload", "version"];
+const NGINX_FIELDS: &[&str] = &[
+    "layout",
+    "mode",
+    "root",
+    "managed_root",
+    "binary",
+    "reload",
+    "version",
+    "listen_http",
+    "listen_https",
+    "user",
+    "pid",
+    "log_dir",
+];
 const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout"];
 const ROLLOUT_FIELDS: &[&str] = &["strategy", "batch", "max_failed", "concurrency", "rollback_on_failure"];
 
@@ -95,6 +110,11 @@ fn default_nginx() -> Option<NginxSettings> {
         binary: RemotePath::parse("/usr/sbin/nginx").ok()?,
         reload: ReloadMethod::Signal,
         version: None,
+        listen_http: ListenAddr::port_only(Port::new(80).ok()?),
+        listen_https: ListenAddr::port_only(Port::new(443).ok()?),
+        user: UnixUser::parse("www-data").ok(),
+        pid: RemotePath::parse("/run/nginx.pid").ok()?,
+        log_dir: RemotePath::parse("/var/log/nginx").ok()?,
     })
 }
 
@@ -118,7 +138,32 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         Some((n, p)) => d.parse(n, &p, parse_version).map(Some),
         None => Some(None),
     };
+    let listen_http =
+        t.get("listen_http").map_or(Some(defaults.listen_http.clone()), |(n, p)| d.parse(n, &p, ListenAddr::parse));
+    let listen_https =
+        t.get("listen_https").map_or(Some(defaults.listen_https.clone()), |(n, p)| d.parse(n, &p, ListenAddr::parse));
+    let user = match t.get("user") {
+        // `user = ""` omits the directive (nginx not started as root).
+        Some((n, _)) if matches!(&n.kind, super::node::NodeKind::String(s) if s.is_empty()) => Some(None),
+        Some((n, p)) => d.parse(n, &p, UnixUser::parse).map(Some),
+        None => Some(match layout {
+            Some(NginxLayout::Rhel) => UnixUser::parse("nginx").ok(),
+            _ => defaults.user.clone(),
+        }),
+    };
+    let pid = t.get("pid").map_or(Some(defaults.pid.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
+    let log_dir = t.get("log_dir").map_or(Some(defaults.log_dir.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
     t.finish(d);
+    if let (Some(h), Some(s)) = (&listen_http, &listen_https)
+        && h == s
+    {
+        d.error(
+            &path.field("listen_https"),
+            Some(node),
+            format!("\"{s}\" is also listen_http; HTTP and HTTPS need different ports"),
+        );
+        return None;
+    }
     Some(NginxSettings {
         layout: layout?,
         mode: mode?,
@@ -127,6 +172,11 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         binary: binary?,
         reload: reload?,
         version: version?,
+        listen_http: listen_http?,
+        listen_https: listen_https?,
+        user: user?,
+        pid: pid?,
+        log_dir: log_dir?,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use crate::value::{FilePath, Host, HostKeyPin, Identifier, Port, RemotePath, UnitName, UnixUser};
+use crate::value::{FilePath, Host, HostKeyPin, Identifier, ListenAddr, Port, RemotePath, UnitName, UnixUser};
 
 /// A server rpcc deploys to.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -98,6 +98,17 @@ pub struct NginxSettings {
     pub reload: ReloadMethod,
     /// nginx version as `(major, minor, patch)` when known (chooses e.g. the HTTP/2 syntax).
     pub version: Option<(u16, u16, u16)>,
+    /// Plain-HTTP listen address (default `80`).
+    pub listen_http: ListenAddr,
+    /// TLS listen address (default `443`).
+    pub listen_https: ListenAddr,
+    /// The `user` directive of an owned `nginx.conf` (`None`: omitted, e.g. nginx not
+    /// started as root). Default `www-data` on Debian, `nginx` on RHEL.
+    pub user: Option<UnixUser>,
+    /// The master's pid file (default `/run/nginx.pid`).
+    pub pid: RemotePath,
+    /// Directory for `access.log` and `error.log` (default `/var/log/nginx`).
+    pub log_dir: RemotePath,
 }
 
 impl Server {

@@ -25,7 +25,7 @@ mod quantity;
 
 pub use http::{ContentSecurityPolicy, HeaderName, HeaderValue, PermissionsPolicy, RedirectUrl, UrlPath};
 pub use name::{DomainName, Identifier, UnitName, UnixUser};
-pub use net::{Backend, Host, HostKeyAlgorithm, HostKeyPin, Port};
+pub use net::{Backend, Host, HostKeyAlgorithm, HostKeyPin, ListenAddr, Port};
 pub use path::{FilePath, RemotePath};
 pub use quantity::{DurationValue, Rate, RateUnit, Size};
 

@@ -181,6 +181,70 @@ impl<'de> serde::Deserialize<'de> for Backend {
     }
 }
 
+/// Where nginx listens: a port (all addresses) or `address:port`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ListenAddr {
+    ip: Option<std::net::IpAddr>,
+    port: Port,
+    text: String,
+}
+
+impl ListenAddr {
+    /// Parse `443`, `127.0.0.1:8443` or `[::1]:8443`.
+    ///
+    /// ```
+    /// # use rpcc_core::value::ListenAddr;
+    /// assert_eq!(ListenAddr::parse("127.0.0.1:8080").unwrap().as_str(), "127.0.0.1:8080");
+    /// assert_eq!(ListenAddr::parse("443").unwrap().port().get(), 443);
+    /// assert!(ListenAddr::parse("localhost:80").is_err());
+    /// ```
+    pub fn parse(input: &str) -> Result<Self, ValueError> {
+        reject_unsafe(input, false)?;
+        if input.bytes().all(|b| b.is_ascii_digit()) {
+            let port = Port::parse(input)?;
+            return Ok(Self { ip: None, port, text: port.to_string() });
+        }
+        let backend = Backend::parse(input)?;
+        let ip = backend
+            .host()
+            .ip()
+            .ok_or_else(|| ValueError::new("must be a port or an IP address with a port (e.g. 127.0.0.1:8080)"))?;
+        Ok(Self { ip: Some(ip), port: backend.port(), text: backend.as_str().to_owned() })
+    }
+
+    /// A listen address on all interfaces.
+    pub fn port_only(port: Port) -> Self {
+        Self { ip: None, port, text: port.to_string() }
+    }
+
+    /// The port.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// The address, if one was given.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.ip
+    }
+
+    /// As nginx's `listen` takes it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// SSH host-key algorithms rpcc accepts for pinning.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
