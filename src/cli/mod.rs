@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod render;
 mod validate;
 
 /// Exit code for invalid input (validation or syntax errors).
@@ -29,6 +30,8 @@ pub(crate) struct Cli {
 enum Command {
     /// Check an inventory file and report every error with its path.
     Validate(validate::ValidateArgs),
+    /// Render each server's nginx configuration tree into a directory.
+    Render(render::RenderArgs),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -47,5 +50,39 @@ pub(crate) fn init_tracing(verbose: u8) {
 pub(crate) fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
+    }
+}
+
+/// Print a load failure the way `validate` does (without JSON) and pick the exit code.
+pub(crate) fn report_load_error(
+    file: &std::path::Path,
+    error: &rpcc_core::Error,
+    err: &mut impl std::io::Write,
+) -> ExitCode {
+    let file = file.display();
+    match error {
+        rpcc_core::Error::Read { source, .. } => {
+            let _ = writeln!(err, "error: cannot read {file}: {source}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+        rpcc_core::Error::Syntax { message, location } => {
+            let at = location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default();
+            let _ = writeln!(err, "{file}{at}: TOML syntax error: {message}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        rpcc_core::Error::Invalid(errors) => {
+            for e in errors.errors() {
+                let at = e.location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default();
+                let _ = writeln!(err, "{file}{at}: {}: {}", e.path, e.message);
+            }
+            let n = errors.len();
+            let _ = writeln!(err, "{file}: {n} error{}; nothing was changed", if n == 1 { "" } else { "s" });
+            ExitCode::from(EXIT_INVALID)
+        }
+        other => {
+            let _ = writeln!(err, "error: {other}");
+            ExitCode::from(EXIT_INVALID)
+        }
     }
 }
