@@ -49,13 +49,46 @@ impl std::fmt::Display for GenerationPath {
     }
 }
 
-/// One file of a generation.
+/// One file of a generation. Contents are shared (`Arc`), so a renderer's cache and
+/// several generations can hold the same bytes without copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationFile {
     /// Contents.
-    pub bytes: Vec<u8>,
+    pub bytes: std::sync::Arc<[u8]>,
     /// Unix permission bits (e.g. `0o644`).
     pub mode: u32,
+}
+
+/// A `std::hash::Hasher` that feeds SHA-256, for content keys derived through `Hash`
+/// (e.g. of a model `Site`). `finish()` is not meaningful; use [`Sha256Hasher::digest`].
+#[derive(Default)]
+pub struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed raw bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything written.
+    pub fn digest(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
 }
 
 /// A SHA-256 digest, shown as lower-case hex.
@@ -150,7 +183,7 @@ impl Generation {
 
     /// Hash of the whole tree: paths, modes and contents, in path order.
     pub fn tree_hash(&self) -> Sha256Digest {
-        tree_hash(self.files.iter().map(|(p, f)| (p.as_str(), f.mode, f.bytes.as_slice())))
+        tree_hash(self.files.iter().map(|(p, f)| (p.as_str(), f.mode, &f.bytes[..])))
     }
 
     /// The manifest.

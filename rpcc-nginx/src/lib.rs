@@ -28,4 +28,4 @@ mod view;
 
 pub use error::RenderError;
 pub use options::{MOZILLA_INTERMEDIATE_CIPHERS, RenderConfig, RenderOptions};
-pub use render::NginxRenderer;
+pub use render::{NginxRenderer, TemplateInput};

@@ -1,16 +1,19 @@
 //! `NginxRenderer`: the inventory → generation tree for one server.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
-use rpcc_core::generation::{Generation, GenerationFile, GenerationPath, Renderer, tree_hash};
+use rpcc_core::generation::{Generation, GenerationFile, GenerationPath, Renderer, Sha256Hasher};
 use rpcc_core::model::{Inventory, NginxMode, Server, Site};
 use rpcc_core::value::NGINX_UNSAFE;
+use sha2::{Digest, Sha256};
+use std::hash::Hash as _;
 
 use crate::RenderError;
 use crate::options::RenderOptions;
-use crate::view::{GEN_DIR, ServerView, server_view, site_id, site_view};
+use crate::view::{ServerView, SiteServerView, server_view, site_id, site_server_view, site_view};
 
 /// Built-in templates (minijinja), by name.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -20,12 +23,20 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// Built-in static files copied into every generation, by path.
-const STATIC_FILES: &[(&str, &str)] = &[
-    ("mime.types", include_str!("../templates/mime.types")),
-    ("snippets/proxy.conf", include_str!("../templates/snippets/proxy.conf")),
-    ("html/50x.html", include_str!("../templates/html/50x.html")),
-    ("html/maintenance.html", include_str!("../templates/html/maintenance.html")),
-];
+const STATIC_FILES: &[(&str, &str)] = &[("mime.types", include_str!("../templates/mime.types"))];
+
+/// One template invocation of a render: which template, which output file, and the
+/// exact data it sees. Operators use it to write overrides; benchmarks feed the same
+/// data to other template engines.
+#[derive(Debug, Clone)]
+pub struct TemplateInput {
+    /// Built-in template name, e.g. `site.conf.j2`.
+    pub template: &'static str,
+    /// Output path in the generation, e.g. `sites/app.example.com.conf`.
+    pub output: String,
+    /// The context (serializable with serde).
+    pub context: Value,
+}
 
 /// File mode of every rendered file.
 const FILE_MODE: u32 = 0o644;
@@ -57,10 +68,18 @@ const FILE_MODE: u32 = 0o644;
 /// ```
 pub struct NginxRenderer {
     env: Environment<'static>,
-    static_files: Vec<(GenerationPath, String)>,
+    /// Hash of every template and static file in use (built-in or override), part of
+    /// each generation id.
+    templates_digest: Vec<u8>,
+    static_files: Vec<(GenerationPath, Arc<[u8]>)>,
     options: RenderOptions,
     ocsp_domains: BTreeSet<String>,
+    /// Site files of the last render of each server, by the digest of their inputs.
+    cache: Mutex<HashMap<String, Arc<SiteCache>>>,
 }
+
+/// Rendered site files keyed by the SHA-256 of everything their template sees.
+type SiteCache = HashMap<[u8; 32], Arc<str>>;
 
 impl std::fmt::Debug for NginxRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,29 +87,41 @@ impl std::fmt::Debug for NginxRenderer {
     }
 }
 
-/// Check a value that becomes one bare directive argument.
-fn check_value(value: &str, allow: impl Fn(char) -> bool, what: &str) -> Result<String, minijinja::Error> {
-    let bare = value.replace(GEN_DIR, "");
-    if let Some(c) = bare.chars().find(|c| !allow(*c)) {
-        return Err(minijinja::Error::new(
+/// Check a value that goes into a directive; the value is passed through unchanged
+/// (no copy) when every character is allowed.
+fn check_value(value: Value, allow: impl Fn(char) -> bool, what: &str) -> Result<Value, minijinja::Error> {
+    let bad = match value.as_str() {
+        Some(s) => s.chars().find(|c| !allow(*c)),
+        None if value.is_number() => None,
+        None => {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("refusing to emit {value:?} as {what}: not a string or number"),
+            ));
+        }
+    };
+    match bad {
+        None => Ok(value),
+        Some(c) => Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
-            format!("refusing to emit {value:?} as {what}: it contains {c:?}, which nginx cannot hold safely"),
-        ));
+            format!("refusing to emit {value} as {what}: it contains {c:?}, which nginx cannot hold safely"),
+        )),
     }
-    Ok(value.to_owned())
 }
 
 /// `{{ x | arg }}`: one directive argument, no whitespace or unsafe character.
-fn filter_arg(value: &str) -> Result<String, minijinja::Error> {
+fn filter_arg(value: Value) -> Result<Value, minijinja::Error> {
     check_value(value, |c| !(NGINX_UNSAFE.contains(&c) || c.is_whitespace() || c.is_control()), "a directive argument")
 }
 
 /// `{{ x | words }}`: several arguments separated by single spaces.
-fn filter_words(value: &str) -> Result<String, minijinja::Error> {
-    if value.starts_with(' ') || value.ends_with(' ') || value.contains("  ") {
+fn filter_words(value: Value) -> Result<Value, minijinja::Error> {
+    if let Some(s) = value.as_str()
+        && (s.starts_with(' ') || s.ends_with(' ') || s.contains("  "))
+    {
         return Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
-            format!("refusing to emit {value:?}: irregular spacing"),
+            format!("refusing to emit {s:?}: irregular spacing"),
         ));
     }
     check_value(
@@ -102,8 +133,28 @@ fn filter_words(value: &str) -> Result<String, minijinja::Error> {
 
 /// `"{{ x | q }}"`: the inside of a double-quoted string: spaces, `;` and `'` are fine,
 /// but never `"`, `\`, `$`, braces or control characters.
-fn filter_quoted(value: &str) -> Result<String, minijinja::Error> {
+fn filter_quoted(value: Value) -> Result<Value, minijinja::Error> {
     check_value(value, |c| !(matches!(c, '"' | '\\' | '$' | '{' | '}' | '`') || c.is_control()), "a quoted string")
+}
+
+/// Feeds serialized template data into a SHA-256 without buffering it.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A site with the digest of everything its file depends on.
+struct PreparedSite<'i> {
+    site: &'i Site,
+    ocsp: bool,
+    digest: [u8; 32],
 }
 
 impl NginxRenderer {
@@ -123,18 +174,31 @@ impl NginxRenderer {
         env.add_filter("arg", filter_arg);
         env.add_filter("words", filter_words);
         env.add_filter("q", filter_quoted);
+        let mut digest = Sha256::new();
+        digest.update(concat!("rpcc-nginx ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
         for (name, builtin) in TEMPLATES {
             let source = override_source(&options, name)?.unwrap_or_else(|| (*builtin).to_owned());
+            digest.update(format!("{name} {}\n", source.len()).as_bytes());
+            digest.update(source.as_bytes());
             env.add_template_owned(*name, source).map_err(|e| RenderError::from_template(&e))?;
         }
         let mut static_files = Vec::new();
         for (path, builtin) in STATIC_FILES {
             let body = override_source(&options, path)?.unwrap_or_else(|| (*builtin).to_owned());
+            digest.update(format!("{path} {}\n", body.len()).as_bytes());
+            digest.update(body.as_bytes());
             let path = GenerationPath::parse(path)
                 .map_err(|e| RenderError::Options { option: "static file", message: e.to_string() })?;
-            static_files.push((path, body));
+            static_files.push((path, Arc::from(body.into_bytes())));
         }
-        Ok(Self { env, static_files, options, ocsp_domains: BTreeSet::new() })
+        Ok(Self {
+            env,
+            templates_digest: digest.finalize().to_vec(),
+            static_files,
+            options,
+            ocsp_domains: BTreeSet::new(),
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Domains whose certificate carries an OCSP responder URL; only these get
@@ -147,11 +211,6 @@ impl NginxRenderer {
     fn render_template(&self, name: &str, ctx: Value) -> Result<String, RenderError> {
         let tmpl = self.env.get_template(name).map_err(|e| RenderError::from_template(&e))?;
         tmpl.render(ctx).map_err(|e| RenderError::from_template(&e))
-    }
-
-    fn site_text(&self, server: &Value, site: &Site, managed_root: &str) -> Result<String, RenderError> {
-        let view = site_view(site, managed_root, self.ocsp_domains.contains(site.domain.as_str()));
-        self.render_template("site.conf.j2", context! { server => server.clone(), site => Value::from(Serde(&view)) })
     }
 
     /// Render the generation for the server named `server`.
@@ -169,10 +228,13 @@ impl NginxRenderer {
         let site = inventory.sites_for_server(server.name.as_str()).find(|s| s.domain.as_str() == domain).ok_or_else(
             || RenderError::Server { server: server.name.to_string(), message: format!("does not serve {domain:?}") },
         )?;
-        let sites = [site];
-        let sv: ServerView = server_view(inventory, server, &sites, &self.options);
-        let text = self.site_text(&Value::from(Serde(&sv)), site, server.nginx.managed_root.as_str())?;
-        Ok(text.replace(GEN_DIR, &format!("{}/current", server.nginx.managed_root)))
+        let view =
+            site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
+        let ssv = site_server_view(server, &self.options);
+        self.render_template(
+            "site.conf.j2",
+            context! { server => Value::from(Serde(&ssv)), site => Value::from(Serde(&view)) },
+        )
     }
 }
 
@@ -189,51 +251,153 @@ fn override_source(options: &RenderOptions, name: &str) -> Result<Option<String>
     }
 }
 
+impl NginxRenderer {
+    /// The template invocations a render of `server` performs, with their data.
+    pub fn template_inputs(&self, inventory: &Inventory, server: &Server) -> Result<Vec<TemplateInput>, RenderError> {
+        let sites: Vec<&Site> = inventory.sites_for_server(server.name.as_str()).collect();
+        let mut sv = server_view(server, &sites, &self.options);
+        sv.gen_dir = format!("{}/generations/<id>", server.nginx.managed_root);
+        let ssv = Value::from(Serde(site_server_view(server, &self.options)));
+        let server_value = Value::from(Serde(&sv));
+        let mut out = Vec::new();
+        if server.nginx.mode == NginxMode::Owned {
+            out.push(TemplateInput {
+                template: "nginx.conf.j2",
+                output: "nginx.conf".into(),
+                context: context! { server => server_value.clone() },
+            });
+        }
+        out.push(TemplateInput {
+            template: "http.conf.j2",
+            output: "http.conf".into(),
+            context: context! { server => server_value },
+        });
+        for site in sites {
+            let view =
+                site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
+            out.push(TemplateInput {
+                template: "site.conf.j2",
+                output: format!("sites/{}.conf", site_id(site)),
+                context: context! { server => ssv.clone(), site => Value::from(Serde(&view)) },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Render one template input (as [`NginxRenderer::template_inputs`] lists them).
+    #[doc(hidden)]
+    pub fn render_input(&self, input: &TemplateInput) -> String {
+        self.render_template(input.template, input.context.clone()).unwrap_or_default()
+    }
+
+    /// The source of a built-in template (for peers and for operators starting an override).
+    pub fn builtin_template(name: &str) -> Option<&'static str> {
+        TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+}
+
+/// Sites per thread below which rendering stays on the calling thread.
+const PARALLEL_MIN_SITES: usize = 64;
+
+/// Run `f` over `items` on up to the available cores, keeping order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads =
+        std::thread::available_parallelism().map_or(1, usize::from).min(items.len() / PARALLEL_MIN_SITES).max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
+        // A panic in a worker is a bug in rpcc; surface it on the caller's thread.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
 impl Renderer for NginxRenderer {
     type Error = RenderError;
 
     fn render(&self, inventory: &Inventory, server: &Server) -> Result<Generation, RenderError> {
         let sites: Vec<&Site> = inventory.sites_for_server(server.name.as_str()).collect();
         let managed_root = server.nginx.managed_root.as_str();
-        let sv = server_view(inventory, server, &sites, &self.options);
+        let ssv: SiteServerView = site_server_view(server, &self.options);
+        let ssv_json = serde_json::to_vec(&ssv)
+            .map_err(|e| RenderError::Server { server: server.name.to_string(), message: e.to_string() })?;
+        let ssv_value = Value::from(Serde(&ssv));
+        let previous = self.cache.lock().ok().and_then(|c| c.get(server.name.as_str()).cloned()).unwrap_or_default();
+
+        // 1. A digest per site of everything its file depends on (the templates, the
+        //    server fields a site sees, the site itself); 2. render only the sites the
+        //    previous render of this server did not have.
+        let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, |site| {
+            let ocsp = self.ocsp_domains.contains(site.domain.as_str());
+            let mut h = Sha256Hasher::new();
+            h.update(&self.templates_digest);
+            h.update(&ssv_json);
+            h.update(managed_root.as_bytes());
+            ocsp.hash(&mut h);
+            site.hash(&mut h);
+            PreparedSite { site, ocsp, digest: h.digest() }
+        });
+        let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| match previous.get(&p.digest) {
+            Some(text) => Ok(Arc::clone(text)),
+            None => {
+                let view = site_view(p.site, managed_root, p.ocsp);
+                self.render_template(
+                    "site.conf.j2",
+                    context! { server => ssv_value.clone(), site => Value::from(Serde(&view)) },
+                )
+                .map(Arc::from)
+            }
+        });
+
+        // The id covers the templates, the server-level data and every site's inputs.
+        let mut sv: ServerView = server_view(server, &sites, &self.options);
+        let mut h = Sha256::new();
+        h.update(&self.templates_digest);
+        serde_json::to_writer(HashWriter(&mut h), &sv)
+            .map_err(|e| RenderError::Server { server: server.name.to_string(), message: e.to_string() })?;
+        for p in &prepared {
+            h.update(p.digest);
+        }
+        let id: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        sv.gen_dir = format!("{managed_root}/generations/{id}");
         let server_value = Value::from(Serde(&sv));
-        let mut texts: BTreeMap<String, String> = BTreeMap::new();
+
+        let path = |p: &str| {
+            GenerationPath::parse(p).map_err(|e| RenderError::Server {
+                server: server.name.to_string(),
+                message: format!("file {p:?} {e}"),
+            })
+        };
+        let file = |bytes: Arc<[u8]>| GenerationFile { bytes, mode: FILE_MODE };
+        let mut files = BTreeMap::new();
         if server.nginx.mode == NginxMode::Owned {
-            texts.insert(
-                "nginx.conf".into(),
-                self.render_template("nginx.conf.j2", context! { server => server_value.clone() })?,
+            files.insert(
+                path("nginx.conf")?,
+                file(
+                    self.render_template("nginx.conf.j2", context! { server => server_value.clone() })?
+                        .into_bytes()
+                        .into(),
+                ),
             );
         }
-        texts.insert(
-            "http.conf".into(),
-            self.render_template("http.conf.j2", context! { server => server_value.clone() })?,
+        files.insert(
+            path("http.conf")?,
+            file(self.render_template("http.conf.j2", context! { server => server_value })?.into_bytes().into()),
         );
-        for site in &sites {
-            texts.insert(format!("sites/{}.conf", site_id(site)), self.site_text(&server_value, site, managed_root)?);
+        let mut cache = SiteCache::with_capacity(prepared.len());
+        for (p, text) in prepared.iter().zip(rendered) {
+            let text = text?;
+            files.insert(path(&format!("sites/{}.conf", site_id(p.site)))?, file(Arc::<[u8]>::from(Arc::clone(&text))));
+            cache.insert(p.digest, text);
         }
-        for (path, body) in &self.static_files {
-            texts.insert(path.to_string(), body.clone());
+        for (p, body) in &self.static_files {
+            files.insert(p.clone(), file(Arc::clone(body)));
         }
-
-        // The id is the hash of the tree with the generation directory still a
-        // placeholder, so it is known before the paths that contain it are written.
-        let id = tree_hash(texts.iter().map(|(p, t)| (p.as_str(), FILE_MODE, t.as_bytes()))).to_hex()[..16].to_owned();
-        let gen_dir = format!("{managed_root}/generations/{id}");
-        let mut files = BTreeMap::new();
-        for (path, text) in texts {
-            let text = text.replace(GEN_DIR, &gen_dir);
-            if text.contains('\u{1}') {
-                return Err(RenderError::Template {
-                    template: path,
-                    line: None,
-                    message: "a generation-directory placeholder was left in the output".into(),
-                });
-            }
-            let path = GenerationPath::parse(&path).map_err(|e| RenderError::Server {
-                server: server.name.to_string(),
-                message: format!("file {path:?} {e}"),
-            })?;
-            files.insert(path, GenerationFile { bytes: text.into_bytes(), mode: FILE_MODE });
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(server.name.to_string(), Arc::new(cache));
         }
         Ok(Generation::new(id, files))
     }

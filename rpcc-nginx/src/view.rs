@@ -4,16 +4,11 @@
 use std::collections::BTreeSet;
 
 use rpcc_core::model::{
-    Balance, HashKey, Inventory, LocationMatch, NginxMode, RateLimit, Server, Site, TlsMode, Upstream, UpstreamScheme,
-    WwwRedirect,
+    Balance, HashKey, LocationMatch, NginxMode, RateLimit, Server, Site, TlsMode, Upstream, UpstreamScheme, WwwRedirect,
 };
 use rpcc_core::value::{Rate, RateUnit};
 
 use crate::options::{MOZILLA_INTERMEDIATE_CIPHERS, RenderOptions};
-
-/// Placeholder for the generation directory; replaced after the id is known. It holds
-/// control characters, which no validated value can contain.
-pub(crate) const GEN_DIR: &str = "\u{1}RPCC_GENERATION_DIR\u{1}";
 
 /// nginx 1.25.1 introduced `http2 on;` and deprecated `listen … http2`.
 const HTTP2_DIRECTIVE_SINCE: (u16, u16, u16) = (1, 25, 1);
@@ -27,7 +22,9 @@ pub(crate) struct ServerView {
     pub(crate) log_dir: String,
     pub(crate) managed_root: String,
     pub(crate) acme_root: String,
-    pub(crate) gen_dir: &'static str,
+    /// Absolute path of this generation's directory on the server (empty while the
+    /// generation id is being computed).
+    pub(crate) gen_dir: String,
     pub(crate) worker_connections: u32,
     pub(crate) worker_rlimit_nofile: u32,
     pub(crate) listen_http: String,
@@ -40,6 +37,16 @@ pub(crate) struct ServerView {
     pub(crate) conn_zone: bool,
     pub(crate) any_tls: bool,
     pub(crate) names_hash_max_size: u32,
+}
+
+/// The part of the server a site's template sees. Kept small on purpose: a site's file
+/// depends only on the site and these fields.
+#[derive(serde::Serialize, Clone)]
+pub(crate) struct SiteServerView {
+    pub(crate) listen_http: String,
+    pub(crate) listen_https: String,
+    pub(crate) http2_directive: bool,
+    pub(crate) acme_root: String,
 }
 
 #[derive(serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -309,8 +316,17 @@ pub(crate) fn site_view(site: &Site, managed_root: &str, ocsp_ok: bool) -> SiteV
     }
 }
 
-pub(crate) fn server_view(inv: &Inventory, server: &Server, sites: &[&Site], opts: &RenderOptions) -> ServerView {
-    let _ = inv;
+pub(crate) fn site_server_view(server: &Server, opts: &RenderOptions) -> SiteServerView {
+    let nginx = &server.nginx;
+    SiteServerView {
+        listen_http: nginx.listen_http.to_string(),
+        listen_https: nginx.listen_https.to_string(),
+        http2_directive: nginx.version.unwrap_or(opts.default_version) >= HTTP2_DIRECTIVE_SINCE,
+        acme_root: format!("{}/acme", nginx.managed_root),
+    }
+}
+
+pub(crate) fn server_view(server: &Server, sites: &[&Site], opts: &RenderOptions) -> ServerView {
     let mut zones = BTreeSet::new();
     let mut conn_zone = false;
     let mut any_tls = false;
@@ -334,7 +350,7 @@ pub(crate) fn server_view(inv: &Inventory, server: &Server, sites: &[&Site], opt
         log_dir: nginx.log_dir.to_string(),
         managed_root: nginx.managed_root.to_string(),
         acme_root: format!("{}/acme", nginx.managed_root),
-        gen_dir: GEN_DIR,
+        gen_dir: String::new(),
         worker_connections: opts.worker_connections,
         worker_rlimit_nofile: opts.worker_connections.saturating_mul(2),
         listen_http: nginx.listen_http.to_string(),

@@ -1,4 +1,6 @@
 //! A site: a domain with aliases, proxied to an upstream, with TLS and HTTP policy.
+//!
+//! Every type here is `Hash` so renderers can key caches on a site's exact content.
 
 use crate::value::{
     Backend, ContentSecurityPolicy, DomainName, DurationValue, HeaderName, HeaderValue, Identifier, PermissionsPolicy,
@@ -6,7 +8,7 @@ use crate::value::{
 };
 
 /// One site (virtual host) served by every server of its group.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Site {
     /// The primary name (never a wildcard).
@@ -59,7 +61,7 @@ impl Site {
 }
 
 /// An upstream: one or more backends and how to balance between them.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Upstream {
     /// Backends; never empty.
@@ -77,7 +79,7 @@ pub struct Upstream {
 }
 
 /// One backend with its parameters.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct BackendSpec {
     /// `host:port`.
@@ -100,7 +102,7 @@ impl BackendSpec {
 }
 
 /// Load-balancing method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Weighted round robin (nginx's default).
@@ -115,7 +117,7 @@ pub enum Balance {
 
 /// Request properties a `hash` upstream may key on (nginx variables, emitted by the
 /// renderer from this closed set, never from input text).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HashKey {
     /// `$request_uri`
@@ -129,7 +131,7 @@ pub enum HashKey {
 }
 
 /// Protocol to backends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamScheme {
     /// Plain HTTP.
@@ -139,7 +141,7 @@ pub enum UpstreamScheme {
 }
 
 /// TLS policy of a site.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct TlsPolicy {
     /// Where the certificate comes from.
@@ -162,7 +164,7 @@ impl TlsPolicy {
 }
 
 /// Where a site's certificate comes from.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TlsMode {
@@ -182,7 +184,7 @@ pub enum TlsMode {
 }
 
 /// `www.` handling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WwwRedirect {
     /// Nothing.
@@ -194,7 +196,7 @@ pub enum WwwRedirect {
 }
 
 /// How a location matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LocationMatch {
     /// Prefix match (`location /api/`).
@@ -204,7 +206,7 @@ pub enum LocationMatch {
 }
 
 /// An extra location with its own policy.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Location {
     /// The path.
@@ -222,7 +224,7 @@ pub struct Location {
 }
 
 /// A request-rate limit (`limit_req`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct RateLimit {
     /// The rate.
@@ -234,7 +236,7 @@ pub struct RateLimit {
 }
 
 /// A path redirect.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Redirect {
     /// Source path (exact match).
@@ -246,7 +248,7 @@ pub struct Redirect {
 }
 
 /// Redirect status codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum RedirectCode {
     /// 301 Moved Permanently
     MovedPermanently,
@@ -271,7 +273,7 @@ impl RedirectCode {
 }
 
 /// Site-wide limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Limits {
     /// `client_max_body_size`.
@@ -283,7 +285,7 @@ pub struct Limits {
 }
 
 /// Proxy timeouts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct ProxyTimeouts {
     /// `proxy_connect_timeout`
@@ -295,7 +297,7 @@ pub struct ProxyTimeouts {
 }
 
 /// Security response headers.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct SecurityHeaders {
     /// `X-Frame-Options` (`DENY` or `SAMEORIGIN`), `None` to omit.
