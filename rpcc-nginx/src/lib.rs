@@ -5,21 +5,29 @@
 //! [`Inventory`](rpcc_core::Inventory), with minijinja templates embedded in the binary
 //! (strict undefined, no HTML escaping) that an operator may override file by file.
 //!
-//! Tree layout (all paths absolute under `<managed root>/generations/<id>/` on the
-//! server, so a staged tree validates exactly as it will load):
+//! Tree layout (paths absolute under `<managed root>/generations/<id>/` on the server,
+//! so a staged tree validates exactly as it will load):
 //!
-//! - `nginx.conf`: the main file (owned mode only; include mode keeps the server's own
-//!   and includes `http.conf`);
+//! - `nginx.conf`: the main file (owned mode only; in include mode the server keeps its
+//!   own `nginx.conf`, whose `http` block includes our `http.conf`);
 //! - `http.conf`: http-level settings, TLS defaults (Mozilla intermediate), log
-//!   formats, the websocket `map`, shared `limit_req`/`limit_conn` zones, a default
-//!   server that closes unknown names, and `include sites/*.conf`;
-//! - `sites/<domain>.conf`: one file per site (upstreams and server blocks);
-//! - `snippets/proxy.conf`, `html/*.html`, `mime.types`.
+//!   formats (optionally JSON), the websocket `map`, shared `limit_req`/`limit_conn`
+//!   zones, a default server that closes unknown names, and `include sites/*.conf`;
+//! - `sites/<domain>.conf`: one file per site (upstreams and server blocks). A site's
+//!   file depends only on that site and the server's listen/TLS-syntax facts, never on
+//!   the generation directory, so changing one site changes one file (plus the two
+//!   files that name the generation);
+//! - `mime.types`.
 //!
-//! Filters that put values into directives (`arg`, `words`, `q`) refuse anything nginx
-//! cannot hold safely, behind core's validation. The generation id is the hash of the
-//! tree with the generation directory left as a placeholder, so the same inventory
-//! always yields the same id and bytes.
+//! Certificates live outside generations, under `<managed root>/certs/<domain>/`; the
+//! ACME webroot is `<managed root>/acme`.
+//!
+//! Every value in a directive passes a filter (`arg`, `words`, `q`) that refuses
+//! anything nginx cannot hold safely, behind core's validation. The generation id is a
+//! hash of the templates and of all data the templates see, so the same inventory
+//! always yields the same id and bytes. Sites render in parallel, and a site whose
+//! inputs did not change since the last render of that server comes from a cache keyed
+//! by the SHA-256 of those inputs.
 
 mod error;
 mod options;

@@ -112,3 +112,40 @@ fn parse_version(s: &str) -> Option<(u16, u16, u16)> {
     let v = (it.next()??, it.next()??, it.next().flatten().unwrap_or(0));
     it.next().is_none().then_some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_builds_and_names_the_bad_option() {
+        let ok = RenderConfig {
+            ecdh_curves: Some(vec!["X25519".into()]),
+            default_nginx_version: Some("1.25.3".into()),
+            ..Default::default()
+        };
+        let o = ok.build().expect("valid");
+        assert_eq!(o.ecdh_curves, ["X25519"]);
+        assert_eq!(o.default_version, (1, 25, 3));
+        for (cfg, option) in [
+            (RenderConfig { ecdh_curves: Some(vec![]), ..Default::default() }, "ecdh_curves"),
+            (RenderConfig { ecdh_curves: Some(vec!["X25519:evil".into()]), ..Default::default() }, "ecdh_curves"),
+            (
+                RenderConfig { default_nginx_version: Some("latest".into()), ..Default::default() },
+                "default_nginx_version",
+            ),
+            (RenderConfig { worker_connections: Some(10), ..Default::default() }, "worker_connections"),
+        ] {
+            match cfg.build() {
+                Err(RenderError::Options { option: got, .. }) => assert_eq!(got, option),
+                other => panic!("{option}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn config_rejects_unknown_fields() {
+        let err = serde_json::from_str::<RenderConfig>(r#"{"ecdh_curve": ["X25519"]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

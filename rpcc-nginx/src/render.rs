@@ -284,6 +284,14 @@ impl NginxRenderer {
         Ok(out)
     }
 
+    /// Forget the cached site files (they are otherwise kept for the last render of
+    /// each server, so the next render of an unchanged site is a hash and a lookup).
+    pub fn clear_cache(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
     /// Render one template input (as [`NginxRenderer::template_inputs`] lists them).
     #[doc(hidden)]
     pub fn render_input(&self, input: &TemplateInput) -> String {
