@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use rpcc_core::Error;
 use rpcc_core::model::Inventory;
 
-use super::{EXIT_INVALID, EXIT_UNREADABLE};
+use super::{EXIT_INVALID, report_load_error};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ValidateArgs {
@@ -44,7 +44,6 @@ struct JsonError<'a> {
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
-    let file = args.inventory.display().to_string();
     let result = Inventory::from_toml_file(&args.inventory);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -60,58 +59,40 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
             } else {
                 let _ = writeln!(
                     out,
-                    "{file}: valid: {} servers, {} groups, {} sites",
-                    summary.servers, summary.groups, summary.sites
+                    "{}: valid: {} servers, {} groups, {} sites",
+                    args.inventory.display(),
+                    summary.servers,
+                    summary.groups,
+                    summary.sites
                 );
             }
             ExitCode::SUCCESS
         }
-        Err(Error::Read { source, .. }) => {
-            let _ = writeln!(err, "error: cannot read {file}: {source}");
-            ExitCode::from(EXIT_UNREADABLE)
-        }
-        Err(Error::Syntax { message, location }) => {
+        Err(Error::Syntax { message, location }) if args.json => {
             let (line, column) = location.map_or((None, None), |l| (Some(l.line), Some(l.column)));
-            if args.json {
-                let f = Failure {
-                    valid: false,
-                    kind: "syntax",
-                    errors: vec![JsonError { path: "(root)", message: &message, line, column }],
-                };
-                let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
-            } else {
-                let at = location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default();
-                let _ = writeln!(err, "{file}{at}: TOML syntax error: {message}");
-            }
+            let f = Failure {
+                valid: false,
+                kind: "syntax",
+                errors: vec![JsonError { path: "(root)", message: &message, line, column }],
+            };
+            let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
             ExitCode::from(EXIT_INVALID)
         }
-        Err(Error::Invalid(errors)) => {
-            if args.json {
-                let list = errors
-                    .errors()
-                    .iter()
-                    .map(|e| JsonError {
-                        path: e.path.as_str(),
-                        message: &e.message,
-                        line: e.location.map(|l| l.line),
-                        column: e.location.map(|l| l.column),
-                    })
-                    .collect();
-                let f = Failure { valid: false, kind: "invalid", errors: list };
-                let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
-            } else {
-                for e in errors.errors() {
-                    let at = e.location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default();
-                    let _ = writeln!(err, "{file}{at}: {}: {}", e.path, e.message);
-                }
-                let n = errors.len();
-                let _ = writeln!(err, "{file}: {n} error{}; nothing was changed", if n == 1 { "" } else { "s" });
-            }
+        Err(Error::Invalid(errors)) if args.json => {
+            let list = errors
+                .errors()
+                .iter()
+                .map(|e| JsonError {
+                    path: e.path.as_str(),
+                    message: &e.message,
+                    line: e.location.map(|l| l.line),
+                    column: e.location.map(|l| l.column),
+                })
+                .collect();
+            let f = Failure { valid: false, kind: "invalid", errors: list };
+            let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
             ExitCode::from(EXIT_INVALID)
         }
-        Err(other) => {
-            let _ = writeln!(err, "error: {other}");
-            ExitCode::from(EXIT_INVALID)
-        }
+        Err(other) => report_load_error(&args.inventory, &other, &mut err),
     }
 }

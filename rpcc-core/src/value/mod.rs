@@ -137,5 +137,29 @@ macro_rules! string_newtype_impls {
 }
 pub(crate) use string_newtype_impls;
 
+/// For composite values that keep their canonical text: `Display` and serde (as the
+/// text, parsed back through `parse`), given `as_str()` and `parse()`.
+macro_rules! text_value_impls {
+    ($ty:ident) => {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).map_err(|e| <D::Error as ::serde::de::Error>::custom(format!("{s:?} {e}")))
+            }
+        }
+    };
+}
+pub(crate) use text_value_impls;
+
 #[cfg(test)]
 mod tests;

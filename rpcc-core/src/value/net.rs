@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::name::check_hostname_labels;
-use super::{ValueError, reject_unsafe, string_newtype_impls};
+use super::{ValueError, reject_unsafe, string_newtype_impls, text_value_impls};
 
 /// A TCP port, 1-65535.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize)]
@@ -162,25 +162,6 @@ impl Backend {
     }
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl serde::Serialize for Backend {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Backend {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        Self::parse(&s).map_err(|e| <D::Error as serde::de::Error>::custom(format!("{s:?} {e}")))
-    }
-}
-
 /// Where nginx listens: a port (all addresses) or `address:port`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct ListenAddr {
@@ -233,17 +214,9 @@ impl ListenAddr {
     }
 }
 
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl serde::Serialize for ListenAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
+text_value_impls!(Backend);
+text_value_impls!(ListenAddr);
+text_value_impls!(HostKeyPin);
 
 /// SSH host-key algorithms rpcc accepts for pinning.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
@@ -335,24 +308,5 @@ impl HostKeyPin {
     /// `ssh-ed25519 SHA256:…`.
     pub fn as_str(&self) -> &str {
         &self.text
-    }
-}
-
-impl fmt::Display for HostKeyPin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl serde::Serialize for HostKeyPin {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for HostKeyPin {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        Self::parse(&s).map_err(|e| <D::Error as serde::de::Error>::custom(format!("{s:?} {e}")))
     }
 }
