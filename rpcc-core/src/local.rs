@@ -112,7 +112,10 @@ impl Transport for LocalTransport {
             .parent()
             .ok_or_else(|| TransportError::InvalidCommand { reason: "upload path has no parent".into() })?;
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let tmp = dir.join(format!(".{name}.rpcc-tmp-{}", std::process::id()));
+        // Unique per process and per call, so concurrent uploads never share a temp file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.rpcc-tmp-{}-{n}", std::process::id()));
         let result = async {
             let mut f = tokio::fs::File::create(&tmp).await?;
             f.write_all(bytes).await?;

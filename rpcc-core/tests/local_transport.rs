@@ -70,6 +70,27 @@ async fn upload_replaces_atomically_with_mode() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_to_one_path_never_mix() -> anyhow::Result<()> {
+    let t = std::sync::Arc::new(LocalTransport::new());
+    let dir = tempfile::tempdir()?;
+    let path = RemotePath::parse(&format!("{}/race.conf", dir.path().display()))?;
+    let mut tasks = Vec::new();
+    for i in 0..32u8 {
+        let (t, path) = (t.clone(), path.clone());
+        tasks.push(tokio::spawn(async move { t.upload(&path, &vec![i; 64 * 1024], 0o644).await }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    // Whoever won, the file is one writer's complete contents.
+    let bytes = std::fs::read(path.as_str())?;
+    assert_eq!(bytes.len(), 64 * 1024);
+    assert!(bytes.iter().all(|b| *b == bytes[0]));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 1, "temp files left behind");
+    Ok(())
+}
+
 #[test]
 fn argv_refuses_nul_and_newline_programs() {
     assert!(Argv::new("", Vec::<String>::new()).is_err());
