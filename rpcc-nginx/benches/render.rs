@@ -128,7 +128,10 @@ fn main() {
     }
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!("render benchmark: release build, medians, {threads} core(s)");
-    for (servers, sites, runs) in [(1usize, 10_000usize, 7usize), (4, 50, 25)] {
+    // RPCC_BENCH_QUICK: one small cold case, for instruction counting under callgrind.
+    let cases: &[(usize, usize, usize)] =
+        if std::env::var("RPCC_BENCH_QUICK").is_ok() { &[(1, 500, 1)] } else { &[(1, 10_000, 7), (4, 50, 25)] };
+    for &(servers, sites, runs) in cases {
         let inv = inventory(servers, sites);
         let renders = (servers * sites) as f64;
         // Templates are compiled once, when the renderer is built.
