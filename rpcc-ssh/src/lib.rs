@@ -1,10 +1,30 @@
 //! # rpcc-ssh
 //!
-//! **Not implemented yet** (issue: "rpcc-ssh: pooled russh transport"). This crate will
-//! hold `SshTransport`, implementing [`rpcc_core::transport::Transport`] over russh:
-//! one authenticated connection per server reused for all channels, host keys pinned by
-//! algorithm and SHA-256 fingerprint (refused before any credential is sent), connect,
-//! auth and command timeouts, keepalive, and retries only for transient errors.
+//! [`SshTransport`] implements [`rpcc_core::transport::Transport`] over russh: one
+//! authenticated connection per server, reused for every command (channels bounded
+//! below sshd's `MaxSessions`), re-established when it died.
 //!
-//! Until then, `rpcc_core::local::LocalTransport` is the only transport; nothing here
-//! pretends to connect.
+//! Host keys are **pinned** by algorithm and SHA-256 fingerprint
+//! ([`HostKeyPolicy::Pinned`], the default, from the inventory's `host_key`). A server
+//! that presents an unknown key, a changed key or a key of another algorithm is refused
+//! during key exchange, **before any credential is sent**. [`HostKeyPolicy::Enrol`]
+//! (trust on first use) exists only for an explicit enrol step and reports the observed
+//! key so the caller can record it.
+//!
+//! Commands are argument vectors; every argument is shell-quoted here, never
+//! concatenated. Connect, authentication and command timeouts and keepalive are always
+//! set.
+//!
+//! State of this crate: key-file authentication (ed25519, ECDSA, RSA with SHA-2,
+//! optional passphrase), pinned/enrol host-key policies, pooled connection with bounded
+//! channels, exec with stdin, output caps and timeouts, atomic upload. Not yet:
+//! password and ssh-agent authentication, `KnownHosts` policy, retries with backoff,
+//! `sudo -n`, streamed tree upload, the `rpcc run`/`rpcc enroll` commands.
+
+mod config;
+mod handler;
+mod transport;
+
+pub use config::{HostKeyPolicy, SshAuth, SshTarget, Timeouts};
+pub use handler::ObservedHostKey;
+pub use transport::SshTransport;

@@ -1,0 +1,283 @@
+//! `SshTransport`: one pooled, authenticated russh connection per server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Output, Transport, TransportError};
+use rpcc_core::value::RemotePath;
+use russh::ChannelMsg;
+use russh::client::{AuthResult, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+
+use crate::config::{HostKeyPolicy, SshAuth, SshTarget};
+use crate::handler::{Handler, KeyCheck, ObservedHostKey};
+
+/// A transport to one server over SSH. Cheap to share (`Arc`); all commands use one
+/// connection, opened on first use and re-opened if it died.
+pub struct SshTransport {
+    target: SshTarget,
+    key: Arc<PrivateKey>,
+    config: Arc<russh::client::Config>,
+    connection: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
+    channels: Semaphore,
+    connections_opened: AtomicU64,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport").field("target", &self.target.describe()).finish_non_exhaustive()
+    }
+}
+
+fn config_for(target: &SshTarget) -> Arc<russh::client::Config> {
+    Arc::new(russh::client::Config {
+        keepalive_interval: Some(target.timeouts.keepalive),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+impl SshTransport {
+    /// A transport for `target`. Loads the key now, so a missing or undecryptable key
+    /// is reported before any connection (the passphrase never appears in errors).
+    pub fn new(target: SshTarget) -> Result<Self, TransportError> {
+        let key = match &target.auth {
+            SshAuth::KeyFile { path, passphrase } => {
+                russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose_secret())).map_err(|e| {
+                    TransportError::Auth {
+                        target: target.describe(),
+                        method: format!("key file {} ({e})", path.display()),
+                    }
+                })?
+            }
+        };
+        let channels = Semaphore::new(target.max_channels.max(1));
+        Ok(Self {
+            config: config_for(&target),
+            key: Arc::new(key),
+            target,
+            connection: tokio::sync::Mutex::new(None),
+            channels,
+            connections_opened: AtomicU64::new(0),
+        })
+    }
+
+    /// How many TCP connections this transport has opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Connect with [`HostKeyPolicy::Enrol`] and return the key the server presents,
+    /// without authenticating. For an explicit enrol step only.
+    pub async fn observe_host_key(target: &SshTarget) -> Result<ObservedHostKey, TransportError> {
+        let mut probe = target.clone();
+        probe.host_key = HostKeyPolicy::Enrol;
+        let check = Arc::new(Mutex::new(KeyCheck::default()));
+        let handle = Self::handshake(&probe, config_for(&probe), Arc::clone(&check)).await?;
+        let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let observed = check.lock().ok().and_then(|c| c.observed.clone());
+        observed.ok_or_else(|| TransportError::HostKey {
+            target: target.describe(),
+            reason: "no host key was presented".into(),
+        })
+    }
+
+    /// TCP connect and key exchange (host key checked by the handler), under the
+    /// connect timeout.
+    async fn handshake(
+        target: &SshTarget,
+        config: Arc<russh::client::Config>,
+        check: Arc<Mutex<KeyCheck>>,
+    ) -> Result<Handle<Handler>, TransportError> {
+        let handler = Handler { policy: target.host_key.clone(), check: Arc::clone(&check) };
+        let connecting = russh::client::connect(config, target.address.clone(), handler);
+        match tokio::time::timeout(target.timeouts.connect, connecting).await {
+            Err(_) => Err(TransportError::Timeout {
+                target: target.describe(),
+                what: "connect".into(),
+                after: target.timeouts.connect,
+            }),
+            Ok(Ok(handle)) => Ok(handle),
+            Ok(Err(e)) => {
+                if let Some(reason) = check.lock().ok().and_then(|c| c.refusal.clone()) {
+                    return Err(TransportError::HostKey { target: target.describe(), reason });
+                }
+                Err(TransportError::Connect { target: target.describe(), reason: e.to_string() })
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Handle<Handler>, TransportError> {
+        let check = Arc::new(Mutex::new(KeyCheck::default()));
+        let mut handle = Self::handshake(&self.target, Arc::clone(&self.config), check).await?;
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let describe = self.target.describe();
+        let auth = async {
+            let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+            let hash = if self.key.algorithm().is_rsa() { hash } else { None };
+            handle
+                .authenticate_publickey(&self.target.user, PrivateKeyWithHashAlg::new(Arc::clone(&self.key), hash))
+                .await
+        };
+        match tokio::time::timeout(self.target.timeouts.auth, auth).await {
+            Err(_) => Err(TransportError::Timeout {
+                target: describe,
+                what: "authentication".into(),
+                after: self.target.timeouts.auth,
+            }),
+            Ok(Err(e)) => {
+                Err(TransportError::Disconnected { target: describe, reason: format!("during authentication: {e}") })
+            }
+            Ok(Ok(AuthResult::Success)) => {
+                tracing::debug!(target = %describe, "ssh connection authenticated");
+                Ok(handle)
+            }
+            Ok(Ok(AuthResult::Failure { .. })) => {
+                Err(TransportError::Auth { target: describe, method: "public key".into() })
+            }
+        }
+    }
+
+    /// The live connection, opened (or re-opened) as needed.
+    async fn connection(&self) -> Result<Arc<Handle<Handler>>, TransportError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(handle) = slot.as_ref().filter(|h| !h.is_closed()) {
+            return Ok(Arc::clone(handle));
+        }
+        let handle = Arc::new(self.open().await?);
+        *slot = Some(Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    async fn forget(&self, dead: &Arc<Handle<Handler>>) {
+        let mut slot = self.connection.lock().await;
+        if slot.as_ref().is_some_and(|h| Arc::ptr_eq(h, dead)) {
+            *slot = None;
+        }
+    }
+
+    async fn run(&self, req: &ExecRequest) -> Result<Output, TransportError> {
+        let describe = self.target.describe();
+        let handle = self.connection().await?;
+        let mut channel = match handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) => {
+                // A dead connection: drop it so the next call reconnects.
+                self.forget(&handle).await;
+                return Err(TransportError::Disconnected {
+                    target: describe,
+                    reason: format!("opening a channel: {e}"),
+                });
+            }
+        };
+        let command = shell_words::join(req.argv.as_slice());
+        let work = async {
+            channel.exec(true, command.as_bytes()).await.map_err(|e| e.to_string())?;
+            if let Some(bytes) = &req.stdin {
+                channel.data(&bytes[..]).await.map_err(|e| e.to_string())?;
+                channel.eof().await.map_err(|e| e.to_string())?;
+            }
+            let (mut stdout, mut stderr, mut truncated, mut status) = (Vec::new(), Vec::new(), false, None);
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => truncated |= push_capped(&mut stdout, &data, req.output_limit),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        truncated |= push_capped(&mut stderr, &data, req.output_limit)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(i32::MAX)))
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(ExitStatus::Signal(format!("{signal_name:?}")))
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            Ok::<_, String>((status, stdout, stderr, truncated))
+        };
+        match tokio::time::timeout(req.timeout, work).await {
+            Err(_) => {
+                let _ = channel.close().await;
+                Err(TransportError::Timeout {
+                    target: describe,
+                    what: format!("command {:?}", req.argv.program()),
+                    after: req.timeout,
+                })
+            }
+            Ok(Err(reason)) => {
+                self.forget(&handle).await;
+                Err(TransportError::Disconnected { target: describe, reason })
+            }
+            Ok(Ok((None, ..))) => {
+                self.forget(&handle).await;
+                Err(TransportError::Disconnected {
+                    target: describe,
+                    reason: "the channel closed without an exit status".into(),
+                })
+            }
+            Ok(Ok((Some(status), stdout, stderr, truncated))) => Ok(Output { status, stdout, stderr, truncated }),
+        }
+    }
+}
+
+/// Append up to the cap; true if something was cut.
+fn push_capped(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> bool {
+    let room = cap.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+    data.len() > room
+}
+
+/// Writes stdin to a temporary name beside the target, sets the mode, then renames:
+/// readers see the old file or the new one, never a part.
+const UPLOAD_SCRIPT: &str =
+    r#"umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" || { rm -f "$1"; exit 1; }"#;
+
+#[async_trait::async_trait]
+impl Transport for SshTransport {
+    fn target(&self) -> String {
+        self.target.describe()
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<Output, TransportError> {
+        let _permit = tokio::time::timeout(request.timeout, self.channels.acquire())
+            .await
+            .map_err(|_| TransportError::Timeout {
+                target: self.target.describe(),
+                what: "waiting for a free channel".into(),
+                after: request.timeout,
+            })?
+            .map_err(|_| TransportError::Disconnected {
+                target: self.target.describe(),
+                reason: "transport closed".into(),
+            })?;
+        self.run(&request).await
+    }
+
+    async fn upload(&self, path: &RemotePath, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!("{}.rpcc-tmp-{}-{}", path, std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let argv = Argv::new(
+            "sh",
+            ["-c".to_owned(), UPLOAD_SCRIPT.to_owned(), "sh".to_owned(), tmp, format!("{mode:o}"), path.to_string()],
+        )?;
+        let timeout =
+            Duration::from_secs(60) + Duration::from_millis(u64::try_from(bytes.len() / 1024).unwrap_or(u64::MAX));
+        let out = self.exec(ExecRequest::new(argv).stdin(bytes.to_vec()).timeout(timeout)).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io {
+                target: self.target.describe(),
+                source: std::io::Error::other(format!(
+                    "upload to {path} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            })
+        }
+    }
+}
