@@ -49,6 +49,34 @@ impl Default for Timeouts {
     }
 }
 
+/// Retries of the connection step, only for transient failures (refused, reset,
+/// timed out): never for host-key refusals, authentication failures or commands that
+/// ran and failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Delay before the first retry; doubles each time, with ±50 % jitter.
+    pub base_delay: Duration,
+    /// Upper bound of one delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 3, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(2) }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1-based), jittered with `noise` in 0..1.
+    pub fn delay(&self, retry: u32, noise: f64) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_delay);
+        capped.mul_f64(0.5 + noise.clamp(0.0, 1.0))
+    }
+}
+
 /// One server to connect to.
 #[derive(Clone, Debug)]
 pub struct SshTarget {
@@ -67,6 +95,11 @@ pub struct SshTarget {
     /// At most this many channels at once on the connection (keep it below sshd's
     /// `MaxSessions`, 10 by default).
     pub max_channels: usize,
+    /// Connection retries.
+    pub retry: RetryPolicy,
+    /// Run every command through `sudo -n --` (non-interactive: fails instead of
+    /// prompting when sudo wants a password).
+    pub sudo: bool,
 }
 
 impl SshTarget {
@@ -98,11 +131,30 @@ impl SshTarget {
             host_key,
             timeouts: Timeouts::default(),
             max_channels: 8,
+            retry: RetryPolicy::default(),
+            sudo: server.sudo,
         })
     }
 
     /// `user@host:port`.
     pub fn describe(&self) -> String {
         format!("{}@{}", self.user, self.address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let p =
+            RetryPolicy { attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(350) };
+        assert_eq!(p.delay(1, 0.5), Duration::from_millis(100));
+        assert_eq!(p.delay(2, 0.5), Duration::from_millis(200));
+        assert_eq!(p.delay(3, 0.5), Duration::from_millis(350), "capped");
+        assert_eq!(p.delay(1, 0.0), Duration::from_millis(50), "jitter -50 %");
+        assert_eq!(p.delay(1, 1.0), Duration::from_millis(150), "jitter +50 %");
+        assert_eq!(p.delay(40, 0.5), Duration::from_millis(350), "no overflow");
     }
 }

@@ -17,14 +17,15 @@
 //!
 //! State of this crate: key-file authentication (ed25519, ECDSA, RSA with SHA-2,
 //! optional passphrase), pinned/enrol host-key policies, pooled connection with bounded
-//! channels, exec with stdin, output caps and timeouts, atomic upload. Not yet:
-//! password and ssh-agent authentication, `KnownHosts` policy, retries with backoff,
-//! `sudo -n`, streamed tree upload, the `rpcc run`/`rpcc enroll` commands.
+//! channels, connection retries with jittered backoff for transient failures only,
+//! `sudo -n`, exec with stdin, output caps and timeouts, atomic upload. Not yet:
+//! password and ssh-agent authentication, `KnownHosts` policy, streamed tree upload,
+//! a pool object shared across servers, the `rpcc run`/`rpcc enroll` commands.
 
 mod config;
 mod handler;
 mod transport;
 
-pub use config::{HostKeyPolicy, SshAuth, SshTarget, Timeouts};
+pub use config::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, Timeouts};
 pub use handler::ObservedHostKey;
 pub use transport::SshTransport;

@@ -142,13 +142,27 @@ impl SshTransport {
         }
     }
 
-    /// The live connection, opened (or re-opened) as needed.
+    /// The live connection, opened (or re-opened) as needed; transient failures are
+    /// retried with jittered exponential backoff.
     async fn connection(&self) -> Result<Arc<Handle<Handler>>, TransportError> {
         let mut slot = self.connection.lock().await;
         if let Some(handle) = slot.as_ref().filter(|h| !h.is_closed()) {
             return Ok(Arc::clone(handle));
         }
-        let handle = Arc::new(self.open().await?);
+        let policy = self.target.retry;
+        let mut attempt = 1;
+        let handle = loop {
+            match self.open().await {
+                Ok(h) => break Arc::new(h),
+                Err(e) if e.is_retryable() && attempt < policy.attempts => {
+                    let delay = policy.delay(attempt, jitter());
+                    tracing::info!(target = %self.target.describe(), attempt, error = %e, ?delay, "ssh connect failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         *slot = Some(Arc::clone(&handle));
         Ok(handle)
     }
@@ -174,7 +188,11 @@ impl SshTransport {
                 });
             }
         };
-        let command = shell_words::join(req.argv.as_slice());
+        let command = if self.target.sudo {
+            format!("sudo -n -- {}", shell_words::join(req.argv.as_slice()))
+        } else {
+            shell_words::join(req.argv.as_slice())
+        };
         let work = async {
             channel.exec(true, command.as_bytes()).await.map_err(|e| e.to_string())?;
             if let Some(bytes) = &req.stdin {
@@ -223,6 +241,14 @@ impl SshTransport {
             Ok(Ok((Some(status), stdout, stderr, truncated))) => Ok(Output { status, stdout, stderr, truncated }),
         }
     }
+}
+
+/// A number in 0..1 from the process's randomly keyed hasher (no RNG dependency).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Append up to the cap; true if something was cut.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport, TransportError};
 use rpcc_core::value::{HostKeyPin, RemotePath};
-use rpcc_ssh::{HostKeyPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
 use rpcc_testkit::{FaultMode, FaultProxy, Fleet, TestServer};
 
 fn target(fleet: &Fleet, server: &TestServer, port: u16, pin: &str) -> SshTarget {
@@ -21,6 +21,8 @@ fn target(fleet: &Fleet, server: &TestServer, port: u16, pin: &str) -> SshTarget
             keepalive: Duration::from_secs(5),
         },
         max_channels: 8,
+        retry: RetryPolicy::default(),
+        sudo: false,
     }
 }
 

@@ -19,6 +19,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct TestServer {
     name: String,
+    fleet_dir: PathBuf,
     ssh_port: u16,
     http_port: u16,
     host_key_pin: String,
@@ -121,6 +122,27 @@ impl TestServer {
     pub fn stop_sshd(&mut self) {
         self.sshd.stop();
     }
+
+    /// Restart sshd on the same port, optionally with a freshly generated host key
+    /// (as after a server reinstall). As with a real sshd, established sessions keep
+    /// running; cut them with a [`crate::FaultProxy`] to force reconnects.
+    pub fn restart_sshd(&mut self, new_host_key: bool) -> Result<(), KitError> {
+        self.sshd.stop();
+        if new_host_key {
+            let key = self.dir.join("ssh_host_ed25519_key");
+            let _ = std::fs::remove_file(&key);
+            let _ = std::fs::remove_file(self.dir.join("ssh_host_ed25519_key.pub"));
+            keygen(&key, "ed25519")?;
+            let pub_path = self.dir.join("ssh_host_ed25519_key.pub");
+            self.host_key_pin = fingerprint(&pub_path, "ssh-ed25519")?;
+            self.host_key_public =
+                std::fs::read_to_string(&pub_path)?.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        }
+        let mut sshd = spawn_sshd(&self.name, &self.fleet_dir, &self.dir)?;
+        wait_ready(&mut sshd, self.ssh_port, &format!("{} sshd", self.name), &self.dir.join("sshd.log"))?;
+        self.sshd = sshd;
+        Ok(())
+    }
 }
 
 /// A set of test servers, stopped on drop.
@@ -186,6 +208,27 @@ impl Fleet {
     /// The private key authorized on every server (ed25519, no passphrase).
     pub fn client_key(&self) -> &Path {
         &self.client_key
+    }
+
+    /// Generate another client key pair of `kind` (`ed25519`, `ecdsa`, `rsa`),
+    /// optionally encrypted with `passphrase`, authorize it on every server and return
+    /// the private key's path.
+    pub fn add_client_key(&self, kind: &str, passphrase: Option<&str>) -> Result<PathBuf, KitError> {
+        let dir = self.client_key.parent().unwrap_or(Path::new("/tmp"));
+        let n = std::fs::read_dir(dir)?.count();
+        let path = dir.join(format!("client_key_{kind}_{n}"));
+        let mut cmd = Command::new("ssh-keygen");
+        cmd.args(["-q", "-t", kind, "-N", passphrase.unwrap_or(""), "-C", "rpcc-testkit", "-f"]).arg(&path);
+        if kind == "rsa" {
+            cmd.args(["-b", "3072"]);
+        }
+        run(&mut cmd, "ssh-keygen")?;
+        let public = std::fs::read_to_string(
+            path.with_file_name(format!("{}.pub", path.file_name().and_then(|f| f.to_str()).unwrap_or_default())),
+        )?;
+        let mut authorized = std::fs::OpenOptions::new().append(true).open(dir.join("authorized_keys"))?;
+        std::io::Write::write_all(&mut authorized, public.as_bytes())?;
+        Ok(path)
     }
 
     /// An OpenSSH `known_hosts` file with each server's key under its host-key alias.
@@ -315,6 +358,7 @@ fn start_server(
             Ok((sshd, nginx)) => {
                 return Ok(TestServer {
                     name: name.to_owned(),
+                    fleet_dir: fleet.to_path_buf(),
                     ssh_port,
                     http_port,
                     host_key_pin,
@@ -346,30 +390,8 @@ fn start_processes(
     http_port: u16,
     as_root: bool,
 ) -> Result<(ManagedProcess, ManagedProcess), KitError> {
-    let sshd_config = dir.join("sshd_config");
-    std::fs::write(
-        &sshd_config,
-        format!(
-            "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
-             AllowUsers {user}\nStrictModes no\nUsePAM no\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxSessions 64\nMaxStartups 200:30:400\n\
-             LogLevel VERBOSE\nSubsystem sftp internal-sftp\nPrintMotd no\nAcceptEnv none\n",
-            hk = host_key.display(),
-            pid = dir.join("sshd.pid").display(),
-            auth = authorized.display(),
-            user = user.name,
-        ),
-    )?;
-    let sshd_log = dir.join("sshd.log");
-    let mut cmd = Command::new(SSHD);
-    cmd.args(["-D", "-f"])
-        .arg(&sshd_config)
-        .arg("-E")
-        .arg(&sshd_log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut sshd = ManagedProcess::spawn(cmd, &format!("{name} sshd"), fleet)?;
+    write_sshd_config(dir, user, authorized, host_key, ssh_port)?;
+    let mut sshd = spawn_sshd(name, fleet, dir)?;
 
     let p = prefix.display();
     std::fs::write(
@@ -403,9 +425,44 @@ fn start_processes(
     }
     let mut nginx = ManagedProcess::spawn(cmd, &format!("{name} nginx"), fleet)?;
 
-    wait_ready(&mut sshd, ssh_port, &format!("{name} sshd"), &sshd_log)?;
+    wait_ready(&mut sshd, ssh_port, &format!("{name} sshd"), &dir.join("sshd.log"))?;
     wait_ready(&mut nginx, http_port, &format!("{name} nginx"), &prefix.join("logs/error.log"))?;
     Ok((sshd, nginx))
+}
+
+fn write_sshd_config(
+    dir: &Path,
+    user: &TestUser,
+    authorized: &Path,
+    host_key: &Path,
+    ssh_port: u16,
+) -> Result<(), KitError> {
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
+             AllowUsers {user}\nStrictModes no\nUsePAM no\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxSessions 64\nMaxStartups 200:30:400\n\
+             LogLevel VERBOSE\nSubsystem sftp internal-sftp\nPrintMotd no\nAcceptEnv none\n",
+            hk = host_key.display(),
+            pid = dir.join("sshd.pid").display(),
+            auth = authorized.display(),
+            user = user.name,
+        ),
+    )?;
+    Ok(())
+}
+
+fn spawn_sshd(name: &str, fleet: &Path, dir: &Path) -> Result<ManagedProcess, KitError> {
+    let mut cmd = Command::new(SSHD);
+    cmd.args(["-D", "-f"])
+        .arg(dir.join("sshd_config"))
+        .arg("-E")
+        .arg(dir.join("sshd.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ManagedProcess::spawn(cmd, &format!("{name} sshd"), fleet)
 }
 
 fn wait_ready(proc: &mut ManagedProcess, port: u16, what: &str, log: &Path) -> Result<(), KitError> {

@@ -1,0 +1,156 @@
+//! Key types and passphrases, host-key changes after a server reinstall, sshd restarts,
+//! connection faults (reset, stall) and `sudo -n`, against real sshd.
+
+use std::time::{Duration, Instant};
+
+use rpcc_core::transport::{Argv, ExecRequest, Transport, TransportError};
+use rpcc_core::value::HostKeyPin;
+use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+use rpcc_testkit::{FaultMode, FaultProxy, Fleet, TestServer};
+use secrecy::SecretString;
+
+fn target(server: &TestServer, port: u16, key: &std::path::Path, passphrase: Option<&str>) -> SshTarget {
+    SshTarget {
+        name: server.name().to_owned(),
+        address: format!("127.0.0.1:{port}"),
+        user: server.user().to_owned(),
+        auth: SshAuth::KeyFile { path: key.to_path_buf(), passphrase: passphrase.map(SecretString::from) },
+        host_key: HostKeyPolicy::Pinned(HostKeyPin::parse(server.host_key_pin()).expect("pin")),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(1),
+            auth: Duration::from_secs(3),
+            keepalive: Duration::from_secs(5),
+        },
+        max_channels: 8,
+        retry: RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(400),
+        },
+        sudo: false,
+    }
+}
+
+fn cmd(program: &str, args: &[&str]) -> ExecRequest {
+    ExecRequest::new(Argv::new(program, args.iter().copied()).expect("argv")).timeout(Duration::from_secs(10))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_type_and_an_encrypted_key_authenticate() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    for (kind, passphrase) in [("ecdsa", None), ("rsa", None), ("ed25519", Some("correct horse battery"))] {
+        let key = fleet.add_client_key(kind, passphrase)?;
+        let t = SshTransport::new(target(s, s.ssh_port(), &key, passphrase))?;
+        let out = t.exec(cmd("id", &["-un"])).await?;
+        assert_eq!(String::from_utf8(out.stdout)?.trim(), s.user(), "{kind}");
+    }
+    // A wrong passphrase fails before connecting, naming the key file but never the secret.
+    let key = fleet.add_client_key("ed25519", Some("the right one"))?;
+    let err = SshTransport::new(target(s, s.ssh_port(), &key, Some("canary-wrong-passphrase"))).unwrap_err();
+    assert!(matches!(err, TransportError::Auth { .. }), "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("key file") && !text.contains("canary-wrong-passphrase"), "{text}");
+    Ok(())
+}
+
+/// Run `exec` once more if the first try met the connection that was just cut.
+async fn exec_after_cut(t: &SshTransport) -> Result<rpcc_core::transport::Output, TransportError> {
+    match t.exec(cmd("true", &[])).await {
+        Err(e) if e.is_retryable() => t.exec(cmd("true", &[])).await,
+        other => other,
+    }
+}
+
+fn cut(proxy: &FaultProxy) {
+    proxy.set_mode(FaultMode::CutAfter(0));
+    std::thread::sleep(Duration::from_millis(200));
+    proxy.set_mode(FaultMode::Forward);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_reconnected_and_a_reinstalled_one_refused() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(1)?;
+    let key = fleet.client_key().to_path_buf();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], fleet.servers()[0].ssh_port()).into())?;
+    let t = SshTransport::new(target(&fleet.servers()[0], proxy.port(), &key, None))?;
+    assert!(t.exec(cmd("true", &[])).await?.success());
+
+    // sshd restarted (same key) and the connection lost: the pool reconnects.
+    fleet.servers_mut()[0].restart_sshd(false)?;
+    cut(&proxy);
+    assert!(exec_after_cut(&t).await?.success());
+    assert_eq!(t.connections_opened(), 2);
+
+    // Reinstalled with a new host key: refused before authentication, and not retried.
+    fleet.servers_mut()[0].restart_sshd(true)?;
+    cut(&proxy);
+    let accepted = proxy.accepted();
+    let err = exec_after_cut(&t).await.unwrap_err();
+    assert!(matches!(err, TransportError::HostKey { .. }), "{err}");
+    assert!(err.to_string().contains("host key changed"), "{err}");
+    assert_eq!(proxy.accepted() - accepted, 1, "a host-key refusal must not be retried");
+    assert_eq!(t.connections_opened(), 2, "no authenticated connection to the reinstalled server");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_during_connect_are_retried() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let proxy = std::sync::Arc::new(FaultProxy::start(([127, 0, 0, 1], s.ssh_port()).into())?);
+    proxy.set_mode(FaultMode::Reset);
+    let healer = {
+        let proxy = std::sync::Arc::clone(&proxy);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            proxy.set_mode(FaultMode::Forward);
+        })
+    };
+    let t = SshTransport::new(target(s, proxy.port(), fleet.client_key(), None))?;
+    let out = t.exec(cmd("true", &[])).await?;
+    healer.join().expect("healer");
+    assert!(out.success());
+    assert!(proxy.accepted() >= 2, "the first attempt was reset and retried ({} connections)", proxy.accepted());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_network_times_out_within_its_bound() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let proxy = FaultProxy::start(([127, 0, 0, 1], s.ssh_port()).into())?;
+    proxy.set_mode(FaultMode::Stall);
+    let t = SshTransport::new(target(s, proxy.port(), fleet.client_key(), None))?;
+    let started = Instant::now();
+    let err = t.exec(cmd("true", &[])).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    // 3 attempts × 1 s connect timeout + backoff (at most 0.15 s + 0.3 s).
+    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(proxy.accepted(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_runs_non_interactively() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let mut tgt = target(s, s.ssh_port(), fleet.client_key(), None);
+    tgt.sudo = true;
+    let t = SshTransport::new(tgt)?;
+    // scripts/setup-host lets the test user run exactly /usr/bin/id as root.
+    let out = t.exec(cmd("/usr/bin/id", &["-un"])).await?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "root", "{}", String::from_utf8_lossy(&out.stderr));
+    // Anything else needs a password: sudo -n fails at once instead of prompting.
+    let started = Instant::now();
+    let denied = t.exec(cmd("/usr/bin/whoami", &[])).await?;
+    assert!(!denied.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
