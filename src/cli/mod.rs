@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod render;
+mod run;
 mod validate;
 
 /// Exit code for invalid input (validation or syntax errors).
@@ -32,6 +33,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Render each server's nginx configuration tree into a directory.
     Render(render::RenderArgs),
+    /// Run one command on a server over SSH (pinned host key), e.g. `rpcc run inv.toml edge-1 -- nginx -t`.
+    Run(run::RunArgs),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -51,6 +54,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }
 
