@@ -117,8 +117,12 @@ impl SshTransport {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let describe = self.target.describe();
         let auth = async {
-            let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
-            let hash = if self.key.algorithm().is_rsa() { hash } else { None };
+            // Only RSA keys need the server's signature-hash preference (SHA-2, never SHA-1).
+            let hash = if self.key.algorithm().is_rsa() {
+                handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+            } else {
+                None
+            };
             handle
                 .authenticate_publickey(&self.target.user, PrivateKeyWithHashAlg::new(Arc::clone(&self.key), hash))
                 .await
