@@ -211,4 +211,48 @@ pub trait Transport: Send + Sync {
     /// Write `bytes` to `path` with `mode`: a temporary name in the same directory,
     /// then a rename, so a reader never sees a partial file.
     async fn upload(&self, path: &RemotePath, bytes: &[u8], mode: u32) -> Result<(), TransportError>;
+
+    /// Create directory `dir` holding `files` (relative paths), all or nothing: the
+    /// tree is written under a temporary sibling name and renamed into place, so `dir`
+    /// either does not exist or is complete. Fails if `dir` already exists.
+    ///
+    /// The default uploads file by file; transports with a round-trip cost (SSH)
+    /// override it with one stream.
+    async fn upload_tree(&self, dir: &RemotePath, files: &[TreeFile<'_>]) -> Result<(), TransportError> {
+        let staging = RemotePath::parse(&format!("{dir}.rpcc-staging"))
+            .map_err(|e| TransportError::InvalidCommand { reason: format!("staging path: {e}") })?;
+        let run = |argv: Argv| self.exec(ExecRequest::new(argv));
+        let out = run(Argv::new("rm", ["-rf", staging.as_str()])?).await?;
+        if !out.success() {
+            return Err(TransportError::InvalidCommand { reason: format!("cannot clear {staging}") });
+        }
+        for f in files {
+            let path = staging
+                .join(f.path)
+                .map_err(|e| TransportError::InvalidCommand { reason: format!("{}: {e}", f.path) })?;
+            if let Some((parent, _)) = path.as_str().rsplit_once('/') {
+                run(Argv::new("mkdir", ["-p", parent])?).await?;
+            }
+            self.upload(&path, f.bytes, f.mode).await?;
+        }
+        let out = run(Argv::new("mv", ["-T", staging.as_str(), dir.as_str()])?).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::InvalidCommand {
+                reason: format!("cannot move the tree into {dir}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            })
+        }
+    }
+}
+
+/// One file of a tree upload.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeFile<'a> {
+    /// Relative path (validated: no `..`, not absolute).
+    pub path: &'a str,
+    /// Contents.
+    pub bytes: &'a [u8],
+    /// Permission bits.
+    pub mode: u32,
 }

@@ -99,3 +99,28 @@ fn argv_refuses_nul_and_newline_programs() {
     let ok = Argv::new("nginx", ["-t", "line\nbreak"]).expect("arguments may hold newlines; transports quote them");
     assert_eq!(ok.args().len(), 2);
 }
+
+#[tokio::test]
+async fn default_tree_upload_is_all_or_nothing() -> anyhow::Result<()> {
+    use rpcc_core::transport::TreeFile;
+    let t = LocalTransport::new();
+    let root = tempfile::tempdir()?;
+    let dir = RemotePath::parse(&format!("{}/gen-1", root.path().display()))?;
+    let files = [
+        TreeFile { path: "nginx.conf", bytes: b"events {}\n", mode: 0o644 },
+        TreeFile { path: "sites/a.conf", bytes: b"# a\n", mode: 0o600 },
+    ];
+    t.upload_tree(&dir, &files).await?;
+    assert_eq!(std::fs::read(root.path().join("gen-1/sites/a.conf"))?, b"# a\n");
+    assert!(!root.path().join("gen-1.rpcc-staging").exists());
+    // Existing target: refused, untouched.
+    let more = [TreeFile { path: "extra.conf", bytes: b"x", mode: 0o644 }];
+    assert!(t.upload_tree(&dir, &more).await.is_err());
+    assert!(!root.path().join("gen-1/extra.conf").exists());
+    // A path that leaves the tree is refused.
+    let evil = [TreeFile { path: "../escape", bytes: b"x", mode: 0o644 }];
+    let dir2 = RemotePath::parse(&format!("{}/gen-2", root.path().display()))?;
+    assert!(t.upload_tree(&dir2, &evil).await.is_err());
+    assert!(!root.path().join("escape").exists());
+    Ok(())
+}

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Output, Transport, TransportError};
+use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Output, Transport, TransportError, TreeFile};
 use rpcc_core::value::RemotePath;
 use russh::ChannelMsg;
 use russh::client::{AuthResult, Handle};
@@ -267,6 +267,24 @@ fn push_capped(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> bool {
 const UPLOAD_SCRIPT: &str =
     r#"umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" || { rm -f "$1"; exit 1; }"#;
 
+/// Extracts a tar stream from stdin into a staging directory beside the target, then
+/// renames it into place: the target is absent or complete, never partial.
+const TREE_SCRIPT: &str = r#"s="$1.rpcc-staging"; rm -rf "$s" && mkdir -p "$s" && tar -x --no-same-owner -C "$s" -f - && mv -T "$s" "$1" || { rm -rf "$s"; exit 1; }"#;
+
+/// A tar archive (ustar) of the files, in memory.
+fn tar_archive(files: &[TreeFile<'_>]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 1024).sum()));
+    builder.mode(tar::HeaderMode::Deterministic);
+    for f in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(f.bytes.len() as u64);
+        header.set_mode(f.mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, f.path, f.bytes)?;
+    }
+    builder.into_inner()
+}
+
 #[async_trait::async_trait]
 impl Transport for SshTransport {
     fn target(&self) -> String {
@@ -286,6 +304,30 @@ impl Transport for SshTransport {
                 reason: "transport closed".into(),
             })?;
         self.run(&request).await
+    }
+
+    async fn upload_tree(&self, dir: &RemotePath, files: &[TreeFile<'_>]) -> Result<(), TransportError> {
+        for f in files {
+            rpcc_core::generation::GenerationPath::parse(f.path)
+                .map_err(|e| TransportError::InvalidCommand { reason: format!("tree path {:?} {e}", f.path) })?;
+        }
+        let archive =
+            tar_archive(files).map_err(|source| TransportError::Io { target: self.target.describe(), source })?;
+        let argv = Argv::new("sh", ["-c".to_owned(), TREE_SCRIPT.to_owned(), "sh".to_owned(), dir.to_string()])?;
+        let timeout =
+            Duration::from_secs(60) + Duration::from_millis(u64::try_from(archive.len() / 1024).unwrap_or(u64::MAX));
+        let out = self.exec(ExecRequest::new(argv).stdin(archive).timeout(timeout)).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io {
+                target: self.target.describe(),
+                source: std::io::Error::other(format!(
+                    "tree upload to {dir} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            })
+        }
     }
 
     async fn upload(&self, path: &RemotePath, bytes: &[u8], mode: u32) -> Result<(), TransportError> {

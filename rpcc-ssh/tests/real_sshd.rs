@@ -232,3 +232,74 @@ async fn upload_is_atomic_and_verified_by_hash() -> anyhow::Result<()> {
     assert!(t.upload(&bad, b"x", 0o600).await.is_err());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_2000_files_and_a_50_mb_file_arrive_whole_in_one_stream() -> anyhow::Result<()> {
+    use rpcc_core::transport::TreeFile;
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let t = SshTransport::new(target(&fleet, s, s.ssh_port(), s.host_key_pin()))?;
+    let contents: Vec<(String, Vec<u8>)> = (0..2000)
+        .map(|i| {
+            (
+                format!("sites/d{}/site-{i}.conf", i % 17),
+                format!("server_name s{i}.example.com;\n").repeat(1 + i % 7).into_bytes(),
+            )
+        })
+        .chain(std::iter::once(("big.bin".to_owned(), (0..50_000_000u32).map(|i| (i % 253) as u8).collect())))
+        .collect();
+    let files: Vec<TreeFile<'_>> = contents.iter().map(|(p, b)| TreeFile { path: p, bytes: b, mode: 0o644 }).collect();
+    let dir = RemotePath::parse(&format!("{}/generations/g1", s.managed_root().display()))?;
+    t.upload_tree(&dir, &files).await?;
+
+    // Every file, byte for byte: compare one hash over the sorted per-file hashes.
+    let remote = t
+        .exec(
+            argv("sh", &["-c", "cd \"$1\" && find . -type f | sort | xargs sha256sum | sha256sum", "sh", dir.as_str()])
+                .timeout(Duration::from_secs(60)),
+        )
+        .await?;
+    let mut sorted: Vec<&(String, Vec<u8>)> = contents.iter().collect();
+    sorted.sort_by(|a, b| format!("./{}", a.0).cmp(&format!("./{}", b.0)));
+    let listing: String = sorted
+        .iter()
+        .map(|(p, b)| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("sha256sum")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("sha256sum");
+            child.stdin.take().expect("stdin").write_all(b).expect("write");
+            let out = child.wait_with_output().expect("sha256sum");
+            format!("{}  ./{p}\n", String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default())
+        })
+        .collect();
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(listing.as_bytes())?;
+    }
+    let local = child.wait_with_output()?;
+    assert_eq!(
+        String::from_utf8(remote.stdout)?.split_whitespace().next(),
+        String::from_utf8(local.stdout)?.split_whitespace().next()
+    );
+    assert_eq!(t.connections_opened(), 1);
+
+    // The target exists now: a second upload is refused and leaves it untouched.
+    let again = [TreeFile { path: "other.conf", bytes: b"x", mode: 0o644 }];
+    assert!(t.upload_tree(&dir, &again).await.is_err());
+    let check = t
+        .exec(argv("sh", &["-c", "test ! -e \"$1/other.conf\" && test ! -e \"$1.rpcc-staging\"", "sh", dir.as_str()]))
+        .await?;
+    assert!(check.success(), "the existing tree was modified or staging was left behind");
+    // Paths that try to leave the tree are refused before anything is sent.
+    let evil = [TreeFile { path: "../escape.conf", bytes: b"x", mode: 0o644 }];
+    let fresh = RemotePath::parse(&format!("{}/generations/g2", s.managed_root().display()))?;
+    assert!(matches!(t.upload_tree(&fresh, &evil).await, Err(TransportError::InvalidCommand { .. })));
+    Ok(())
+}
