@@ -129,5 +129,5 @@ fn help_lists_only_commands_that_exist() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["validate", "render", "run", "help"], "{help}");
+    assert_eq!(commands, ["validate", "render", "enroll", "run", "help"], "{help}");
 }

@@ -136,6 +136,28 @@ impl SshTarget {
         })
     }
 
+    /// A target that only observes the host key (enrolment): trust on first use, no
+    /// pin required. Never use it to run commands.
+    pub fn for_enrolment(server: &Server, base_dir: &std::path::Path) -> Self {
+        let auth = match &server.auth {
+            ServerAuth::KeyFile { path, passphrase } => {
+                SshAuth::KeyFile { path: path.resolve(base_dir), passphrase: passphrase.clone() }
+            }
+            _ => SshAuth::KeyFile { path: PathBuf::new(), passphrase: None },
+        };
+        Self {
+            name: server.name.to_string(),
+            address: server.host.to_authority(server.port),
+            user: server.user.to_string(),
+            auth,
+            host_key: HostKeyPolicy::Enrol,
+            timeouts: Timeouts::default(),
+            max_channels: 1,
+            retry: RetryPolicy::default(),
+            sudo: false,
+        }
+    }
+
     /// `user@host:port`.
     pub fn describe(&self) -> String {
         format!("{}@{}", self.user, self.address)

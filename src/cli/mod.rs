@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod enroll;
 mod render;
 mod run;
 mod validate;
@@ -33,6 +34,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Render each server's nginx configuration tree into a directory.
     Render(render::RenderArgs),
+    /// Show a server's SSH host key and pin it in the inventory (trust on first use, explicit).
+    Enroll(enroll::EnrollArgs),
     /// Run one command on a server over SSH (pinned host key), e.g. `rpcc run inv.toml edge-1 -- nginx -t`.
     Run(run::RunArgs),
 }
@@ -55,6 +58,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Enroll(args) => enroll::run(&args),
     }
 }
 

@@ -1,0 +1,124 @@
+//! `rpcc enroll <inventory> <server> [--yes]`: trust on first use, as an explicit act.
+//! Shows the host key the server presents and writes it to the inventory's `host_key`
+//! only after `--yes` or an interactive confirmation. An existing, different pin is
+//! never replaced here: a changed key is a security event to check out of band.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use rpcc_core::model::Inventory;
+use rpcc_ssh::{SshTarget, SshTransport};
+
+use super::{EXIT_INVALID, EXIT_UNREADABLE, report_load_error};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EnrollArgs {
+    /// The inventory file (TOML); it is rewritten in place, formatting kept.
+    inventory: PathBuf,
+    /// The server's name in the inventory.
+    server: String,
+    /// Write the key without asking.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let inv = match Inventory::from_toml_file(&args.inventory) {
+        Ok(inv) => inv,
+        Err(e) => return report_load_error(&args.inventory, &e, &mut err),
+    };
+    let Some(server) = inv.server(&args.server) else {
+        let _ = writeln!(err, "error: server {:?} is not in {}", args.server, args.inventory.display());
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let base = inv.base_dir.clone().unwrap_or_else(|| Path::new(".").to_path_buf());
+    let target = SshTarget::for_enrolment(server, &base);
+    let observed = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(SshTransport::observe_host_key(&target)),
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "error: {}: {e}", server.name);
+            return ExitCode::from(255);
+        }
+    };
+    let pin = observed.pin();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{} ({}) presents {pin}", server.name, target.describe());
+    match &server.host_key {
+        Some(current) if current.as_str() == pin => {
+            let _ = writeln!(out, "{} is already enrolled with this key; nothing to do", server.name);
+            return ExitCode::SUCCESS;
+        }
+        Some(current) => {
+            let _ = writeln!(
+                err,
+                "error: {} is pinned to {current}, but presents {pin}. A changed host key may be an attack; \
+                 verify the new key out of band, then remove host_key from the inventory and enrol again. Nothing was changed.",
+                server.name
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
+        None => {}
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            let _ = writeln!(err, "not written: confirm interactively or pass --yes");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        let _ = write!(out, "Trust this key for {} and write it to {}? [y/N] ", server.name, args.inventory.display());
+        let _ = out.flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            let _ = writeln!(out, "not written");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
+    match write_pin(&args.inventory, &args.server, &pin) {
+        Ok(()) => {
+            tracing::info!(server = %server.name, host_key = %pin, "host key enrolled");
+            let _ =
+                writeln!(out, "enrolled {}: host_key = \"{pin}\" written to {}", server.name, args.inventory.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}; nothing was changed");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+    }
+}
+
+/// Set `host_key` of the named server, keeping the rest of the file as it is; write
+/// to a temporary file, check that the result still validates, then rename.
+fn write_pin(file: &Path, server: &str, pin: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("cannot edit {}: {e}", file.display()))?;
+    let servers = doc.get_mut("servers").and_then(|s| s.as_array_of_tables_mut()).ok_or_else(|| {
+        format!("{} has no [[servers]] tables to edit (inline arrays are not rewritten)", file.display())
+    })?;
+    let entry = servers
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(server))
+        .ok_or_else(|| format!("server {server:?} not found as a [[servers]] table"))?;
+    entry.insert("host_key", toml_edit::value(pin));
+    let updated = doc.to_string();
+    Inventory::from_toml_str(&updated).map_err(|e| format!("the edited inventory would not validate: {e}"))?;
+    let tmp = file.with_extension(format!("rpcc-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, updated).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(file) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, file).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot replace {}: {e}", file.display())
+    })
+}
