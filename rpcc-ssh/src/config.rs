@@ -30,6 +30,11 @@ pub enum SshAuth {
         /// Passphrase of an encrypted key (never logged).
         passphrase: Option<SecretString>,
     },
+    /// Keys held by an ssh-agent: the socket at `socket`, or `SSH_AUTH_SOCK`.
+    Agent {
+        /// Agent socket; `None` reads `SSH_AUTH_SOCK` when connecting.
+        socket: Option<PathBuf>,
+    },
 }
 
 /// Timeouts that are always on.

@@ -16,11 +16,12 @@
 //! set.
 //!
 //! State of this crate: key-file authentication (ed25519, ECDSA, RSA with SHA-2,
-//! optional passphrase), pinned/enrol host-key policies, pooled connection with bounded
-//! channels, connection retries with jittered backoff for transient failures only,
-//! `sudo -n`, exec with stdin, output caps and timeouts, atomic upload. Not yet:
-//! password and ssh-agent authentication, `KnownHosts` policy, streamed tree upload,
-//! a pool object shared across servers, the `rpcc run`/`rpcc enroll` commands.
+//! optional passphrase) and ssh-agent authentication, pinned/enrol host-key policies,
+//! pooled connection with bounded channels, connection retries with jittered backoff
+//! for transient failures only, `sudo -n`, exec with stdin, output caps and timeouts,
+//! atomic file upload and all-or-nothing tree upload in one tar stream. Used by
+//! `rpcc run` and `rpcc enroll`. Not yet: password authentication, a `KnownHosts`
+//! policy, a pool object shared across servers.
 
 mod config;
 mod handler;

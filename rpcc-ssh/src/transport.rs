@@ -19,7 +19,7 @@ use crate::handler::{Handler, KeyCheck, ObservedHostKey};
 /// connection, opened on first use and re-opened if it died.
 pub struct SshTransport {
     target: SshTarget,
-    key: Arc<PrivateKey>,
+    credential: Credential,
     config: Arc<russh::client::Config>,
     connection: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
     channels: Semaphore,
@@ -30,6 +30,12 @@ impl std::fmt::Debug for SshTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshTransport").field("target", &self.target.describe()).finish_non_exhaustive()
     }
+}
+
+/// Loaded credentials.
+enum Credential {
+    Key(Arc<PrivateKey>),
+    Agent(Option<std::path::PathBuf>),
 }
 
 fn config_for(target: &SshTarget) -> Arc<russh::client::Config> {
@@ -45,20 +51,22 @@ impl SshTransport {
     /// A transport for `target`. Loads the key now, so a missing or undecryptable key
     /// is reported before any connection (the passphrase never appears in errors).
     pub fn new(target: SshTarget) -> Result<Self, TransportError> {
-        let key = match &target.auth {
+        let credential = match &target.auth {
             SshAuth::KeyFile { path, passphrase } => {
-                russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose_secret())).map_err(|e| {
-                    TransportError::Auth {
+                let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose_secret())).map_err(
+                    |e| TransportError::Auth {
                         target: target.describe(),
                         method: format!("key file {} ({e})", path.display()),
-                    }
-                })?
+                    },
+                )?;
+                Credential::Key(Arc::new(key))
             }
+            SshAuth::Agent { socket } => Credential::Agent(socket.clone()),
         };
         let channels = Semaphore::new(target.max_channels.max(1));
         Ok(Self {
             config: config_for(&target),
-            key: Arc::new(key),
+            credential,
             target,
             connection: tokio::sync::Mutex::new(None),
             channels,
@@ -117,15 +125,21 @@ impl SshTransport {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let describe = self.target.describe();
         let auth = async {
-            // Only RSA keys need the server's signature-hash preference (SHA-2, never SHA-1).
-            let hash = if self.key.algorithm().is_rsa() {
-                handle.best_supported_rsa_hash().await.ok().flatten().flatten()
-            } else {
-                None
-            };
-            handle
-                .authenticate_publickey(&self.target.user, PrivateKeyWithHashAlg::new(Arc::clone(&self.key), hash))
-                .await
+            match &self.credential {
+                Credential::Key(key) => {
+                    // Only RSA keys need the server's signature-hash preference (SHA-2, never SHA-1).
+                    let hash = if key.algorithm().is_rsa() {
+                        handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+                    } else {
+                        None
+                    };
+                    handle
+                        .authenticate_publickey(&self.target.user, PrivateKeyWithHashAlg::new(Arc::clone(key), hash))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Credential::Agent(socket) => self.agent_auth(&mut handle, socket.as_deref()).await,
+            }
         };
         match tokio::time::timeout(self.target.timeouts.auth, auth).await {
             Err(_) => Err(TransportError::Timeout {
@@ -140,10 +154,46 @@ impl SshTransport {
                 tracing::debug!(target = %describe, "ssh connection authenticated");
                 Ok(handle)
             }
-            Ok(Ok(AuthResult::Failure { .. })) => {
-                Err(TransportError::Auth { target: describe, method: "public key".into() })
+            Ok(Ok(AuthResult::Failure { .. })) => Err(TransportError::Auth {
+                target: describe,
+                method: match self.credential {
+                    Credential::Key(_) => "public key".into(),
+                    Credential::Agent(_) => "ssh-agent (no key the agent holds was accepted)".into(),
+                },
+            }),
+        }
+    }
+
+    /// Offer each key the agent holds until one is accepted.
+    async fn agent_auth(
+        &self,
+        handle: &mut Handle<Handler>,
+        socket: Option<&std::path::Path>,
+    ) -> Result<AuthResult, String> {
+        use russh::keys::agent::client::AgentClient;
+        let mut agent = match socket {
+            Some(path) => AgentClient::connect_uds(path).await,
+            None => AgentClient::connect_env().await,
+        }
+        .map_err(|e| format!("cannot reach ssh-agent: {e}"))?;
+        let identities = agent.request_identities().await.map_err(|e| format!("ssh-agent: {e}"))?;
+        let mut last = AuthResult::Failure { remaining_methods: russh::MethodSet::empty(), partial_success: false };
+        for identity in identities {
+            let key = identity.public_key().into_owned();
+            let hash = if key.algorithm().is_rsa() {
+                handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+            } else {
+                None
+            };
+            last = handle
+                .authenticate_publickey_with(&self.target.user, key, hash, &mut agent)
+                .await
+                .map_err(|e| format!("ssh-agent signing: {e:?}"))?;
+            if matches!(last, AuthResult::Success) {
+                break;
             }
         }
+        Ok(last)
     }
 
     /// The live connection, opened (or re-opened) as needed; transient failures are

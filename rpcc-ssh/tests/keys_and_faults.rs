@@ -154,3 +154,69 @@ async fn sudo_runs_non_interactively() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_secs(5));
     Ok(())
 }
+
+/// A private ssh-agent on its own socket, stopped on drop.
+struct Agent {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, socket, _dir: dir })
+    }
+
+    fn add(&self, key: &std::path::Path) -> anyhow::Result<()> {
+        let out = std::process::Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &self.socket).output()?;
+        anyhow::ensure!(out.status.success(), "ssh-add: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_agent_keys_authenticate_and_an_empty_agent_is_an_auth_error() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let agent = Agent::start()?;
+    let mut tgt = target(s, s.ssh_port(), fleet.client_key(), None);
+    tgt.auth = SshAuth::Agent { socket: Some(agent.socket.clone()) };
+
+    let empty = SshTransport::new(tgt.clone())?.exec(cmd("true", &[])).await.unwrap_err();
+    assert!(matches!(empty, TransportError::Auth { .. }) && empty.to_string().contains("ssh-agent"), "{empty}");
+
+    // An unrelated key first, then the authorized one: the agent's keys are tried in turn.
+    let other = tempfile::tempdir()?;
+    let unrelated = other.path().join("unrelated");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&unrelated)
+            .status()?
+            .success()
+    );
+    agent.add(&unrelated)?;
+    agent.add(fleet.client_key())?;
+    let out = SshTransport::new(tgt)?.exec(cmd("id", &["-un"])).await?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), s.user());
+    Ok(())
+}
