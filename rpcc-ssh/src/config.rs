@@ -46,11 +46,18 @@ pub struct Timeouts {
     pub auth: Duration,
     /// Keepalive interval; the connection is dropped after 3 unanswered.
     pub keepalive: Duration,
+    /// An unused connection is closed after this long (the next command reconnects).
+    pub idle: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(10), auth: Duration::from_secs(10), keepalive: Duration::from_secs(15) }
+        Self {
+            connect: Duration::from_secs(10),
+            auth: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+            idle: Duration::from_secs(300),
+        }
     }
 }
 

@@ -21,7 +21,12 @@ pub struct SshTransport {
     target: SshTarget,
     credential: Credential,
     config: Arc<russh::client::Config>,
-    connection: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
+    connection: Arc<tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>>,
+    /// Milliseconds since `epoch` of the last use, read by the idle reaper.
+    last_used: Arc<AtomicU64>,
+    /// Commands running now; the idle reaper never closes a busy connection.
+    in_flight: Arc<AtomicU64>,
+    epoch: std::time::Instant,
     channels: Semaphore,
     connections_opened: AtomicU64,
 }
@@ -68,7 +73,10 @@ impl SshTransport {
             config: config_for(&target),
             credential,
             target,
-            connection: tokio::sync::Mutex::new(None),
+            connection: Arc::new(tokio::sync::Mutex::new(None)),
+            last_used: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicU64::new(0)),
+            epoch: std::time::Instant::now(),
             channels,
             connections_opened: AtomicU64::new(0),
         })
@@ -218,7 +226,51 @@ impl SshTransport {
             }
         };
         *slot = Some(Arc::clone(&handle));
+        self.touch();
+        self.spawn_idle_reaper(&handle);
         Ok(handle)
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_used.store(now, Ordering::Relaxed);
+    }
+
+    /// Close `handle` once it has been idle for the configured time. The task holds
+    /// only the slot and the clock, never the transport, and ends when the connection
+    /// is replaced or closed.
+    fn spawn_idle_reaper(&self, handle: &Arc<Handle<Handler>>) {
+        let (slot, last_used, epoch, idle) =
+            (Arc::clone(&self.connection), Arc::clone(&self.last_used), self.epoch, self.target.timeouts.idle);
+        let in_flight = Arc::clone(&self.in_flight);
+        let watched = Arc::downgrade(handle);
+        let describe = self.target.describe();
+        tokio::spawn(async move {
+            loop {
+                let since = Duration::from_millis(last_used.load(Ordering::Relaxed));
+                let deadline = epoch + since + idle;
+                tokio::time::sleep_until(deadline.into()).await;
+                let Some(handle) = watched.upgrade() else { return };
+                if handle.is_closed() {
+                    return;
+                }
+                let idle_for = epoch.elapsed().saturating_sub(Duration::from_millis(last_used.load(Ordering::Relaxed)));
+                if idle_for < idle || in_flight.load(Ordering::Relaxed) > 0 {
+                    if in_flight.load(Ordering::Relaxed) > 0 {
+                        tokio::time::sleep(idle.min(Duration::from_secs(1))).await;
+                    }
+                    continue;
+                }
+                let mut guard = slot.lock().await;
+                if guard.as_ref().is_some_and(|h| Arc::ptr_eq(h, &handle)) {
+                    *guard = None;
+                    drop(guard);
+                    tracing::debug!(target = %describe, ?idle_for, "closing idle ssh connection");
+                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "idle", "en").await;
+                }
+                return;
+            }
+        });
     }
 
     async fn forget(&self, dead: &Arc<Handle<Handler>>) {
@@ -231,6 +283,8 @@ impl SshTransport {
     async fn run(&self, req: &ExecRequest) -> Result<Output, TransportError> {
         let describe = self.target.describe();
         let handle = self.connection().await?;
+        self.touch();
+        let _busy = InFlight::enter(&self.in_flight);
         let mut channel = match handle.channel_open_session().await {
             Ok(c) => c,
             Err(e) => {
@@ -292,8 +346,27 @@ impl SshTransport {
                     reason: "the channel closed without an exit status".into(),
                 })
             }
-            Ok(Ok((Some(status), stdout, stderr, truncated))) => Ok(Output { status, stdout, stderr, truncated }),
+            Ok(Ok((Some(status), stdout, stderr, truncated))) => {
+                self.touch();
+                Ok(Output { status, stdout, stderr, truncated })
+            }
         }
+    }
+}
+
+/// Counts a running command for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

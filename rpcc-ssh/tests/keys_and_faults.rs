@@ -20,6 +20,7 @@ fn target(server: &TestServer, port: u16, key: &std::path::Path, passphrase: Opt
             connect: Duration::from_secs(1),
             auth: Duration::from_secs(3),
             keepalive: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
         },
         max_channels: 8,
         retry: RetryPolicy {

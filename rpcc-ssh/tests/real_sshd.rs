@@ -19,6 +19,7 @@ fn target(fleet: &Fleet, server: &TestServer, port: u16, pin: &str) -> SshTarget
             connect: Duration::from_secs(3),
             auth: Duration::from_secs(3),
             keepalive: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
         },
         max_channels: 8,
         retry: RetryPolicy::default(),
@@ -301,5 +302,33 @@ async fn a_tree_of_2000_files_and_a_50_mb_file_arrive_whole_in_one_stream() -> a
     let evil = [TreeFile { path: "../escape.conf", bytes: b"x", mode: 0o644 }];
     let fresh = RemotePath::parse(&format!("{}/generations/g2", s.managed_root().display()))?;
     assert!(matches!(t.upload_tree(&fresh, &evil).await, Err(TransportError::InvalidCommand { .. })));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_expire_but_busy_ones_do_not() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let mut tgt = target(&fleet, s, s.ssh_port(), s.host_key_pin());
+    tgt.timeouts.idle = Duration::from_millis(400);
+    let t = SshTransport::new(tgt)?;
+    // A command longer than the idle time is not cut.
+    let out = t.exec(argv("sh", &["-c", "sleep 1; echo done"])).await?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "done");
+    // Steady use keeps the connection.
+    for _ in 0..6 {
+        assert!(t.exec(argv("true", &[])).await?.success());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(t.connections_opened(), 1);
+    // Idle past the limit: closed; the next command reconnects transparently.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let log = std::fs::read_to_string(s.sshd_log())?;
+    assert!(
+        log.contains("Disconnected from user") || log.contains("Received disconnect"),
+        "sshd saw no disconnect:\n{log}"
+    );
+    assert!(t.exec(argv("true", &[])).await?.success());
+    assert_eq!(t.connections_opened(), 2);
     Ok(())
 }
