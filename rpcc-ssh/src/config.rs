@@ -30,6 +30,8 @@ pub enum SshAuth {
         /// Passphrase of an encrypted key (never logged).
         passphrase: Option<SecretString>,
     },
+    /// A password (never logged, never in errors).
+    Password(SecretString),
     /// Keys held by an ssh-agent: the socket at `socket`, or `SSH_AUTH_SOCK`.
     Agent {
         /// Agent socket; `None` reads `SSH_AUTH_SOCK` when connecting.
@@ -128,10 +130,12 @@ impl SshTarget {
             ServerAuth::KeyFile { path, passphrase } => {
                 SshAuth::KeyFile { path: path.resolve(base_dir), passphrase: passphrase.clone() }
             }
+            ServerAuth::Agent => SshAuth::Agent { socket: None },
+            ServerAuth::Password(p) => SshAuth::Password(p.clone()),
             _ => {
                 return Err(TransportError::Auth {
                     target,
-                    method: "password/agent (not supported by rpcc-ssh yet)".into(),
+                    method: "an authentication method rpcc-ssh does not know".into(),
                 });
             }
         };
@@ -155,7 +159,7 @@ impl SshTarget {
             ServerAuth::KeyFile { path, passphrase } => {
                 SshAuth::KeyFile { path: path.resolve(base_dir), passphrase: passphrase.clone() }
             }
-            _ => SshAuth::KeyFile { path: PathBuf::new(), passphrase: None },
+            _ => SshAuth::Agent { socket: None },
         };
         Self {
             name: server.name.to_string(),

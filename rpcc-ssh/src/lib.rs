@@ -15,13 +15,15 @@
 //! concatenated. Connect, authentication and command timeouts and keepalive are always
 //! set.
 //!
-//! State of this crate: key-file authentication (ed25519, ECDSA, RSA with SHA-2,
-//! optional passphrase) and ssh-agent authentication, pinned/enrol host-key policies,
-//! pooled connection with bounded channels, connection retries with jittered backoff
-//! for transient failures only, `sudo -n`, exec with stdin, output caps and timeouts,
-//! atomic file upload and all-or-nothing tree upload in one tar stream. Used by
-//! `rpcc run` and `rpcc enroll`. Not yet: password authentication, a `KnownHosts`
-//! policy, a pool object shared across servers.
+//! Authentication: key files (ed25519, ECDSA, RSA with SHA-2 signatures, optional
+//! passphrase), passwords and ssh-agent; a failure names the server and the method,
+//! never the secret, and is never retried. Connections are retried with jittered
+//! backoff only for transient failures; idle connections expire (never while a command
+//! runs). `sudo -n` is available per server. Files upload atomically and whole trees
+//! upload all-or-nothing in one tar stream. Used by `rpcc run` and `rpcc enroll`.
+//!
+//! Not yet: a `KnownHosts` host-key policy, and a pool object shared across servers
+//! (today each [`SshTransport`] owns its server's connection).
 
 mod config;
 mod handler;

@@ -40,6 +40,7 @@ impl std::fmt::Debug for SshTransport {
 /// Loaded credentials.
 enum Credential {
     Key(Arc<PrivateKey>),
+    Password(secrecy::SecretString),
     Agent(Option<std::path::PathBuf>),
 }
 
@@ -67,6 +68,7 @@ impl SshTransport {
                 Credential::Key(Arc::new(key))
             }
             SshAuth::Agent { socket } => Credential::Agent(socket.clone()),
+            SshAuth::Password(p) => Credential::Password(p.clone()),
         };
         let channels = Semaphore::new(target.max_channels.max(1));
         Ok(Self {
@@ -147,6 +149,9 @@ impl SshTransport {
                         .map_err(|e| e.to_string())
                 }
                 Credential::Agent(socket) => self.agent_auth(&mut handle, socket.as_deref()).await,
+                Credential::Password(p) => {
+                    handle.authenticate_password(&self.target.user, p.expose_secret()).await.map_err(|e| e.to_string())
+                }
             }
         };
         match tokio::time::timeout(self.target.timeouts.auth, auth).await {
@@ -166,6 +171,7 @@ impl SshTransport {
                 target: describe,
                 method: match self.credential {
                     Credential::Key(_) => "public key".into(),
+                    Credential::Password(_) => "password".into(),
                     Credential::Agent(_) => "ssh-agent (no key the agent holds was accepted)".into(),
                 },
             }),

@@ -221,3 +221,24 @@ async fn ssh_agent_keys_authenticate_and_an_empty_agent_is_an_auth_error() -> an
     assert_eq!(String::from_utf8(out.stdout)?.trim(), s.user());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication_and_a_wrong_password() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let user = rpcc_testkit::TestUser::resolve()?;
+    let password = user.password().ok_or_else(|| anyhow::anyhow!("no test password: run scripts/setup-host"))?;
+    let mut tgt = target(s, s.ssh_port(), fleet.client_key(), None);
+    tgt.auth = SshAuth::Password(SecretString::from(password.clone()));
+    let out = SshTransport::new(tgt.clone())?.exec(cmd("id", &["-un"])).await?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), s.user());
+
+    tgt.auth = SshAuth::Password(SecretString::from("canary-wrong-password-7731"));
+    let err = SshTransport::new(tgt)?.exec(cmd("true", &[])).await.unwrap_err();
+    assert!(matches!(err, TransportError::Auth { .. }), "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("password") && text.contains(s.user()), "{text}");
+    assert!(!text.contains("canary-wrong-password-7731") && !text.contains(&password), "a password leaked: {text}");
+    assert!(!err.is_retryable(), "authentication failures are never retried");
+    Ok(())
+}

@@ -441,7 +441,7 @@ fn write_sshd_config(
         dir.join("sshd_config"),
         format!(
             "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
-             AllowUsers {user}\nStrictModes no\nUsePAM no\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+             AllowUsers {user}\nStrictModes no\nUsePAM no\nPubkeyAuthentication yes\nPasswordAuthentication yes\nPermitEmptyPasswords no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxSessions 64\nMaxStartups 200:30:400\n\
              LogLevel VERBOSE\nSubsystem sftp internal-sftp\nPrintMotd no\nAcceptEnv none\n",
             hk = host_key.display(),

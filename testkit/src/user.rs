@@ -37,6 +37,21 @@ impl TestUser {
         })
     }
 
+    /// The test user's password, when `scripts/setup-host` gave it one (a random value
+    /// in a root-only file: `$RPCC_TESTKIT_PASSWORD_FILE` or
+    /// `~/.cache/rpcc-tools/rpcc-test.password`).
+    pub fn password(&self) -> Option<String> {
+        let file = std::env::var("RPCC_TESTKIT_PASSWORD_FILE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/rpcc-tools/rpcc-test.password")
+        });
+        (self.name == DEFAULT_TEST_USER)
+            .then(|| std::fs::read_to_string(file).ok())
+            .flatten()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
     /// Look a user up by name.
     pub fn lookup(name: &str) -> Result<Option<Self>, KitError> {
         Ok(read_passwd()?.into_iter().find(|u| u.name == name))
