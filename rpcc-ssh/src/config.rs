@@ -14,6 +14,10 @@ use secrecy::SecretString;
 pub enum HostKeyPolicy {
     /// Only this algorithm and fingerprint (the default; from the inventory).
     Pinned(HostKeyPin),
+    /// The keys an OpenSSH `known_hosts` file lists for this host and port (hashed
+    /// entries included). A host with no entry, a changed key or only keys of other
+    /// algorithms is refused.
+    KnownHosts(PathBuf),
     /// Trust on first use: accept any key and report it. Only for an explicit,
     /// audited enrol step.
     Enrol,
@@ -172,6 +176,12 @@ impl SshTarget {
             retry: RetryPolicy::default(),
             sudo: false,
         }
+    }
+
+    /// Host and port of `address` (`[v6]:port` understood).
+    pub fn host_port(&self) -> (String, u16) {
+        let (host, port) = self.address.rsplit_once(':').unwrap_or((&self.address, "22"));
+        (host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().unwrap_or(22))
     }
 
     /// `user@host:port`.

@@ -40,6 +40,8 @@ pub(crate) struct KeyCheck {
 
 pub(crate) struct Handler {
     pub(crate) policy: HostKeyPolicy,
+    /// Host and port, for `known_hosts` look-ups.
+    pub(crate) host_port: (String, u16),
     pub(crate) check: Arc<Mutex<KeyCheck>>,
 }
 
@@ -54,6 +56,7 @@ impl russh::client::Handler for Handler {
         let observed = ObservedHostKey::of(key);
         let verdict = match &self.policy {
             HostKeyPolicy::Enrol => None,
+            HostKeyPolicy::KnownHosts(path) => known_hosts_verdict(path, &self.host_port, key),
             HostKeyPolicy::Pinned(pin) => {
                 let fingerprint = format!("SHA256:{}", pin.sha256_base64());
                 if observed.algorithm != pin.algorithm().name() {
@@ -84,5 +87,32 @@ impl Handler {
             c.observed = observed;
             c.refusal = refusal;
         }
+    }
+}
+
+/// `None` when `known_hosts` lists exactly this key for the host; otherwise why not.
+fn known_hosts_verdict(path: &std::path::Path, (host, port): &(String, u16), key: &PublicKey) -> Option<String> {
+    let entries = match russh::keys::known_hosts::known_host_keys_path(host, *port, path) {
+        Ok(e) => e,
+        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
+    };
+    if entries.is_empty() {
+        return Some(format!("{host}:{port} is not in {}; refused before authentication", path.display()));
+    }
+    let same_alg: Vec<&(usize, PublicKey)> = entries.iter().filter(|(_, k)| k.algorithm() == key.algorithm()).collect();
+    if same_alg.iter().any(|(_, k)| k == key) {
+        return None;
+    }
+    match same_alg.first() {
+        Some((line, _)) => Some(format!(
+            "the host key changed: {} line {line} lists another {} key; refused before authentication",
+            path.display(),
+            key.algorithm().as_str()
+        )),
+        None => Some(format!(
+            "{} lists no {} key for {host}:{port} (only other algorithms); refused before authentication",
+            path.display(),
+            key.algorithm().as_str()
+        )),
     }
 }

@@ -9,7 +9,8 @@
 //! that presents an unknown key, a changed key or a key of another algorithm is refused
 //! during key exchange, **before any credential is sent**. [`HostKeyPolicy::Enrol`]
 //! (trust on first use) exists only for an explicit enrol step and reports the observed
-//! key so the caller can record it.
+//! key so the caller can record it. [`HostKeyPolicy::KnownHosts`] checks an OpenSSH
+//! `known_hosts` file with the same strictness.
 //!
 //! Commands are argument vectors; every argument is shell-quoted here, never
 //! concatenated. Connect, authentication and command timeouts and keepalive are always
@@ -22,13 +23,15 @@
 //! runs). `sudo -n` is available per server. Files upload atomically and whole trees
 //! upload all-or-nothing in one tar stream. Used by `rpcc run` and `rpcc enroll`.
 //!
-//! Not yet: a `KnownHosts` host-key policy, and a pool object shared across servers
-//! (today each [`SshTransport`] owns its server's connection).
+//! [`SshPool`] hands out one shared transport per server identity (address, user,
+//! credential, host-key policy), so every caller reuses the same connection.
 
 mod config;
 mod handler;
+mod pool;
 mod transport;
 
 pub use config::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, Timeouts};
 pub use handler::ObservedHostKey;
+pub use pool::SshPool;
 pub use transport::SshTransport;

@@ -111,7 +111,8 @@ impl SshTransport {
         config: Arc<russh::client::Config>,
         check: Arc<Mutex<KeyCheck>>,
     ) -> Result<Handle<Handler>, TransportError> {
-        let handler = Handler { policy: target.host_key.clone(), check: Arc::clone(&check) };
+        let handler =
+            Handler { policy: target.host_key.clone(), host_port: target.host_port(), check: Arc::clone(&check) };
         let connecting = russh::client::connect(config, target.address.clone(), handler);
         match tokio::time::timeout(target.timeouts.connect, connecting).await {
             Err(_) => Err(TransportError::Timeout {

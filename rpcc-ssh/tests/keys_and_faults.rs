@@ -242,3 +242,72 @@ async fn password_authentication_and_a_wrong_password() -> anyhow::Result<()> {
     assert!(!err.is_retryable(), "authentication failures are never retried");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_hosts_policy_accepts_listed_keys_and_refuses_the_rest() -> anyhow::Result<()> {
+    let fleet = Fleet::start(2)?;
+    let (a, b) = (&fleet.servers()[0], &fleet.servers()[1]);
+    let dir = tempfile::tempdir()?;
+    let with = |name: &str, content: &str| -> anyhow::Result<SshTarget> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content)?;
+        let mut t = target(a, a.ssh_port(), fleet.client_key(), None);
+        t.host_key = HostKeyPolicy::KnownHosts(path);
+        Ok(t)
+    };
+    let entry = |key: &str| format!("[127.0.0.1]:{} {key}\n", a.ssh_port());
+
+    // Listed: accepted. Also as a hashed entry (ssh-keygen -H).
+    let ok = SshTransport::new(with("plain", &entry(a.host_key_public()))?)?;
+    assert!(ok.exec(cmd("true", &[])).await?.success());
+    let hashed = dir.path().join("hashed");
+    std::fs::write(&hashed, entry(a.host_key_public()))?;
+    assert!(std::process::Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed).output()?.status.success());
+    assert!(!std::fs::read_to_string(&hashed)?.contains("127.0.0.1"), "the entry is hashed");
+    let mut t = target(a, a.ssh_port(), fleet.client_key(), None);
+    t.host_key = HostKeyPolicy::KnownHosts(hashed);
+    assert!(SshTransport::new(t)?.exec(cmd("true", &[])).await?.success());
+
+    // Changed (another ed25519 key for this host), unknown (no entry), missing file: refused.
+    for (name, content, expect) in [
+        ("changed", entry(b.host_key_public()), "host key changed"),
+        ("unknown", format!("[127.0.0.1]:1 {}\n", a.host_key_public()), "is not in"),
+    ] {
+        let err = SshTransport::new(with(name, &content)?)?.exec(cmd("true", &[])).await.unwrap_err();
+        assert!(matches!(&err, TransportError::HostKey { reason, .. } if reason.contains(expect)), "{name}: {err}");
+    }
+    let mut missing = target(a, a.ssh_port(), fleet.client_key(), None);
+    missing.host_key = HostKeyPolicy::KnownHosts(dir.path().join("does-not-exist"));
+    assert!(matches!(SshTransport::new(missing)?.exec(cmd("true", &[])).await, Err(TransportError::HostKey { .. })));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(a.sshd_log())?;
+    let accepted = log.lines().filter(|l| l.contains("Accepted publickey")).count();
+    assert_eq!(accepted, 2, "only the two accepted keys authenticated:\n{log}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_shares_one_transport_per_identity() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let s = &fleet.servers()[0];
+    let proxy = FaultProxy::start(([127, 0, 0, 1], s.ssh_port()).into())?;
+    let pool = rpcc_ssh::SshPool::new();
+    let first = pool.transport(target(s, proxy.port(), fleet.client_key(), None))?;
+    let second = pool.transport(target(s, proxy.port(), fleet.client_key(), None))?;
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let t = if i % 2 == 0 { std::sync::Arc::clone(&first) } else { std::sync::Arc::clone(&second) };
+        tasks.push(tokio::spawn(async move { t.exec(cmd("true", &[])).await }));
+    }
+    for task in tasks {
+        assert!(task.await??.success());
+    }
+    assert_eq!(proxy.accepted(), 1, "one TCP connection for the identity");
+    // Another credential is another identity.
+    let other_key = fleet.add_client_key("ed25519", None)?;
+    let third = pool.transport(target(s, proxy.port(), &other_key, None))?;
+    assert!(!std::sync::Arc::ptr_eq(&first, &third));
+    assert_eq!(pool.len(), 2);
+    Ok(())
+}
