@@ -179,6 +179,17 @@ impl SshTransport {
         }
     }
 
+    /// A helper command that must succeed: its stderr becomes the error.
+    fn expect_success(&self, out: &Output, what: &str) -> Result<(), TransportError> {
+        if out.success() {
+            return Ok(());
+        }
+        Err(TransportError::Io {
+            target: self.target.describe(),
+            source: std::io::Error::other(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        })
+    }
+
     /// Offer each key the agent holds until one is accepted.
     async fn agent_auth(
         &self,
@@ -447,17 +458,7 @@ impl Transport for SshTransport {
         let timeout =
             Duration::from_secs(60) + Duration::from_millis(u64::try_from(archive.len() / 1024).unwrap_or(u64::MAX));
         let out = self.exec(ExecRequest::new(argv).stdin(archive).timeout(timeout)).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(TransportError::Io {
-                target: self.target.describe(),
-                source: std::io::Error::other(format!(
-                    "tree upload to {dir} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-            })
-        }
+        self.expect_success(&out, &format!("tree upload to {dir}"))
     }
 
     async fn upload(&self, path: &RemotePath, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
@@ -470,16 +471,6 @@ impl Transport for SshTransport {
         let timeout =
             Duration::from_secs(60) + Duration::from_millis(u64::try_from(bytes.len() / 1024).unwrap_or(u64::MAX));
         let out = self.exec(ExecRequest::new(argv).stdin(bytes.to_vec()).timeout(timeout)).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(TransportError::Io {
-                target: self.target.describe(),
-                source: std::io::Error::other(format!(
-                    "upload to {path} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-            })
-        }
+        self.expect_success(&out, &format!("upload to {path}"))
     }
 }

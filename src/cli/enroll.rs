@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use rpcc_core::model::Inventory;
 use rpcc_ssh::{SshTarget, SshTransport};
 
-use super::{EXIT_INVALID, EXIT_UNREADABLE, report_load_error};
+use super::{EXIT_INVALID, EXIT_UNREADABLE, load_with_server};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EnrollArgs {
@@ -26,14 +26,11 @@ pub(crate) struct EnrollArgs {
 pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    let inv = match Inventory::from_toml_file(&args.inventory) {
-        Ok(inv) => inv,
-        Err(e) => return report_load_error(&args.inventory, &e, &mut err),
+    let (inv, index) = match load_with_server(&args.inventory, &args.server, &mut err) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    let Some(server) = inv.server(&args.server) else {
-        let _ = writeln!(err, "error: server {:?} is not in {}", args.server, args.inventory.display());
-        return ExitCode::from(EXIT_INVALID);
-    };
+    let server = &inv.servers[index];
     let base = inv.base_dir.clone().unwrap_or_else(|| Path::new(".").to_path_buf());
     let target = SshTarget::for_enrolment(server, &base);
     let observed = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

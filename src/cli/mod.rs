@@ -94,3 +94,20 @@ pub(crate) fn report_load_error(
         }
     }
 }
+
+/// Load the inventory and find `server` in it, reporting failures the way every
+/// command does. Returns the inventory and the server's index.
+pub(crate) fn load_with_server(
+    file: &std::path::Path,
+    server: &str,
+    err: &mut impl std::io::Write,
+) -> Result<(rpcc_core::model::Inventory, usize), ExitCode> {
+    let inv = rpcc_core::model::Inventory::from_toml_file(file).map_err(|e| report_load_error(file, &e, err))?;
+    match inv.servers.iter().position(|s| s.name.as_str() == server) {
+        Some(i) => Ok((inv, i)),
+        None => {
+            let _ = writeln!(err, "error: server {server:?} is not in {}", file.display());
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}

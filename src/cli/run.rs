@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rpcc_core::model::Inventory;
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport};
 use rpcc_ssh::{SshTarget, SshTransport};
 
-use super::{EXIT_INVALID, report_load_error};
+use super::{EXIT_INVALID, load_with_server};
 
 /// Exit code when the command could not be run (connection, host key, auth, timeout).
 const EXIT_TRANSPORT: u8 = 255;
@@ -32,14 +31,11 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    let inv = match Inventory::from_toml_file(&args.inventory) {
-        Ok(inv) => inv,
-        Err(e) => return report_load_error(&args.inventory, &e, &mut err),
+    let (inv, index) = match load_with_server(&args.inventory, &args.server, &mut err) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    let Some(server) = inv.server(&args.server) else {
-        let _ = writeln!(err, "error: server {:?} is not in {}", args.server, args.inventory.display());
-        return ExitCode::from(EXIT_INVALID);
-    };
+    let server = &inv.servers[index];
     let argv = match Argv::new(&args.command[0], args.command[1..].iter().cloned()) {
         Ok(a) => a,
         Err(e) => {
