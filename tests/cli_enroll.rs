@@ -16,12 +16,7 @@ fn enroll_pins_the_presented_key_only_when_confirmed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("fleet.toml");
     // Unenrolled inventory, with a comment that must survive the rewrite.
-    let unpinned: String = fleet
-        .inventory_servers_toml()
-        .lines()
-        .filter(|l| !l.starts_with("host_key"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let unpinned = fleet.unenrolled_inventory_toml();
     std::fs::write(&file, format!("# fleet for tests: keep this comment\n{unpinned}"))?;
     let inv = file.to_str().unwrap_or_default();
 

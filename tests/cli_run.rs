@@ -46,12 +46,7 @@ fn run_refuses_a_wrong_or_missing_host_key() -> anyhow::Result<()> {
     assert!(!std::path::Path::new("/tmp/rpcc-should-not-exist").exists());
 
     // No host_key at all: refused without connecting.
-    let unpinned: String = fleet
-        .inventory_servers_toml()
-        .lines()
-        .filter(|l| !l.starts_with("host_key"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let unpinned = fleet.unenrolled_inventory_toml();
     let inv = dir.path().join("unpinned.toml");
     std::fs::write(&inv, unpinned)?;
     let out = rpcc(&["run", inv.to_str().unwrap_or_default(), "s0", "--", "true"]);

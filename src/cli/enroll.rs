@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use rpcc_core::model::Inventory;
 use rpcc_ssh::{SshTarget, SshTransport};
 
-use super::{EXIT_INVALID, EXIT_UNREADABLE, load_with_server};
+use super::{EXIT_INVALID, EXIT_UNREADABLE, load_with_server, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EnrollArgs {
@@ -33,12 +33,9 @@ pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
     let server = &inv.servers[index];
     let base = inv.base_dir.clone().unwrap_or_else(|| Path::new(".").to_path_buf());
     let target = SshTarget::for_enrolment(server, &base);
-    let observed = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let observed = match runtime(&mut err) {
         Ok(rt) => rt.block_on(SshTransport::observe_host_key(&target)),
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let observed = match observed {
         Ok(o) => o,

@@ -111,3 +111,11 @@ pub(crate) fn load_with_server(
         }
     }
 }
+
+/// The single-threaded runtime a command uses for its network work.
+pub(crate) fn runtime(err: &mut impl std::io::Write) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        let _ = writeln!(err, "error: cannot start the runtime: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}

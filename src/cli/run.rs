@@ -9,7 +9,7 @@ use std::time::Duration;
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport};
 use rpcc_ssh::{SshTarget, SshTransport};
 
-use super::{EXIT_INVALID, load_with_server};
+use super::{EXIT_INVALID, load_with_server, runtime};
 
 /// Exit code when the command could not be run (connection, host key, auth, timeout).
 const EXIT_TRANSPORT: u8 = 255;
@@ -44,12 +44,9 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let base = inv.base_dir.clone().unwrap_or_else(|| Path::new(".").to_path_buf());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime(&mut err) {
         Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_TRANSPORT);
-        }
+        Err(code) => return code,
     };
     let request = ExecRequest::new(argv).timeout(Duration::from_secs(args.timeout));
     let result = runtime.block_on(async {

@@ -260,6 +260,12 @@ impl Fleet {
         cmd
     }
 
+    /// [`Fleet::inventory_servers_toml`] without any `host_key` line: servers that were
+    /// never enrolled.
+    pub fn unenrolled_inventory_toml(&self) -> String {
+        self.inventory_servers_toml().lines().filter(|l| !l.starts_with("host_key")).map(|l| format!("{l}\n")).collect()
+    }
+
     /// An rpcc inventory (TOML) describing this fleet: one group `all` with every
     /// server, the fleet's key, pinned host keys, nginx under each server's prefix.
     pub fn inventory_servers_toml(&self) -> String {
