@@ -13,9 +13,22 @@ use crate::value::ValueError;
 
 /// A relative path inside a generation: `/`-separated segments of `A-Z a-z 0-9 . _ -`,
 /// no empty, `.` or `..` segment, not absolute.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct GenerationPath(String);
+
+impl TryFrom<String> for GenerationPath {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<GenerationPath> for String {
+    fn from(p: GenerationPath) -> String {
+        p.0
+    }
+}
 
 impl GenerationPath {
     /// Validate a relative path.
@@ -101,6 +114,25 @@ impl Sha256Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// Parse 64 hex digits (either case).
+    ///
+    /// ```
+    /// # use rpcc_core::generation::Sha256Digest;
+    /// let d = Sha256Digest::of(b"x");
+    /// assert_eq!(Sha256Digest::from_hex(&d.to_hex()), Some(d));
+    /// assert_eq!(Sha256Digest::from_hex("zz"), None);
+    /// ```
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
         let mut s = String::with_capacity(64);
@@ -123,6 +155,13 @@ impl std::fmt::Display for Sha256Digest {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
 impl serde::Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
@@ -137,7 +176,7 @@ pub struct Generation {
 }
 
 /// Per-file and whole-tree hashes of a generation (what `manifest.json` holds).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
     /// The generation id.
     pub id: String,
@@ -148,7 +187,7 @@ pub struct Manifest {
 }
 
 /// One line of a manifest.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ManifestEntry {
     /// Relative path.
     pub path: GenerationPath,

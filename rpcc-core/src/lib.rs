@@ -13,9 +13,10 @@
 //!   [`local::LocalTransport`].
 //!
 //! - [`generation`]: the content-addressed rendered tree and the `Renderer` role.
+//! - [`deploy`]: the deploy engine (staged generations, atomic switch, verified reload,
+//!   restore, fleet rollout, plan, drift) and the `StateStore`/`HealthProbe` roles.
 //!
-//! Later work adds here: the `StateStore` role, the deploy engine, the
-//! keyring and the scheduler.
+//! Later work adds here: the keyring and the scheduler.
 //!
 //! ```
 //! use rpcc_core::model::Inventory;
@@ -31,6 +32,7 @@
 //! assert!(text.contains("sites[0].group"));
 //! ```
 
+pub mod deploy;
 pub mod error;
 pub mod generation;
 pub mod inventory;

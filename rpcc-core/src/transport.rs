@@ -256,3 +256,24 @@ pub struct TreeFile<'a> {
     /// Permission bits.
     pub mode: u32,
 }
+
+/// A tar archive (ustar, deterministic headers) of `files`, in memory: how trees travel
+/// to a server as bytes on stdin.
+///
+/// ```
+/// # use rpcc_core::transport::{tar_archive, TreeFile};
+/// let tar = tar_archive(&[TreeFile { path: "a/b.conf", bytes: b"x", mode: 0o644 }]).unwrap();
+/// assert_eq!(tar.len() % 512, 0);
+/// ```
+pub fn tar_archive(files: &[TreeFile<'_>]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 1024).sum()));
+    builder.mode(tar::HeaderMode::Deterministic);
+    for f in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(f.bytes.len() as u64);
+        header.set_mode(f.mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, f.path, f.bytes)?;
+    }
+    builder.into_inner()
+}

@@ -412,20 +412,6 @@ const UPLOAD_SCRIPT: &str =
 /// renames it into place: the target is absent or complete, never partial.
 const TREE_SCRIPT: &str = r#"s="$1.rpcc-staging"; rm -rf "$s" && mkdir -p "$s" && tar -x --no-same-owner -C "$s" -f - && mv -T "$s" "$1" || { rm -rf "$s"; exit 1; }"#;
 
-/// A tar archive (ustar) of the files, in memory.
-fn tar_archive(files: &[TreeFile<'_>]) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 1024).sum()));
-    builder.mode(tar::HeaderMode::Deterministic);
-    for f in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(f.bytes.len() as u64);
-        header.set_mode(f.mode);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, f.path, f.bytes)?;
-    }
-    builder.into_inner()
-}
-
 #[async_trait::async_trait]
 impl Transport for SshTransport {
     fn target(&self) -> String {
@@ -452,8 +438,8 @@ impl Transport for SshTransport {
             rpcc_core::generation::GenerationPath::parse(f.path)
                 .map_err(|e| TransportError::InvalidCommand { reason: format!("tree path {:?} {e}", f.path) })?;
         }
-        let archive =
-            tar_archive(files).map_err(|source| TransportError::Io { target: self.target.describe(), source })?;
+        let archive = rpcc_core::transport::tar_archive(files)
+            .map_err(|source| TransportError::Io { target: self.target.describe(), source })?;
         let argv = Argv::new("sh", ["-c".to_owned(), TREE_SCRIPT.to_owned(), "sh".to_owned(), dir.to_string()])?;
         let timeout =
             Duration::from_secs(60) + Duration::from_millis(u64::try_from(archive.len() / 1024).unwrap_or(u64::MAX));

@@ -1,0 +1,295 @@
+//! The fixed server-side helper and the commands the engine sends to it.
+//!
+//! Every remote step is one `sh -c <REMOTE_SCRIPT> rpcc <command> <args>…` exec: the
+//! script text never changes, arguments are validated values passed as positional
+//! parameters (the transport shell-quotes them), and file contents travel as a tar
+//! stream on stdin. One exec is one SSH round trip, whatever the number of sites.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::generation::{GenerationPath, Sha256Digest};
+use crate::model::{NginxMode, ReloadMethod, Server};
+use crate::transport::{Argv, ExecRequest, TransportError};
+
+/// The helper script (POSIX sh, coreutils, tar, flock).
+pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
+
+/// Exit codes of the helper (see the script's header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteExit {
+    /// 0.
+    Ok,
+    /// 10: another holder has a live lock.
+    LockHeld,
+    /// 11: our lock was broken by someone else.
+    LockLost,
+    /// 12: files do not match their manifest.
+    Corrupt,
+    /// 13: `nginx -t` refused the tree.
+    Rejected,
+    /// 14: the reload did not take effect.
+    ReloadFailed,
+    /// 15: nginx is not running.
+    NotRunning,
+    /// 16: the generation is not on the server.
+    Missing,
+    /// 17: include mode and the main config does not include rpcc's tree.
+    NotIncluded,
+    /// Anything else (file system errors, usage, a killed shell).
+    Other(i32),
+}
+
+impl RemoteExit {
+    /// Classify an exit code.
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            0 => Self::Ok,
+            10 => Self::LockHeld,
+            11 => Self::LockLost,
+            12 => Self::Corrupt,
+            13 => Self::Rejected,
+            14 => Self::ReloadFailed,
+            15 => Self::NotRunning,
+            16 => Self::Missing,
+            17 => Self::NotIncluded,
+            c => Self::Other(c),
+        }
+    }
+}
+
+/// What the server reports about its managed tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteState {
+    /// The generation `current` points at.
+    pub current: Option<String>,
+    /// The last generation committed as good.
+    pub committed: Option<String>,
+    /// The remote lock: holder, expiry and acquisition (Unix seconds).
+    pub lock: Option<(String, u64, u64)>,
+    /// The server's clock (Unix seconds).
+    pub now: u64,
+    /// Generation directories, newest first.
+    pub generations: Vec<String>,
+    /// Per-file hashes of the current generation (when asked for).
+    pub manifest: BTreeMap<String, Sha256Digest>,
+    /// Half-staged trees the lock step removed.
+    pub cleaned: Vec<String>,
+    /// A stale lock the lock step broke: holder, expiry, acquisition.
+    pub broke_stale: Option<(String, u64, u64)>,
+    /// The live holder when the lock step failed.
+    pub held_by: Option<(String, u64, u64)>,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn lock_triple(s: &str) -> Option<(String, u64, u64)> {
+    let mut it = s.split_whitespace();
+    let holder = it.next()?.to_owned();
+    let exp = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let acq = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some((holder, exp, acq))
+}
+
+impl RemoteState {
+    /// Parse the helper's `key=value` report (and an optional `--manifest--` section in
+    /// `sha256sum` format).
+    pub fn parse(stdout: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(stdout);
+        let mut state = Self::default();
+        let mut in_manifest = false;
+        for line in text.lines() {
+            if in_manifest {
+                if let Some((hash, path)) = line.split_once("  ")
+                    && let Some(d) = Sha256Digest::from_hex(hash)
+                {
+                    state.manifest.insert(path.trim_start_matches("./").to_owned(), d);
+                }
+                continue;
+            }
+            if line == "--manifest--" {
+                in_manifest = true;
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else { continue };
+            match k {
+                "current" => state.current = non_empty(v),
+                "committed" => state.committed = non_empty(v),
+                "lock" => state.lock = lock_triple(v),
+                "now" => state.now = v.parse().unwrap_or(0),
+                "generations" => state.generations = v.split_whitespace().map(str::to_owned).collect(),
+                "cleaned" => state.cleaned.push(v.to_owned()),
+                "broke-stale" => state.broke_stale = lock_triple(v),
+                "held" => state.held_by = lock_triple(v),
+                _ => {}
+            }
+        }
+        state
+    }
+}
+
+/// Builds the helper invocations for one server.
+#[derive(Clone, Debug)]
+pub struct RemoteCommands {
+    managed_root: String,
+    root: String,
+    binary: String,
+    mode: NginxMode,
+    pid: String,
+    error_log: String,
+    reload: ReloadMethod,
+}
+
+impl RemoteCommands {
+    /// Commands for `server`'s nginx settings.
+    pub fn for_server(server: &Server) -> Self {
+        let n = &server.nginx;
+        Self {
+            managed_root: n.managed_root.to_string(),
+            root: n.root.to_string(),
+            binary: n.binary.to_string(),
+            mode: n.mode,
+            pid: n.pid.to_string(),
+            error_log: format!("{}/error.log", n.log_dir),
+            reload: n.reload.clone(),
+        }
+    }
+
+    /// `<managed_root>`.
+    pub fn managed_root(&self) -> &str {
+        &self.managed_root
+    }
+
+    /// The main config nginx loads (`<root>/nginx.conf`).
+    pub fn main_conf(&self) -> String {
+        format!("{}/nginx.conf", self.root)
+    }
+
+    fn argv(&self, command: &str, args: &[&str]) -> Result<Argv, TransportError> {
+        let mut v: Vec<String> = vec!["-c".into(), REMOTE_SCRIPT.into(), "rpcc".into(), command.into()];
+        v.push(self.managed_root.clone());
+        v.extend(args.iter().map(|a| (*a).to_owned()));
+        Argv::new("sh", v)
+    }
+
+    /// Read-only report; with the current generation's per-file hashes if `manifest`.
+    pub fn inspect(&self, manifest: bool) -> Result<ExecRequest, TransportError> {
+        Ok(ExecRequest::new(self.argv("inspect", &[if manifest { "1" } else { "0" }])?).timeout(secs(60)))
+    }
+
+    /// Take (or renew) the remote lock; clean half-staged trees; report.
+    pub fn lock(&self, holder: &str, ttl: Duration) -> Result<ExecRequest, TransportError> {
+        Ok(ExecRequest::new(self.argv("lock", &[holder, &ttl.as_secs().max(1).to_string()])?).timeout(secs(90)))
+    }
+
+    /// Release the lock if we hold it.
+    pub fn unlock(&self, holder: &str) -> Result<ExecRequest, TransportError> {
+        Ok(ExecRequest::new(self.argv("unlock", &[holder])?).timeout(secs(90)))
+    }
+
+    /// Unpack `tar` into a staging directory, hard-link listed files from `previous`,
+    /// verify every hash, rename into `generations/<id>`.
+    pub fn stage(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        id: &str,
+        previous: Option<&str>,
+        tar: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<ExecRequest, TransportError> {
+        let ttl = ttl.as_secs().max(1).to_string();
+        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, id, previous.unwrap_or("-")])?)
+            .stdin(tar)
+            .timeout(timeout))
+    }
+
+    /// Verify the staged files and run `nginx -t` on them as nginx will load them.
+    pub fn validate(&self, id: &str, timeout: Duration) -> Result<ExecRequest, TransportError> {
+        Ok(ExecRequest::new(self.argv("validate", &[id, self.mode_name(), &self.binary, &self.root])?).timeout(timeout))
+    }
+
+    /// Flip `current` to `id`, reload nginx and wait until new workers run (or nginx
+    /// logs an `[emerg]`).
+    pub fn activate(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        id: &str,
+        reload_timeout: Duration,
+    ) -> Result<ExecRequest, TransportError> {
+        let (method, unit) = match &self.reload {
+            ReloadMethod::Signal => ("signal", "-".to_owned()),
+            ReloadMethod::Systemctl(u) => ("systemctl", u.to_string()),
+            ReloadMethod::Service(u) => ("service", u.to_string()),
+        };
+        let ticks = (reload_timeout.as_millis() / 100).max(1).to_string();
+        let ttl = ttl.as_secs().max(1).to_string();
+        let args = [holder, &ttl, id, self.mode_name(), &self.root, &self.pid, &self.error_log, method, &unit, &ticks];
+        Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + secs(60)))
+    }
+
+    /// Record `id` as good, prune to `keep` generations, release the lock.
+    pub fn commit(&self, holder: &str, ttl: Duration, id: &str, keep: u32) -> Result<ExecRequest, TransportError> {
+        let ttl = ttl.as_secs().max(1).to_string();
+        Ok(ExecRequest::new(self.argv("commit", &[holder, &ttl, id, &keep.to_string()])?).timeout(secs(120)))
+    }
+
+    /// Hash every file of the live generation.
+    pub fn hashes(&self) -> Result<ExecRequest, TransportError> {
+        let mut r = ExecRequest::new(self.argv("hashes", &[])?).timeout(secs(120));
+        r.output_limit = 64 << 20;
+        Ok(r)
+    }
+
+    /// A tar of `paths` from generation `id`.
+    pub fn fetch(&self, id: &str, paths: &[&GenerationPath]) -> Result<ExecRequest, TransportError> {
+        let list: String = paths.iter().map(|p| format!("{p}\n")).collect();
+        let mut r = ExecRequest::new(self.argv("fetch", &[id])?).stdin(list.into_bytes()).timeout(secs(120));
+        r.output_limit = 256 << 20;
+        Ok(r)
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.mode {
+            NginxMode::Owned => "owned",
+            NginxMode::Include => "include",
+        }
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_report_with_manifest() {
+        let h = Sha256Digest::of(b"a").to_hex();
+        let out = format!(
+            "cleaned=.staging-ab\ncurrent=ab12\ncommitted=\nlock=me 200 100\nnow=150\ngenerations=ab12 0\n--manifest--\n{h}  nginx.conf\n{h}  ./sites/a.conf\n"
+        );
+        let s = RemoteState::parse(out.as_bytes());
+        assert_eq!(s.current.as_deref(), Some("ab12"));
+        assert_eq!(s.committed, None);
+        assert_eq!(s.lock, Some(("me".into(), 200, 100)));
+        assert_eq!(s.now, 150);
+        assert_eq!(s.generations, ["ab12", "0"]);
+        assert_eq!(s.cleaned, [".staging-ab"]);
+        assert_eq!(s.manifest.len(), 2);
+        assert!(s.manifest.contains_key("sites/a.conf"));
+    }
+
+    #[test]
+    fn empty_lock_line_means_no_lock() {
+        let s = RemoteState::parse(b"lock=\ncurrent=\n");
+        assert_eq!(s.lock, None);
+        assert_eq!(s.current, None);
+    }
+}

@@ -1,0 +1,270 @@
+# rpcc remote helper (fixed text; run as `sh -c <this> rpcc <command> <args>…`).
+# Arguments are validated by rpcc before they are sent (absolute paths of letters,
+# digits and / . _ - + @; hex generation ids; holder names of [A-Za-z0-9._:@-]).
+# Files arrive as a tar stream on stdin, never through echo or heredocs.
+#
+# Exit codes: 0 ok, 2 usage, 10 lock held by another holder, 11 our lock was lost,
+# 12 staged files do not match their manifest, 13 nginx -t rejected the tree,
+# 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
+# 17 the main config does not include rpcc's tree, 18 file system error, 75 guard busy.
+set -u
+umask 022
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+fail() { code=$1; shift; printf 'rpcc-error: %s\n' "$*" >&2; exit "$code"; }
+[ $# -ge 2 ] || fail 2 "usage: <command> <managed-root> …"
+cmd=$1 M=$2
+shift 2
+G="$M/generations"
+
+now() { date +%s; }
+
+# Serialize lock/activation work between rpcc processes (any control plane).
+guard() {
+    mkdir -p "$G" || fail 18 "cannot create $G"
+    exec 9>>"$M/.guard" || fail 18 "cannot open $M/.guard"
+    flock -w 60 9 || fail 75 "another rpcc process holds $M/.guard"
+}
+
+# Lock file: "<holder> <expires-epoch> <acquired-epoch>".
+read_lock() {
+    lh='' lexp=0 lacq=0
+    if [ -f "$M/lock" ]; then
+        read -r lh lexp lacq <"$M/lock" || true
+        case $lexp in '' | *[!0-9]*) lexp=0 ;; esac
+        case $lacq in '' | *[!0-9]*) lacq=0 ;; esac
+    fi
+}
+
+write_lock() { # holder ttl
+    t=$(now)
+    printf '%s %s %s\n' "$1" $((t + $2)) "$t" >"$M/lock.tmp" && mv -f "$M/lock.tmp" "$M/lock" ||
+        fail 18 "cannot write $M/lock"
+}
+
+# Under the guard: the lock must still be ours; renew it.
+own_lock() { # holder ttl
+    read_lock
+    [ "$lh" = "$1" ] || fail 11 "lock on $M is no longer held by $1 (holder: ${lh:-none})"
+    write_lock "$1" "$2"
+}
+
+gen_of() { # symlink -> generation id (empty when absent)
+    t=$(readlink "$1" 2>/dev/null) || t=''
+    printf '%s' "${t##*/}"
+}
+
+report() {
+    read_lock
+    printf 'current=%s\n' "$(gen_of "$M/current")"
+    c=''
+    [ -f "$M/committed" ] && read -r c <"$M/committed"
+    printf 'committed=%s\n' "$c"
+    if [ -n "$lh" ]; then printf 'lock=%s %s %s\n' "$lh" "$lexp" "$lacq"; else echo 'lock='; fi
+    printf 'now=%s\n' "$(now)"
+    gens=''
+    if [ -d "$G" ]; then
+        for d in $(ls -1t "$G" 2>/dev/null); do
+            case $d in .*) ;; *) [ -d "$G/$d" ] && gens="$gens $d" ;; esac
+        done
+    fi
+    printf 'generations=%s\n' "${gens# }"
+}
+
+# Children of a process (nginx workers, cache manager/loader).
+children() {
+    for s in /proc/[0-9]*/stat; do
+        read -r cpid ccomm cstate cppid crest <"$s" 2>/dev/null || continue
+        [ "$cppid" = "$1" ] && printf '%s ' "$cpid"
+    done
+}
+
+verify_tree() { # dir
+    (cd "$1" && sha256sum -c --quiet --strict .rpcc/sha256 >/dev/null 2>&1) ||
+        fail 12 "files in $1 do not match its manifest (changed on the server?)"
+}
+
+case $cmd in
+inspect) # [with-manifest]
+    report
+    cur=$(gen_of "$M/current")
+    if [ "${1:-0}" = 1 ] && [ -n "$cur" ] && [ -f "$G/$cur/.rpcc/sha256" ]; then
+        echo '--manifest--'
+        cat "$G/$cur/.rpcc/sha256"
+    fi
+    ;;
+
+lock) # holder ttl
+    holder=$1 ttl=$2
+    guard
+    read_lock
+    t=$(now)
+    if [ -n "$lh" ] && [ "$lh" != "$holder" ]; then
+        if [ "$lexp" -gt "$t" ]; then
+            printf 'held=%s %s %s\n' "$lh" "$lexp" "$lacq"
+            exit 10
+        fi
+        printf 'broke-stale=%s %s %s\n' "$lh" "$lexp" "$lacq"
+    fi
+    write_lock "$holder" "$ttl"
+    # Half-staged trees of crashed runs (the lock is ours: nothing else is staging).
+    for d in "$G"/.staging-*; do
+        [ -e "$d" ] && rm -rf "$d" && printf 'cleaned=%s\n' "${d##*/}"
+    done
+    report
+    ;;
+
+unlock) # holder
+    guard
+    read_lock
+    [ "$lh" = "$1" ] && rm -f "$M/lock"
+    exit 0
+    ;;
+
+stage) # holder ttl id prev  (stdin: tar)
+    holder=$1 ttl=$2 id=$3 prev=$4
+    (guard && own_lock "$holder" "$ttl") || exit $?
+    S="$G/.staging-$id"
+    rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
+    tar -x -f - -C "$S" --no-same-owner 2>&1 || fail 18 "cannot unpack the generation into $S"
+    if [ -f "$S/.rpcc/links" ]; then
+        [ -d "$G/$prev" ] || fail 16 "previous generation $prev is missing"
+        while read -r mode p; do
+            case $p in */*) mkdir -p "$S/${p%/*}" || fail 18 "cannot create ${p%/*}" ;; esac
+            if [ "$(stat -c %a "$G/$prev/$p" 2>/dev/null)" = "$mode" ]; then
+                ln "$G/$prev/$p" "$S/$p" 2>/dev/null || cp -p "$G/$prev/$p" "$S/$p" || fail 18 "cannot link $p"
+            else
+                cp "$G/$prev/$p" "$S/$p" && chmod "$mode" "$S/$p" || fail 18 "cannot copy $p"
+            fi
+        done <"$S/.rpcc/links"
+    fi
+    verify_tree "$S"
+    [ -e "$G/$id" ] && rm -rf "$G/$id"
+    mv -T "$S" "$G/$id" || fail 18 "cannot move $S into place"
+    echo "staged=$id"
+    ;;
+
+validate) # id mode nginx-binary root
+    id=$1 mode=$2 bin=$3 root=$4
+    D="$G/$id"
+    [ -d "$D" ] || fail 16 "generation $id is not on the server"
+    verify_tree "$D"
+    # Test a copy placed where nginx loads the main config from, so relative paths
+    # (e.g. a hand-made generation 0's `include mime.types`) resolve as they will.
+    tmp="$root/.rpcc-validate-$id.conf"
+    if [ "$mode" = owned ]; then
+        cp "$D/nginx.conf" "$tmp" || fail 18 "cannot write $tmp"
+    else
+        [ -f "$root/nginx.conf" ] || fail 17 "$root/nginx.conf does not exist"
+        grep -q "$M/current/http.conf" "$root/nginx.conf" ||
+            fail 17 "$root/nginx.conf does not include $M/current/http.conf"
+        sed "s#$M/current/#$D/#g" "$root/nginx.conf" >"$tmp" || fail 18 "cannot write $tmp"
+    fi
+    "$bin" -t -q -c "$tmp" 2>&1
+    rc=$?
+    rm -f "$tmp"
+    [ $rc = 0 ] || exit 13
+    echo "valid=$id"
+    ;;
+
+activate) # holder ttl id mode root pidfile errorlog method unit timeout-tenths
+    holder=$1 ttl=$2 id=$3 mode=$4 root=$5 pidfile=$6 errlog=$7 method=$8 unit=$9
+    shift 9
+    ticks=$1
+    guard
+    own_lock "$holder" "$ttl"
+    D="$G/$id"
+    [ -d "$D" ] || fail 16 "generation $id is not on the server"
+    master=''
+    [ -f "$pidfile" ] && read -r master <"$pidfile"
+    case $master in '' | *[!0-9]*) fail 15 "nginx is not running (no pid in $pidfile)" ;; esac
+    kill -0 "$master" 2>/dev/null || fail 15 "nginx is not running (pid $master from $pidfile)"
+    main="$root/nginx.conf" target="$M/current/nginx.conf"
+    link_main=0
+    if [ "$mode" = owned ] && [ "$(readlink "$main" 2>/dev/null)" != "$target" ]; then
+        link_main=1
+        # The hand-made config becomes generation 0 before rpcc's first activation.
+        if [ ! -d "$G/0" ] && [ -f "$main" ]; then
+            rm -rf "$G/.staging-0" && mkdir -p "$G/.staging-0" &&
+                cp -p "$main" "$G/.staging-0/nginx.conf" &&
+                printf 'backup of %s taken %s\n' "$main" "$(now)" >"$G/.staging-0/RPCC-BACKUP" &&
+                mkdir -p "$G/.staging-0/.rpcc" &&
+                (cd "$G/.staging-0" && sha256sum nginx.conf RPCC-BACKUP >.rpcc/sha256) &&
+                mv -T "$G/.staging-0" "$G/0" || fail 18 "cannot back up $main"
+            [ -f "$M/committed" ] || { echo 0 >"$M/committed.tmp" && mv -f "$M/committed.tmp" "$M/committed"; }
+            echo "backup=0"
+        fi
+    fi
+    before=$(children "$master")
+    size=0
+    [ -f "$errlog" ] && size=$(wc -c <"$errlog")
+    ln -sfn "generations/$id" "$M/.current.tmp" && mv -T "$M/.current.tmp" "$M/current" ||
+        fail 18 "cannot switch $M/current"
+    touch "$D"
+    if [ $link_main = 1 ]; then
+        ln -sfn "$target" "$root/.nginx.conf.rpcc-tmp" && mv -T "$root/.nginx.conf.rpcc-tmp" "$main" ||
+            fail 18 "cannot point $main at $target"
+    fi
+    echo "activated=$id"
+    case $method in
+    signal) kill -HUP "$master" || fail 14 "cannot signal nginx (pid $master)" ;;
+    systemctl) systemctl reload "$unit" 2>&1 || fail 14 "systemctl reload $unit failed" ;;
+    service) service "$unit" reload 2>&1 || fail 14 "service $unit reload failed" ;;
+    *) fail 2 "unknown reload method $method" ;;
+    esac
+    i=0
+    while [ $i -lt "$ticks" ]; do
+        if [ -f "$errlog" ]; then
+            bad=$(tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]')
+            if [ -n "$bad" ]; then
+                printf '%s\n' "$bad" >&2
+                exit 14
+            fi
+        fi
+        for p in $(children "$master"); do
+            case " $before " in *" $p "*) ;; *)
+                echo "reloaded=$id"
+                exit 0
+                ;;
+            esac
+        done
+        kill -0 "$master" 2>/dev/null || fail 15 "nginx (pid $master) exited during the reload"
+        sleep 0.1
+        i=$((i + 1))
+    done
+    fail 14 "nginx started no new worker processes within $((ticks / 10)) s of the reload"
+    ;;
+
+commit) # holder ttl id keep
+    holder=$1 ttl=$2 id=$3 keep=$4
+    guard
+    own_lock "$holder" "$ttl"
+    [ "$(gen_of "$M/current")" = "$id" ] || fail 16 "current is not $id"
+    echo "$id" >"$M/committed.tmp" && mv -f "$M/committed.tmp" "$M/committed" || fail 18 "cannot write $M/committed"
+    n=0
+    for d in $(ls -1t "$G"); do
+        case $d in .* | 0 | "$id") continue ;; esac
+        n=$((n + 1))
+        if [ $n -ge "$keep" ]; then
+            rm -rf "$G/$d" && echo "pruned=$d"
+        fi
+    done
+    rm -f "$M/lock"
+    echo "committed=$id"
+    ;;
+
+hashes) # print sha256 of every file of the current generation, as the server has it
+    cur=$(gen_of "$M/current")
+    echo "current=$cur"
+    [ -n "$cur" ] || exit 0
+    (cd "$G/$cur" && find . -type f ! -path './.rpcc/*' -exec sha256sum {} +) || fail 18 "cannot read $G/$cur"
+    ;;
+
+fetch) # id (stdin: newline-separated relative paths) -> tar on stdout
+    [ -d "$G/$1" ] || fail 16 "generation $1 is not on the server"
+    tar -c -f - -C "$G/$1" -T - 2>/dev/null
+    ;;
+
+*) fail 2 "unknown command $cmd" ;;
+esac

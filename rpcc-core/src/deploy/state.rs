@@ -1,0 +1,565 @@
+//! The `StateStore` role: generations, deployments, the hash-chained audit log and
+//! per-server local locks. rpcc-store implements it on SQLite; [`MemoryStore`] is the
+//! in-process fake for unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::generation::Manifest;
+
+/// How a deployment (or rollback, or recovery) ended. A state machine, never a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeploymentState {
+    /// Started and not finished (a crash leaves this; the next run marks it abandoned).
+    Running,
+    /// The server already ran this generation; nothing changed.
+    NoOp,
+    /// Activated, reloaded, verified, healthy, committed.
+    Succeeded,
+    /// nginx rejected the staged tree (`nginx -t`); the server was not touched.
+    Rejected,
+    /// Failed before activation (unreachable, lock held, upload failed); not touched.
+    Failed,
+    /// Activated, then failed (reload, health) and restored to the last good generation.
+    RolledBack,
+    /// Activated, failed, and the restore failed too: needs an operator.
+    RestoreFailed,
+    /// The control plane stopped mid-way (crash); recovered by a later run.
+    Abandoned,
+    /// Not attempted (the rollout stopped before this server).
+    Skipped,
+}
+
+impl DeploymentState {
+    /// Every state, for parsing and tests.
+    pub const ALL: [DeploymentState; 9] = [
+        Self::Running,
+        Self::NoOp,
+        Self::Succeeded,
+        Self::Rejected,
+        Self::Failed,
+        Self::RolledBack,
+        Self::RestoreFailed,
+        Self::Abandoned,
+        Self::Skipped,
+    ];
+
+    /// The stored name (`succeeded`, `rolled_back` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::NoOp => "no_op",
+            Self::Succeeded => "succeeded",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::RestoreFailed => "restore_failed",
+            Self::Abandoned => "abandoned",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Counts against a rollout's `max_failed`.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Rejected | Self::Failed | Self::RolledBack | Self::RestoreFailed | Self::Abandoned)
+    }
+}
+
+impl fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeploymentState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt { reason: format!("unknown deployment state {s:?}") })
+    }
+}
+
+/// What a deployment row or audit event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// Deploy a newly rendered generation.
+    Deploy,
+    /// Activate an older generation on request.
+    Rollback,
+    /// Restore the last committed generation left by a crashed run.
+    Recover,
+    /// A stale remote lock was broken.
+    BreakLock,
+    /// A drift check.
+    Drift,
+    /// A host key was recorded.
+    Enroll,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [AuditAction; 6] =
+        [Self::Deploy, Self::Rollback, Self::Recover, Self::BreakLock, Self::Drift, Self::Enroll];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Rollback => "rollback",
+            Self::Recover => "recover",
+            Self::BreakLock => "break_lock",
+            Self::Drift => "drift",
+            Self::Enroll => "enroll",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuditAction {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt { reason: format!("unknown audit action {s:?}") })
+    }
+}
+
+/// A deployment about to start.
+#[derive(Clone, Debug)]
+pub struct NewDeployment {
+    /// Server name.
+    pub server: String,
+    /// Deploy, rollback or recover.
+    pub action: AuditAction,
+    /// The generation being activated.
+    pub generation: String,
+    /// The generation the server ran before (if known).
+    pub previous: Option<String>,
+    /// Who (`user@host`).
+    pub actor: String,
+}
+
+/// One deployment as stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeploymentRecord {
+    /// Store id.
+    pub id: i64,
+    /// Server name.
+    pub server: String,
+    /// Deploy, rollback or recover.
+    pub action: AuditAction,
+    /// Target generation.
+    pub generation: String,
+    /// The generation before.
+    pub previous: Option<String>,
+    /// Outcome so far.
+    pub state: DeploymentState,
+    /// Who.
+    pub actor: String,
+    /// Start, Unix milliseconds.
+    pub started_ms: i64,
+    /// End, Unix milliseconds.
+    pub finished_ms: Option<i64>,
+    /// Why it ended this way.
+    pub detail: String,
+}
+
+/// An event for the audit log (the store adds sequence number and hashes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEvent {
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who (`user@host`).
+    pub actor: String,
+    /// What.
+    pub action: AuditAction,
+    /// Which server, if any.
+    pub server: Option<String>,
+    /// Which generation, if any.
+    pub generation: Option<String>,
+    /// Outcome (`succeeded`, `rolled_back`, `ok` …).
+    pub outcome: String,
+    /// Why, in words (never secrets).
+    pub detail: String,
+}
+
+impl AuditEvent {
+    /// An event stamped now.
+    pub fn now(actor: &str, action: AuditAction, server: Option<&str>, outcome: &str, detail: &str) -> Self {
+        Self {
+            at_ms: unix_ms(),
+            actor: actor.to_owned(),
+            action,
+            server: server.map(str::to_owned),
+            generation: None,
+            outcome: outcome.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// With a generation.
+    pub fn with_generation(mut self, generation: &str) -> Self {
+        self.generation = Some(generation.to_owned());
+        self
+    }
+
+    /// The chained hash of this event as entry `seq` after an entry hashed `prev`:
+    /// SHA-256 over the previous hash and every field, length-prefixed, hex.
+    pub fn chain_hash(&self, seq: i64, prev: &str) -> String {
+        let mut h = Sha256::new();
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(prev.as_bytes());
+        field(&seq.to_le_bytes());
+        field(&self.at_ms.to_le_bytes());
+        field(self.actor.as_bytes());
+        field(self.action.as_str().as_bytes());
+        field(self.server.as_deref().unwrap_or("\0").as_bytes());
+        field(self.generation.as_deref().unwrap_or("\0").as_bytes());
+        field(self.outcome.as_bytes());
+        field(self.detail.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The hash the first audit entry chains from.
+pub const AUDIT_GENESIS: &str = "rpcc-audit-genesis";
+
+/// One stored audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    /// 1, 2, 3 … without gaps.
+    pub seq: i64,
+    /// The event.
+    pub event: AuditEvent,
+    /// Previous entry's hash (or [`AUDIT_GENESIS`]).
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// Result of checking the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditVerification {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first broken entry and why; `None` when the chain is intact.
+    pub broken: Option<(i64, String)>,
+}
+
+/// Check a chain of records in sequence order.
+pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> AuditVerification {
+    let mut prev = AUDIT_GENESIS.to_owned();
+    let mut entries = 0;
+    for (expected_seq, r) in (1..).zip(records) {
+        entries += 1;
+        let broken = |why: String| AuditVerification { entries, broken: Some((r.seq, why)) };
+        if r.seq != expected_seq {
+            return broken(format!("entry {expected_seq} is missing (found {} next)", r.seq));
+        }
+        if r.prev_hash != prev {
+            return broken("does not chain to the entry before it (an entry was removed or replaced)".into());
+        }
+        if r.event.chain_hash(r.seq, &prev) != r.hash {
+            return broken("its contents do not match its hash (the entry was edited)".into());
+        }
+        prev = r.hash.clone();
+    }
+    AuditVerification { entries, broken: None }
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("state store: {reason}")]
+    Backend {
+        /// What failed.
+        reason: String,
+        /// Busy/locked/connection errors may be retried.
+        retryable: bool,
+    },
+    /// Another rpcc process on this machine holds the server's local lock.
+    #[error("server {server} is locked by another rpcc process on this machine ({holder}); waited {waited:?}")]
+    LockTimeout {
+        /// Server.
+        server: String,
+        /// Who holds it.
+        holder: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// Stored data does not parse.
+    #[error("state store holds invalid data: {reason}")]
+    Corrupt {
+        /// What.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Busy databases and lock timeouts may be retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Backend { retryable, .. } => *retryable,
+            Self::LockTimeout { .. } => true,
+            Self::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// Held while a server is deployed by this process; released on drop (and by the OS
+/// if the process dies).
+pub struct LocalLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl LocalLock {
+    /// Wrap whatever releases the lock when dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+impl fmt::Debug for LocalLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LocalLock")
+    }
+}
+
+/// Where rpcc keeps what it did: generations, deployments, audit log, local locks.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync {
+    /// Remember a generation's manifest (idempotent).
+    async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError>;
+    /// A recorded manifest.
+    async fn generation(&self, server: &str, id: &str) -> Result<Option<Manifest>, StoreError>;
+    /// Insert a `Running` deployment; returns its id.
+    async fn start_deployment(&self, deployment: &NewDeployment) -> Result<i64, StoreError>;
+    /// Set a deployment's final state.
+    async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError>;
+    /// Mark a server's `Running` deployments (left by a crash) `Abandoned`; returns how many.
+    async fn abandon_running(&self, server: &str) -> Result<u64, StoreError>;
+    /// Newest first; `server = None` for all servers.
+    async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError>;
+    /// Append to the hash-chained audit log.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
+    /// The audit log in sequence order.
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Check the whole chain.
+    async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        Ok(verify_chain(&self.audit_log().await?))
+    }
+    /// Take this machine's lock for `server`, waiting up to `wait`.
+    async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An in-memory [`StateStore`] (unit tests, dry runs). Locks are per instance.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    generations: BTreeMap<(String, String), Manifest>,
+    deployments: Vec<DeploymentRecord>,
+    audit: Vec<AuditRecord>,
+    locks: HashMap<String, String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> T {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+struct MemoryLockGuard {
+    store: MemoryStore,
+    server: String,
+}
+
+impl Drop for MemoryLockGuard {
+    fn drop(&mut self) {
+        self.store.with(|s| s.locks.remove(&self.server));
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for MemoryStore {
+    async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError> {
+        self.with(|s| s.generations.insert((server.to_owned(), manifest.id.clone()), manifest.clone()));
+        Ok(())
+    }
+
+    async fn generation(&self, server: &str, id: &str) -> Result<Option<Manifest>, StoreError> {
+        Ok(self.with(|s| s.generations.get(&(server.to_owned(), id.to_owned())).cloned()))
+    }
+
+    async fn start_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
+        Ok(self.with(|s| {
+            let id = s.deployments.len() as i64 + 1;
+            s.deployments.push(DeploymentRecord {
+                id,
+                server: d.server.clone(),
+                action: d.action,
+                generation: d.generation.clone(),
+                previous: d.previous.clone(),
+                state: DeploymentState::Running,
+                actor: d.actor.clone(),
+                started_ms: unix_ms(),
+                finished_ms: None,
+                detail: String::new(),
+            });
+            id
+        }))
+    }
+
+    async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError> {
+        self.with(|s| {
+            let row = s
+                .deployments
+                .iter_mut()
+                .find(|d| d.id == id)
+                .ok_or_else(|| StoreError::Corrupt { reason: format!("no deployment {id}") })?;
+            row.state = state;
+            row.detail = detail.to_owned();
+            row.finished_ms = Some(unix_ms());
+            Ok(())
+        })
+    }
+
+    async fn abandon_running(&self, server: &str) -> Result<u64, StoreError> {
+        Ok(self.with(|s| {
+            let mut n = 0;
+            for d in s.deployments.iter_mut().filter(|d| d.server == server && d.state == DeploymentState::Running) {
+                d.state = DeploymentState::Abandoned;
+                d.finished_ms = Some(unix_ms());
+                n += 1;
+            }
+            n
+        }))
+    }
+
+    async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
+        Ok(self.with(|s| {
+            s.deployments
+                .iter()
+                .rev()
+                .filter(|d| server.is_none_or(|n| d.server == n))
+                .take(limit as usize)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
+        Ok(self.with(|s| {
+            let seq = s.audit.len() as i64 + 1;
+            let prev_hash = s.audit.last().map_or_else(|| AUDIT_GENESIS.to_owned(), |r| r.hash.clone());
+            let hash = event.chain_hash(seq, &prev_hash);
+            let rec = AuditRecord { seq, event: event.clone(), prev_hash, hash };
+            s.audit.push(rec.clone());
+            rec
+        }))
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self.with(|s| s.audit.clone()))
+    }
+
+    async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let taken = self.with(|s| match s.locks.get(server) {
+                Some(h) => Err(h.clone()),
+                None => {
+                    s.locks.insert(server.to_owned(), holder.to_owned());
+                    Ok(())
+                }
+            });
+            match taken {
+                Ok(()) => {
+                    return Ok(LocalLock::new(MemoryLockGuard { store: self.clone(), server: server.to_owned() }));
+                }
+                Err(h) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StoreError::LockTimeout { server: server.to_owned(), holder: h, waited: wait });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn audit_chain_detects_edits_removals_and_reorders() {
+        let store = MemoryStore::new();
+        for i in 0..5 {
+            let e = AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", &format!("run {i}"));
+            store.append_audit(&e).await.unwrap();
+        }
+        let log = store.audit_log().await.unwrap();
+        assert_eq!(verify_chain(&log), AuditVerification { entries: 5, broken: None });
+
+        let mut edited = log.clone();
+        edited[2].event.outcome = "rolled_back".into();
+        assert_eq!(verify_chain(&edited).broken.map(|b| b.0), Some(3));
+
+        let mut removed = log.clone();
+        removed.remove(1);
+        assert_eq!(verify_chain(&removed).broken.map(|b| b.0), Some(3));
+
+        // Re-hashing an edited entry does not help: the next entry no longer chains.
+        let mut rehashed = log.clone();
+        rehashed[1].event.detail = "forged".into();
+        rehashed[1].hash = rehashed[1].event.chain_hash(2, &rehashed[1].prev_hash);
+        assert_eq!(verify_chain(&rehashed).broken.map(|b| b.0), Some(3));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in DeploymentState::ALL {
+            assert_eq!(s.as_str().parse::<DeploymentState>().unwrap(), s);
+        }
+        for a in AuditAction::ALL {
+            assert_eq!(a.as_str().parse::<AuditAction>().unwrap(), a);
+        }
+        assert!("done".parse::<DeploymentState>().is_err());
+    }
+}
