@@ -22,6 +22,7 @@ pub struct TestServer {
     fleet_dir: PathBuf,
     ssh_port: u16,
     http_port: u16,
+    https_port: u16,
     host_key_pin: String,
     host_key_public: String,
     dir: PathBuf,
@@ -67,15 +68,26 @@ impl TestServer {
         &self.host_key_public
     }
 
-    /// nginx's prefix directory (holds `conf/nginx.conf`, `logs/`, and `rpcc/`, the
-    /// managed root for deploys).
+    /// nginx's prefix directory (holds `nginx.conf`, `logs/`, and `rpcc/`, the managed
+    /// root for deploys).
     pub fn nginx_prefix(&self) -> &Path {
         &self.nginx_prefix
     }
 
     /// The main nginx config the master was started with.
     pub fn nginx_conf(&self) -> PathBuf {
-        self.nginx_prefix.join("conf/nginx.conf")
+        self.nginx_prefix.join("nginx.conf")
+    }
+
+    /// A free loopback port reserved for this server's TLS listener (nothing listens
+    /// on it until a deployed config does).
+    pub fn https_port(&self) -> u16 {
+        self.https_port
+    }
+
+    /// The pid file of the running nginx master.
+    pub fn nginx_pid_file(&self) -> PathBuf {
+        self.nginx_prefix.join("logs/nginx.pid")
     }
 
     /// The directory rpcc manages on this server (`<prefix>/rpcc`).
@@ -266,6 +278,26 @@ impl Fleet {
         self.inventory_servers_toml().lines().filter(|l| !l.starts_with("host_key")).map(|l| format!("{l}\n")).collect()
     }
 
+    /// [`Fleet::inventory_servers_toml`] for deploys: each server's nginx settings point
+    /// at its running master (pid file, error log, no `user` directive since the test
+    /// nginx is not root) and its own loopback ports (`listen_http` is the port the
+    /// master already listens on, `listen_https` a reserved free port).
+    pub fn deploy_inventory_toml(&self) -> String {
+        let mut toml = self.inventory_servers_toml();
+        for s in &self.servers {
+            let prefix = s.nginx_prefix.display().to_string();
+            toml = toml.replace(
+                &format!("managed_root = \"{prefix}/rpcc\", reload = \"signal\""),
+                &format!(
+                    "managed_root = \"{prefix}/rpcc\", reload = \"signal\", user = \"\", log_dir = \"{prefix}/logs\", \
+                     pid = \"{prefix}/logs/nginx.pid\", listen_http = \"127.0.0.1:{}\", listen_https = \"127.0.0.1:{}\"",
+                    s.http_port, s.https_port
+                ),
+            );
+        }
+        toml
+    }
+
     /// An rpcc inventory (TOML) describing this fleet: one group `all` with every
     /// server, the fleet's key, pinned host keys, nginx under each server's prefix.
     pub fn inventory_servers_toml(&self) -> String {
@@ -360,6 +392,7 @@ fn start_server(
     for _ in 0..START_ATTEMPTS {
         let ssh_port = free_port()?;
         let http_port = free_port()?;
+        let https_port = free_port()?;
         match start_processes(name, fleet, &dir, &prefix, user, authorized, &host_key, ssh_port, http_port, as_root) {
             Ok((sshd, nginx)) => {
                 return Ok(TestServer {
@@ -367,6 +400,7 @@ fn start_server(
                     fleet_dir: fleet.to_path_buf(),
                     ssh_port,
                     http_port,
+                    https_port,
                     host_key_pin,
                     host_key_public,
                     dir,
@@ -401,7 +435,7 @@ fn start_processes(
 
     let p = prefix.display();
     std::fs::write(
-        prefix.join("conf/nginx.conf"),
+        prefix.join("nginx.conf"),
         format!(
             "# rpcc-testkit: a hand-made config, as on a fresh server\n\
              daemon off;\nworker_processes 1;\npid {p}/logs/nginx.pid;\nerror_log {p}/logs/error.log notice;\n\
@@ -419,7 +453,7 @@ fn start_processes(
     cmd.arg("-p")
         .arg(format!("{p}/"))
         .arg("-c")
-        .arg(prefix.join("conf/nginx.conf"))
+        .arg(prefix.join("nginx.conf"))
         .arg("-e")
         .arg(prefix.join("logs/error.log"))
         .stdin(Stdio::null())

@@ -638,7 +638,12 @@ impl Run<'_> {
             Ok(o) => o,
             Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
         };
+        let inspected = state;
         let mut state = RemoteState::parse(&out.stdout);
+        if state.current == inspected.current {
+            // The live generation's hashes, read before the lock, still apply.
+            state.manifest = inspected.manifest;
+        }
         if RemoteExit::from_code(exit_code(&out)) == RemoteExit::LockHeld {
             let (holder, expires, _) = state.held_by.unwrap_or_default();
             return Outcome::Failed(DeploymentState::Failed, DeployError::LockHeld { holder, expires });

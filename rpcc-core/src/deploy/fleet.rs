@@ -25,7 +25,6 @@ pub struct FleetTarget<'a> {
 
 /// How a rollout proceeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct RolloutPolicy {
     /// All at once, or canary then batches.
     pub strategy: RolloutStrategy,

@@ -66,15 +66,9 @@ pub async fn plan(
     generation: &Generation,
 ) -> Result<ServerPlan, DeployError> {
     let cmds = RemoteCommands::for_server(server);
-    let out = transport.exec(cmds.inspect(true)?).await?;
-    if !out.success() {
-        return Err(DeployError::Remote {
-            step: super::engine::DeployStep::Inspect,
-            code: -1,
-            message: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    let state = RemoteState::parse(&out.stdout);
+    // Compare with the files as they are on the server (hand edits included).
+    let live = live_hashes(transport, &cmds).await?;
+    let state = RemoteState { current: live.current, manifest: live.files, ..RemoteState::default() };
     let mut kinds: BTreeMap<String, ChangeKind> = BTreeMap::new();
     let mut unchanged = 0;
     for (path, file) in generation.files() {
@@ -183,24 +177,8 @@ pub async fn drift(
     store: &dyn StateStore,
 ) -> Result<DriftReport, DeployError> {
     let cmds = RemoteCommands::for_server(server);
-    let out = transport.exec(cmds.hashes()?).await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut live_id = None;
-    let mut live: BTreeMap<String, String> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(id) = line.strip_prefix("current=") {
-            live_id = (!id.is_empty()).then(|| id.to_owned());
-        } else if let Some((hash, path)) = line.split_once("  ") {
-            live.insert(path.trim_start_matches("./").to_owned(), hash.to_owned());
-        }
-    }
-    if !out.success() {
-        return Err(DeployError::Remote {
-            step: super::engine::DeployStep::Inspect,
-            code: -1,
-            message: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
+    let LiveTree { current: live_id, files } = live_hashes(transport, &cmds).await?;
+    let live: BTreeMap<String, String> = files.into_iter().map(|(p, d)| (p, d.to_hex())).collect();
     let name = server.name.as_str();
     let recorded = last_good(store, name).await?.map(|d| d.generation);
     let drift = match &live_id {
@@ -226,6 +204,34 @@ pub async fn drift(
         },
     };
     Ok(DriftReport { server: name.to_owned(), live: live_id, recorded, drift })
+}
+
+/// The live generation and the hashes of its files as they are on the server.
+struct LiveTree {
+    current: Option<String>,
+    files: BTreeMap<String, Sha256Digest>,
+}
+
+async fn live_hashes(transport: &dyn Transport, cmds: &RemoteCommands) -> Result<LiveTree, DeployError> {
+    let out = transport.exec(cmds.hashes()?).await?;
+    if !out.success() {
+        return Err(DeployError::Remote {
+            step: super::engine::DeployStep::Inspect,
+            code: -1,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let mut tree = LiveTree { current: None, files: BTreeMap::new() };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(id) = line.strip_prefix("current=") {
+            tree.current = (!id.is_empty()).then(|| id.to_owned());
+        } else if let Some((hash, path)) = line.split_once("  ")
+            && let Some(d) = Sha256Digest::from_hex(hash)
+        {
+            tree.files.insert(path.trim_start_matches("./").to_owned(), d);
+        }
+    }
+    Ok(tree)
 }
 
 /// The newest successful deploy or rollback of `server`.

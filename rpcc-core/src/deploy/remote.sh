@@ -110,7 +110,8 @@ lock) # holder ttl
     write_lock "$holder" "$ttl"
     # Half-staged trees of crashed runs (the lock is ours: nothing else is staging).
     for d in "$G"/.staging-*; do
-        [ -e "$d" ] && rm -rf "$d" && printf 'cleaned=%s\n' "${d##*/}"
+        [ -e "$d" ] || continue
+        if rm -rf "$d"; then printf 'cleaned=%s\n' "${d##*/}"; else printf 'warning=cannot remove %s\n' "$d"; fi
     done
     report
     ;;
@@ -213,26 +214,48 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-tenths
     service) service "$unit" reload 2>&1 || fail 14 "service $unit reload failed" ;;
     *) fail 2 "unknown reload method $method" ;;
     esac
-    i=0
+    # Success: a new child runs and every old one has exited or is shutting down (it
+    # renames itself before closing its listeners), so new connections get the new
+    # config. Failure: nginx logs [emerg]/[alert]; it keeps retrying e.g. bind() for
+    # a while, so wait until the log is quiet before reporting (and before a restore
+    # sends the next signal).
+    i=0 failing=0 quiet=0 last=$size
     while [ $i -lt "$ticks" ]; do
-        if [ -f "$errlog" ]; then
-            bad=$(tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]')
-            if [ -n "$bad" ]; then
-                printf '%s\n' "$bad" >&2
+        cur=0
+        [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
+        if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
+            tail -c +$((size + 1)) "$errlog" | grep -qE '\[(emerg|alert)\]'; then
+            failing=1
+        fi
+        if [ $failing = 1 ]; then
+            if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+            if [ $quiet -ge 8 ]; then
+                tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
                 exit 14
             fi
-        fi
-        for p in $(children "$master"); do
-            case " $before " in *" $p "*) ;; *)
+        else
+            now_children=$(children "$master")
+            fresh=0 old_live=0
+            for p in $now_children; do
+                case " $before " in
+                *" $p "*) grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null || old_live=1 ;;
+                *) fresh=1 ;;
+                esac
+            done
+            if [ $fresh = 1 ] && [ $old_live = 0 ]; then
                 echo "reloaded=$id"
                 exit 0
-                ;;
-            esac
-        done
+            fi
+        fi
+        last=$cur
         kill -0 "$master" 2>/dev/null || fail 15 "nginx (pid $master) exited during the reload"
         sleep 0.1
         i=$((i + 1))
     done
+    if [ $failing = 1 ]; then
+        tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
+        exit 14
+    fi
     fail 14 "nginx started no new worker processes within $((ticks / 10)) s of the reload"
     ;;
 

@@ -1,0 +1,108 @@
+//! Shared set-up for end-to-end deploy tests: a loopback fleet, an inventory for it,
+//! SSH transports, a plain HTTP client that reads one response header.
+
+#![allow(dead_code)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpcc::core::deploy::{DeploySource, Deployer, FleetTarget, MemoryStore, StateStore};
+use rpcc::core::generation::{Generation, Renderer as _};
+use rpcc::core::model::Inventory;
+use rpcc::core::transport::Transport;
+use rpcc::nginx::{NginxRenderer, RenderOptions};
+use rpcc::ssh::{SshPool, SshTarget};
+use rpcc_testkit::Fleet;
+
+/// A site block for the test inventory: answers `X-Deploy: <tag>` and serves a health path.
+pub fn site(domain: &str, tag: &str) -> String {
+    format!(
+        "[[sites]]\ndomain = \"{domain}\"\ngroup = \"all\"\nupstream = {{ backends = [\"127.0.0.1:9\"] }}\n\
+         tls = {{ mode = \"off\" }}\nhealth_path = \"/healthz\"\nheaders = {{ X-Deploy = \"{tag}\" }}\n\n"
+    )
+}
+
+/// The fleet's deploy inventory plus `sites`.
+pub fn inventory(fleet: &Fleet, sites: &str) -> Inventory {
+    let toml = format!("{}\n{sites}", fleet.deploy_inventory_toml());
+    Inventory::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+/// Render every server.
+pub fn render(inv: &Inventory) -> Vec<Arc<Generation>> {
+    let r = NginxRenderer::new(RenderOptions::default()).expect("renderer");
+    inv.servers.iter().map(|s| Arc::new(r.render(inv, s).expect("render"))).collect()
+}
+
+/// One SSH transport per server, from a shared pool.
+pub fn transports(pool: &SshPool, inv: &Inventory) -> Vec<Arc<dyn Transport>> {
+    inv.servers
+        .iter()
+        .map(|s| {
+            let t = SshTarget::from_server(s, Path::new("/")).expect("target");
+            pool.transport(t).expect("transport") as Arc<dyn Transport>
+        })
+        .collect()
+}
+
+/// A deployer over an in-memory store with the real HTTP probe.
+pub fn deployer(store: Arc<dyn StateStore>) -> Deployer {
+    Deployer::new(store, "tester@ci").with_probe(Arc::new(rpcc::monitor::HttpHealthProbe::new(Duration::from_secs(3))))
+}
+
+/// A deployer over a fresh [`MemoryStore`].
+pub fn memory_deployer() -> (Deployer, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    (deployer(store.clone()), store)
+}
+
+/// Fleet targets for every server of `inv`.
+pub fn targets<'a>(
+    inv: &'a Inventory,
+    gens: &[Arc<Generation>],
+    transports: &[Arc<dyn Transport>],
+) -> Vec<FleetTarget<'a>> {
+    inv.servers
+        .iter()
+        .zip(gens)
+        .zip(transports)
+        .map(|((s, g), t)| FleetTarget {
+            server: s,
+            sites: inv.sites_for_server(s.name.as_str()).collect(),
+            source: DeploySource::Generation(g.clone()),
+            transport: t.clone(),
+        })
+        .collect()
+}
+
+/// `GET path` with `Host`, returning (status, value of `X-Deploy`), or None when the
+/// connection closes without a response.
+pub fn get(port: u16, host: &str, path: &str) -> Option<(u16, Option<String>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines = text.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let tag = lines
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("X-Deploy: ").or_else(|| l.strip_prefix("x-deploy: ")).map(str::to_owned));
+    Some((status, tag))
+}
+
+/// The generation `<managed_root>/current` points at, read locally.
+pub fn current_generation(managed_root: &Path) -> Option<String> {
+    std::fs::read_link(managed_root.join("current"))
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+}
+
+/// A multi-threaded runtime for a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}

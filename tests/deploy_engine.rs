@@ -1,0 +1,296 @@
+//! The deploy engine against real sshd + nginx servers on loopback: first deploy over
+//! a hand-made config, no-op, change (only the changed site's bytes travel), nginx
+//! refusing a config, a reload that fails after activation, an unhealthy site, drift,
+//! rollback, locks, an unreachable server and a canary stop.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use common::*;
+use rpcc::core::deploy::{
+    self, AuditAction, DeployError, DeploymentState, DriftState, HealthProbe, RolloutPolicy, StateStore,
+};
+use rpcc::core::model::{RolloutStrategy, Server, Site};
+use rpcc::ssh::SshPool;
+use rpcc_testkit::Fleet;
+
+#[test]
+fn first_deploy_noop_change_drift_and_rollback() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let ts = &fleet.servers()[0];
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, store) = memory_deployer();
+    let hand_made = std::fs::read_to_string(ts.nginx_conf())?;
+    assert_eq!(get(ts.http_port(), "a.test.example", "/").map(|r| r.0), Some(404), "testkit config answers 404");
+
+    // 1. First deploy over the hand-made config.
+    let sites = format!("{}{}", site("a.test.example", "one"), site("b.test.example", "one"));
+    let inv = inventory(&fleet, &sites);
+    let gens = render(&inv);
+    let tr = transports(&pool, &inv);
+    let server = &inv.servers[0];
+    let site_refs: Vec<&Site> = inv.sites_for_server("s0").collect();
+    let r = rt.block_on(deployer.deploy(&*tr[0], server, &site_refs, gens[0].clone()));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert_eq!(r.round_trips, 6, "inspect, lock, stage, validate, activate, commit");
+    assert_eq!(r.linked_files, 0);
+    let g1 = gens[0].id().to_owned();
+    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(g1.as_str()));
+    // nginx.conf is now rpcc's symlink; the hand-made file is generation 0.
+    let main = ts.nginx_conf();
+    assert!(std::fs::symlink_metadata(&main)?.file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(ts.managed_root().join("generations/0/nginx.conf"))?, hand_made);
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("one".into()))));
+    assert_eq!(get(ts.http_port(), "unknown.example", "/"), None, "catch-all closes (444)");
+
+    // 2. Same inventory: one round trip, nothing touched.
+    let r = rt.block_on(deployer.deploy(&*tr[0], server, &site_refs, gens[0].clone()));
+    assert_eq!(r.state, DeploymentState::NoOp);
+    assert_eq!(r.round_trips, 1);
+
+    // 3. Change one site: only its file (and the two files naming the generation) travel.
+    let sites2 = format!("{}{}", site("a.test.example", "two"), site("b.test.example", "one"));
+    let inv2 = inventory(&fleet, &sites2);
+    let gens2 = render(&inv2);
+    let site_refs2: Vec<&Site> = inv2.sites_for_server("s0").collect();
+    let r = rt.block_on(deployer.deploy(&*tr[0], &inv2.servers[0], &site_refs2, gens2[0].clone()));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    let g2 = gens2[0].id().to_owned();
+    assert_ne!(g1, g2);
+    assert_eq!(r.uploaded_files, 3, "nginx.conf, http.conf, sites/a: {} {:?}", r.detail, gens2[0].files().keys());
+    assert_eq!(r.linked_files, gens2[0].files().len() - 3);
+    assert_eq!(r.previous.as_deref(), Some(g1.as_str()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("two".into()))));
+    assert_eq!(get(ts.http_port(), "b.test.example", "/healthz"), Some((200, Some("one".into()))));
+
+    // 4. Drift: a hand edit is reported, nothing is changed.
+    let live_site = ts.managed_root().join(format!("generations/{g2}/sites/b.test.example.conf"));
+    let clean = rt.block_on(deploy::drift(&*tr[0], &inv2.servers[0], &*store))?;
+    assert_eq!(clean.drift, DriftState::Clean);
+    let edited = std::fs::read_to_string(&live_site)?.replace("\"one\"", "\"hand\"");
+    // Replace (not write through) the inode: generation 1 shares it as a hard link.
+    std::fs::write(live_site.with_extension("tmp"), &edited)?;
+    std::fs::rename(live_site.with_extension("tmp"), &live_site)?;
+    let report = rt.block_on(deploy::drift(&*tr[0], &inv2.servers[0], &*store))?;
+    match &report.drift {
+        DriftState::Drifted { modified, added, removed } => {
+            assert_eq!(modified, &["sites/b.test.example.conf"]);
+            assert!(added.is_empty() && removed.is_empty());
+        }
+        other => panic!("expected drift, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&live_site)?, edited, "drift changes nothing");
+
+    // 5. Plan shows the diff of the drifted file back to the rendered one.
+    let plan = rt.block_on(deploy::plan(&*tr[0], &inv2.servers[0], &gens2[0]))?;
+    assert_eq!(plan.current.as_deref(), Some(g2.as_str()));
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    assert!(plan.changes[0].diff.contains("-    add_header X-Deploy \"hand\""), "{}", plan.changes[0].diff);
+
+    // 6. Rollback to the previous generation, through the verified path.
+    let prev = rt.block_on(deploy::previous_generation(&*store, "s0", Some(&g2)))?;
+    assert_eq!(prev.as_deref(), Some(g1.as_str()));
+    let r = rt.block_on(deployer.rollback(&*tr[0], &inv2.servers[0], &[], &g1));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert_eq!(r.action, AuditAction::Rollback);
+    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(g1.as_str()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("one".into()))));
+
+    // Every outcome is in the audit log, and the chain verifies.
+    let log = rt.block_on(store.audit_log())?;
+    let outcomes: Vec<&str> = log.iter().map(|r| r.event.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["succeeded", "no_op", "succeeded", "succeeded"]);
+    assert_eq!(rt.block_on(store.verify_audit())?.broken, None);
+    Ok(())
+}
+
+#[test]
+fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let ts = &fleet.servers()[0];
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, _store) = memory_deployer();
+    let inv = inventory(&fleet, &site("a.test.example", "good"));
+    let tr = transports(&pool, &inv);
+    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
+    let good = render(&inv);
+    assert_eq!(
+        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
+        DeploymentState::Succeeded
+    );
+
+    // A certificate file that does not exist on the server: valid input, nginx says no.
+    let bad_site = site("a.test.example", "bad").replace(
+        "tls = { mode = \"off\" }",
+        "tls = { mode = \"custom\", cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\", redirect_http = false }",
+    );
+    let inv_bad = inventory(&fleet, &bad_site);
+    let bad = render(&inv_bad);
+    let sites_bad: Vec<&Site> = inv_bad.sites_for_server("s0").collect();
+    let r = rt.block_on(deployer.deploy(&*tr[0], &inv_bad.servers[0], &sites_bad, bad[0].clone()));
+    assert_eq!(r.state, DeploymentState::Rejected, "{}", r.detail);
+    assert!(matches!(r.error, Some(DeployError::Rejected { .. })));
+    assert!(r.detail.contains("/nonexistent/cert.pem"), "nginx's own message: {}", r.detail);
+    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
+    assert!(!ts.managed_root().join("lock").exists(), "lock released");
+    Ok(())
+}
+
+#[test]
+fn reload_failure_after_activation_restores_and_verifies() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let ts = &fleet.servers()[0];
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, store) = memory_deployer();
+    let inv = inventory(&fleet, &site("a.test.example", "good"));
+    let tr = transports(&pool, &inv);
+    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
+    let good = render(&inv);
+    assert_eq!(
+        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
+        DeploymentState::Succeeded
+    );
+
+    // The new config listens on a port another process holds: `nginx -t` passes (it
+    // does not bind), the reload fails, nginx keeps the old config silently.
+    let blocker = TcpListener::bind("127.0.0.1:0")?;
+    let busy = blocker.local_addr()?.port();
+    let toml = format!("{}\n{}", fleet.deploy_inventory_toml(), site("a.test.example", "new")).replace(
+        &format!("listen_http = \"127.0.0.1:{}\"", ts.http_port()),
+        &format!("listen_http = \"127.0.0.1:{busy}\""),
+    );
+    let inv2 = rpcc::core::model::Inventory::from_toml_str(&toml)?;
+    let next = render(&inv2);
+    let sites2: Vec<&Site> = inv2.sites_for_server("s0").collect();
+    let r = rt.block_on(deployer.deploy(&*tr[0], &inv2.servers[0], &sites2, next[0].clone()));
+    assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
+    assert!(r.detail.contains("Address already in use") || r.detail.contains("bind()"), "{}", r.detail);
+    assert!(r.detail.contains(&format!("restored generation {}", good[0].id())), "{}", r.detail);
+    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
+    let last = rt.block_on(store.deployments(Some("s0"), 1))?;
+    assert_eq!(last[0].state, DeploymentState::RolledBack);
+    drop(blocker);
+    Ok(())
+}
+
+/// Fails one named site, passes the rest (the real probe is tested elsewhere).
+struct FailSite(&'static str);
+
+#[async_trait::async_trait]
+impl HealthProbe for FailSite {
+    async fn probe(&self, _server: &Server, site: &Site) -> Result<(), String> {
+        if site.domain.as_str() == self.0 { Err("answered 500".into()) } else { Ok(()) }
+    }
+}
+
+#[test]
+fn unhealthy_site_after_reload_restores_the_last_good_generation() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let ts = &fleet.servers()[0];
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, _store) = memory_deployer();
+    let inv = inventory(&fleet, &site("a.test.example", "good"));
+    let tr = transports(&pool, &inv);
+    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
+    let good = render(&inv);
+    assert_eq!(
+        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
+        DeploymentState::Succeeded
+    );
+
+    let inv2 = inventory(&fleet, &format!("{}{}", site("a.test.example", "new"), site("sick.test.example", "new")));
+    let next = render(&inv2);
+    let sites2: Vec<&Site> = inv2.sites_for_server("s0").collect();
+    let sick = deployer.clone().with_probe(Arc::new(FailSite("sick.test.example")));
+    let r = rt.block_on(sick.deploy(&*tr[0], &inv2.servers[0], &sites2, next[0].clone()));
+    assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
+    assert!(r.detail.contains("sick.test.example: answered 500"), "{}", r.detail);
+    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
+    Ok(())
+}
+
+#[test]
+fn live_lock_is_respected_and_stale_lock_is_broken_and_audited() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let ts = &fleet.servers()[0];
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, store) = memory_deployer();
+    let inv = inventory(&fleet, &site("a.test.example", "x"));
+    let tr = transports(&pool, &inv);
+    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
+    let gens = render(&inv);
+    std::fs::create_dir_all(ts.managed_root())?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    std::fs::write(ts.managed_root().join("lock"), format!("other@cp-2:77:beef {} {now}\n", now + 600))?;
+
+    let r = rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, gens[0].clone()));
+    assert_eq!(r.state, DeploymentState::Failed);
+    assert!(
+        matches!(&r.error, Some(DeployError::LockHeld { holder, .. }) if holder == "other@cp-2:77:beef"),
+        "{}",
+        r.detail
+    );
+    assert!(r.error.as_ref().is_some_and(DeployError::is_retryable));
+    assert_eq!(current_generation(&ts.managed_root()), None, "nothing touched");
+
+    // The holder crashed long ago: its lock expired, a half-staged tree is left over.
+    std::fs::write(ts.managed_root().join("lock"), format!("other@cp-2:77:beef {} {}\n", now - 10, now - 700))?;
+    let staged = ts.managed_root().join("generations/.staging-deadbeef/sites");
+    let out = fleet.ssh(ts).arg(format!("mkdir -p {}", staged.display())).output()?;
+    assert!(out.status.success());
+    let r = rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, gens[0].clone()));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert!(!ts.managed_root().join("generations/.staging-deadbeef").exists());
+    let log = rt.block_on(store.audit_log())?;
+    assert!(
+        log.iter().any(|e| e.event.action == AuditAction::BreakLock && e.event.detail.contains("other@cp-2:77:beef"))
+    );
+    Ok(())
+}
+
+#[test]
+fn canary_failure_stops_the_rollout_and_unreachable_servers_are_reported() -> anyhow::Result<()> {
+    let mut fleet = Fleet::start(3)?;
+    let rt = runtime();
+    let pool = SshPool::new();
+    let (deployer, _store) = memory_deployer();
+    // s0 (the canary) gets a certificate nginx cannot load: rejected.
+    let inv = inventory(&fleet, &site("a.test.example", "x"));
+    let gens = render(&inv);
+    let tr = transports(&pool, &inv);
+    let bad_toml = format!("{}\n{}", fleet.deploy_inventory_toml(), site("a.test.example", "x"))
+        .replace("tls = { mode = \"off\" }", "tls = { mode = \"custom\", cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\", redirect_http = false }");
+    let bad_inv = rpcc::core::model::Inventory::from_toml_str(&bad_toml)?;
+    let bad = render(&bad_inv);
+    let mut mixed = gens.clone();
+    mixed[0] = bad[0].clone();
+    let policy = RolloutPolicy { strategy: RolloutStrategy::Canary, batch: 1, ..RolloutPolicy::default() };
+    let report = rt.block_on(deployer.rollout(&targets(&inv, &mixed, &tr), &policy));
+    let states: Vec<DeploymentState> = report.servers.iter().map(|r| r.state).collect();
+    assert_eq!(states, [DeploymentState::Rejected, DeploymentState::Skipped, DeploymentState::Skipped]);
+    assert!(report.stopped.is_some());
+    for s in fleet.servers() {
+        assert_eq!(current_generation(&s.managed_root()), None, "{}: nothing touched", s.name());
+    }
+
+    // All at once with max_failed = 1: one server unreachable, the others deploy.
+    fleet.servers_mut()[1].stop_sshd();
+    let policy = RolloutPolicy { max_failed: 1, ..RolloutPolicy::default() };
+    let report = rt.block_on(deployer.rollout(&targets(&inv, &gens, &tr), &policy));
+    let states: Vec<DeploymentState> = report.servers.iter().map(|r| r.state).collect();
+    assert_eq!(states, [DeploymentState::Succeeded, DeploymentState::Failed, DeploymentState::Succeeded]);
+    assert!(report.servers[1].detail.contains("cannot connect"), "{}", report.servers[1].detail);
+    assert!(report.stopped.is_none());
+    assert_eq!(current_generation(&fleet.servers()[1].managed_root()), None);
+    Ok(())
+}
