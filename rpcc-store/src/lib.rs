@@ -1,6 +1,290 @@
 //! # rpcc-store
 //!
-//! **Not implemented yet** (issue: "Deploy engine … rpcc-store"). This crate will hold
-//! the state store behind core's `StateStore` role: generations, deployments with state
-//! enums, the hash-chained audit log, metrics and check results, and locks; SQLite by
-//! default and PostgreSQL for several control-plane instances, migrations embedded.
+//! rpcc's state on SQLite (the embedded default: one file, no set-up): generations,
+//! deployments with their state, the hash-chained audit log, and per-server local locks
+//! so two `rpcc apply` processes on one machine take turns on a server. Implements
+//! rpcc-core's [`StateStore`] role; PostgreSQL comes later behind the same trait.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rpcc_store::StoreError> {
+//! use rpcc_core::deploy::StateStore as _;
+//! let store = rpcc_store::SqliteStore::open(std::path::Path::new("rpcc-state.db")).await?;
+//! let check = store.verify_audit().await?;
+//! assert!(check.broken.is_none());
+//! # Ok(()) }
+//! ```
+
+mod lock;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+pub use rpcc_core::deploy::StoreError;
+use rpcc_core::deploy::{
+    AUDIT_GENESIS, AuditEvent, AuditRecord, DeploymentRecord, DeploymentState, LocalLock, NewDeployment, StateStore,
+    unix_ms,
+};
+use rpcc_core::generation::Manifest;
+use sqlx::Row as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    lock_dir: PathBuf,
+}
+
+/// sqlx errors → the core role's error (busy/locked/pool timeouts are retryable).
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+    let retryable = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => {
+            let m = d.message();
+            m.contains("locked") || m.contains("busy")
+        }
+        _ => false,
+    };
+    StoreError::Backend { reason: e.to_string(), retryable }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { reason: what.to_string() }
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `path` and apply pending migrations.
+    /// Local locks live beside it in `<path>.locks/`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend {
+                reason: format!("cannot create {}: {e}", dir.display()),
+                retryable: false,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(backend)?;
+        migrate::run(&pool).await?;
+        let mut lock_dir = path.as_os_str().to_owned();
+        lock_dir.push(".locks");
+        Ok(Self { pool, path: path.to_owned(), lock_dir: PathBuf::from(lock_dir) })
+    }
+
+    /// Open from a URL: `sqlite:///abs/path.db`, `sqlite://rel/path.db` or a plain path.
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        if path.is_empty() {
+            return Err(StoreError::Backend { reason: format!("{url:?} names no database file"), retryable: false });
+        }
+        Self::open(Path::new(path)).await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying pool (for tests and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn deployment(row: &SqliteRow) -> Result<DeploymentRecord, StoreError> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
+    Ok(DeploymentRecord {
+        id: row.try_get("id").map_err(backend)?,
+        server: get_s("server")?,
+        action: get_s("action")?.parse()?,
+        generation: get_s("generation")?,
+        previous: row.try_get("previous").map_err(backend)?,
+        state: DeploymentState::from_str(&get_s("state")?)?,
+        actor: get_s("actor")?,
+        started_ms: row.try_get("started_ms").map_err(backend)?,
+        finished_ms: row.try_get("finished_ms").map_err(backend)?,
+        detail: get_s("detail")?,
+    })
+}
+
+fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
+    Ok(AuditRecord {
+        seq: row.try_get("seq").map_err(backend)?,
+        event: AuditEvent {
+            at_ms: row.try_get("at_ms").map_err(backend)?,
+            actor: get_s("actor")?,
+            action: get_s("action")?.parse()?,
+            server: row.try_get("server").map_err(backend)?,
+            generation: row.try_get("generation").map_err(backend)?,
+            outcome: get_s("outcome")?,
+            detail: get_s("detail")?,
+        },
+        prev_hash: get_s("prev_hash")?,
+        hash: get_s("hash")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl StateStore for SqliteStore {
+    async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError> {
+        let json = serde_json::to_string(manifest).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO generations (server, id, tree_sha256, manifest, recorded_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (server, id) DO NOTHING",
+        )
+        .bind(server)
+        .bind(&manifest.id)
+        .bind(manifest.tree_sha256.to_hex())
+        .bind(json)
+        .bind(unix_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn generation(&self, server: &str, id: &str) -> Result<Option<Manifest>, StoreError> {
+        let row = sqlx::query("SELECT manifest FROM generations WHERE server = ? AND id = ?")
+            .bind(server)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let json: String = r.try_get("manifest").map_err(backend)?;
+                serde_json::from_str(&json).map(Some).map_err(|e| corrupt(format!("manifest of {server}/{id}: {e}")))
+            }
+        }
+    }
+
+    async fn start_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO deployments (server, action, generation, previous, state, actor, started_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&d.server)
+        .bind(d.action.as_str())
+        .bind(&d.generation)
+        .bind(&d.previous)
+        .bind(DeploymentState::Running.as_str())
+        .bind(&d.actor)
+        .bind(unix_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.try_get("id").map_err(backend)
+    }
+
+    async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE deployments SET state = ?, detail = ?, finished_ms = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(detail)
+            .bind(unix_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 1 { Ok(()) } else { Err(corrupt(format!("no deployment {id}"))) }
+    }
+
+    async fn abandon_running(&self, server: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE deployments SET state = ?, finished_ms = ?, detail = 'the control plane stopped mid-way' \
+             WHERE server = ? AND state = ?",
+        )
+        .bind(DeploymentState::Abandoned.as_str())
+        .bind(unix_ms())
+        .bind(server)
+        .bind(DeploymentState::Running.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
+             FROM deployments WHERE (?1 IS NULL OR server = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(server)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(deployment).collect()
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
+        // BEGIN IMMEDIATE takes the write lock before reading the chain's head, so two
+        // processes appending at once cannot both chain from the same entry.
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend)?;
+        let result: Result<AuditRecord, StoreError> = async {
+            let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+            let (seq, prev_hash) = match head {
+                Some(r) => (r.try_get::<i64, _>("seq").map_err(backend)? + 1, r.try_get::<String, _>("hash").map_err(backend)?),
+                None => (1, AUDIT_GENESIS.to_owned()),
+            };
+            let hash = event.chain_hash(seq, &prev_hash);
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(seq)
+            .bind(event.at_ms)
+            .bind(&event.actor)
+            .bind(event.action.as_str())
+            .bind(&event.server)
+            .bind(&event.generation)
+            .bind(&event.outcome)
+            .bind(&event.detail)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+            Ok(AuditRecord { seq, event: event.clone(), prev_hash, hash })
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(backend)?;
+        result
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash \
+             FROM audit_log ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
+        lock::acquire(&self.lock_dir, server, holder, wait).await
+    }
+}

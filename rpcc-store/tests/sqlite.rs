@@ -1,0 +1,113 @@
+//! The SQLite store on real database files.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rpcc_core::deploy::{AuditAction, AuditEvent, DeploymentState, NewDeployment, StateStore, StoreError};
+use rpcc_store::SqliteStore;
+
+fn event(i: usize) -> AuditEvent {
+    AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", &format!("run {i}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_persist_across_reopen_and_crashes_become_abandoned() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("state/rpcc.db");
+    let store = SqliteStore::open(&path).await?;
+    let new = |g: &str| NewDeployment {
+        server: "edge-1".into(),
+        action: AuditAction::Deploy,
+        generation: g.into(),
+        previous: None,
+        actor: "ops@cp".into(),
+    };
+    let a = store.start_deployment(&new("g1")).await?;
+    store.finish_deployment(a, DeploymentState::Succeeded, "ok").await?;
+    let _crashed = store.start_deployment(&new("g2")).await?;
+    store.close().await;
+
+    let store = SqliteStore::open(&path).await?; // migrations are not applied twice
+    assert_eq!(store.abandon_running("edge-1").await?, 1);
+    let rows = store.deployments(Some("edge-1"), 10).await?;
+    let states: Vec<_> = rows.iter().map(|d| (d.generation.as_str(), d.state)).collect();
+    assert_eq!(states, [("g2", DeploymentState::Abandoned), ("g1", DeploymentState::Succeeded)]);
+    assert!(store.deployments(Some("other"), 10).await?.is_empty());
+    assert!(matches!(store.finish_deployment(999, DeploymentState::Failed, "").await, Err(StoreError::Corrupt { .. })));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tampering_is_detected() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&dir.path().join("a.db")).await?;
+    for i in 0..10 {
+        store.append_audit(&event(i)).await?;
+    }
+    assert_eq!(store.verify_audit().await?.broken, None);
+
+    sqlx::query("UPDATE audit_log SET outcome = 'rolled_back' WHERE seq = 4").execute(store.pool()).await?;
+    let v = store.verify_audit().await?;
+    assert_eq!(v.broken.as_ref().map(|b| b.0), Some(4), "{v:?}");
+    assert!(v.broken.as_ref().is_some_and(|b| b.1.contains("edited")));
+    sqlx::query("UPDATE audit_log SET outcome = 'succeeded' WHERE seq = 4").execute(store.pool()).await?;
+    assert_eq!(store.verify_audit().await?.broken, None, "restoring the value restores the chain");
+
+    sqlx::query("DELETE FROM audit_log WHERE seq = 7").execute(store.pool()).await?;
+    assert_eq!(store.verify_audit().await?.broken.map(|b| b.0), Some(8));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appenders_on_one_file_keep_one_chain() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("c.db");
+    let a = Arc::new(SqliteStore::open(&path).await?);
+    let b = Arc::new(SqliteStore::open(&path).await?);
+    let mut tasks = Vec::new();
+    for (k, s) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                s.append_audit(&event(k * 1000 + i)).await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let v = a.verify_audit().await?;
+    assert_eq!((v.entries, v.broken), (200, None));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_lock_serializes_holders_and_times_out_naming_the_holder() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("l.db");
+    let a = SqliteStore::open(&path).await?;
+    let b = SqliteStore::open(&path).await?;
+    let held = a.lock_server("edge-1", "first@cp", Duration::from_secs(1)).await?;
+    let err = b.lock_server("edge-1", "second@cp", Duration::from_millis(200)).await.unwrap_err();
+    match &err {
+        StoreError::LockTimeout { server, holder, .. } => {
+            assert_eq!(server, "edge-1");
+            assert!(holder.starts_with("first@cp"), "{holder}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_retryable());
+    // Another server is independent.
+    let _other = b.lock_server("edge-2", "second@cp", Duration::from_millis(200)).await?;
+    // The waiter gets the lock as soon as the holder lets go.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+    });
+    let t = Instant::now();
+    let _got = b.lock_server("edge-1", "second@cp", Duration::from_secs(5)).await?;
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    release.await?;
+    assert!(a.lock_server("../etc", "x", Duration::ZERO).await.is_err());
+    Ok(())
+}
