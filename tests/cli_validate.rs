@@ -129,5 +129,12 @@ fn help_lists_only_commands_that_exist() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["validate", "render", "enroll", "run", "help"], "{help}");
+    assert_eq!(
+        commands,
+        [
+            "validate", "render", "enroll", "run", "plan", "apply", "rollback", "status", "drift", "history", "audit",
+            "help"
+        ],
+        "{help}"
+    );
 }

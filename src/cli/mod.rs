@@ -1,11 +1,13 @@
 //! Command-line parsing and dispatch. Only commands that work are listed; later issues
-//! add render, plan, apply, rollback, status, drift, run, enroll, keys, watch, check.
+//! add keys, watch, check.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod deploy;
 mod enroll;
+mod fleet;
 mod render;
 mod run;
 mod validate;
@@ -38,6 +40,21 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// Run one command on a server over SSH (pinned host key), e.g. `rpcc run inv.toml edge-1 -- nginx -t`.
     Run(run::RunArgs),
+    /// Show what `apply` would change on each server (files and unified diffs); changes nothing.
+    Plan(deploy::PlanArgs),
+    /// Deploy: render, stage, `nginx -t`, switch, reload, verify, probe; restore on failure.
+    Apply(deploy::ApplyArgs),
+    /// Activate an earlier generation on a server through the same verified path.
+    Rollback(deploy::RollbackArgs),
+    /// Per server: the live generation, the last deployment, when and by whom.
+    Status(fleet::FleetArgs),
+    /// Compare each server's live files with the recorded generation; report hand edits.
+    Drift(fleet::FleetArgs),
+    /// A server's deployments, newest first.
+    History(deploy::HistoryArgs),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(deploy::AuditCommand),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -59,6 +76,13 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Enroll(args) => enroll::run(&args),
+        Command::Plan(args) => deploy::plan(&args),
+        Command::Apply(args) => deploy::apply(&args),
+        Command::Rollback(args) => deploy::rollback(&args),
+        Command::Status(args) => deploy::status(&args),
+        Command::Drift(args) => deploy::drift(&args),
+        Command::History(args) => deploy::history(&args),
+        Command::Audit(cmd) => deploy::audit(&cmd),
     }
 }
 

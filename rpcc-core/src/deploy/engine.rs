@@ -370,6 +370,24 @@ fn holder_name(actor: &str) -> String {
     format!("{clean}:{}:{nonce:08x}", std::process::id())
 }
 
+/// Whether lock holder `other` was an rpcc process on this machine that has exited.
+/// Holder names are `<user>@<host>:<pid>:<nonce>`; `me` is ours.
+fn holder_is_dead_here(other: &str, me: &str) -> bool {
+    fn split(h: &str) -> Option<(&str, &str)> {
+        let mut parts = h.rsplitn(3, ':');
+        let _nonce = parts.next()?;
+        let pid = parts.next()?;
+        let actor = parts.next()?;
+        Some((actor.rsplit_once('@').map_or(actor, |(_, host)| host), pid))
+    }
+    let (Some((other_host, pid)), Some((my_host, _))) = (split(other), split(me)) else { return false };
+    other_host == my_host
+        && !pid.is_empty()
+        && pid.chars().all(|c| c.is_ascii_digit())
+        && pid != std::process::id().to_string()
+        && !std::path::Path::new("/proc").join(pid).exists()
+}
+
 impl Deployer {
     /// A deployer recording into `store` as `actor`.
     pub fn new(store: Arc<dyn StateStore>, actor: &str) -> Self {
@@ -634,10 +652,23 @@ impl Run<'_> {
         }
 
         step!(self, DeployStep::Lock);
-        let out = match self.exec(self.cmds.lock(&holder, opts.lock_ttl)).await {
+        let mut out = match self.exec(self.cmds.lock(&holder, opts.lock_ttl, None)).await {
             Ok(o) => o,
             Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
         };
+        if RemoteExit::from_code(exit_code(&out)) == RemoteExit::LockHeld
+            && let Some((other, _, _)) = RemoteState::parse(&out.stdout).held_by
+            && holder_is_dead_here(&other, &holder)
+        {
+            // Held by an rpcc process of this machine that no longer exists (we hold
+            // this machine's lock for the server, so no live local process can be
+            // deploying it): break exactly that lock.
+            tracing::warn!(server = self.name(), holder = %other, "lock holder process is gone; breaking its lock");
+            out = match self.exec(self.cmds.lock(&holder, opts.lock_ttl, Some(&other))).await {
+                Ok(o) => o,
+                Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
+            };
+        }
         let inspected = state;
         let mut state = RemoteState::parse(&out.stdout);
         if state.current == inspected.current {
@@ -953,6 +984,17 @@ mod tests {
 
         let (_, sent, linked) = stage_archive(&g, None).unwrap();
         assert_eq!((sent, linked), (3, 0));
+    }
+
+    #[test]
+    fn only_dead_holders_of_this_machine_are_breakable() {
+        let me = holder_name("ops@cp-1");
+        let host = me.split(':').next().unwrap().to_owned();
+        assert!(holder_is_dead_here(&format!("{host}:999999999:ab"), &me), "no such pid");
+        assert!(!holder_is_dead_here(&format!("{host}:1:ab"), &me), "pid 1 is alive");
+        assert!(!holder_is_dead_here("ops@cp-2:999999999:ab", &me), "another machine");
+        assert!(!holder_is_dead_here(&me, &me), "ourselves");
+        assert!(!holder_is_dead_here("garbage", &me));
     }
 
     #[test]

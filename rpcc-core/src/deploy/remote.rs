@@ -180,9 +180,13 @@ impl RemoteCommands {
         Ok(ExecRequest::new(self.argv("inspect", &[if manifest { "1" } else { "0" }])?).timeout(secs(60)))
     }
 
-    /// Take (or renew) the remote lock; clean half-staged trees; report.
-    pub fn lock(&self, holder: &str, ttl: Duration) -> Result<ExecRequest, TransportError> {
-        Ok(ExecRequest::new(self.argv("lock", &[holder, &ttl.as_secs().max(1).to_string()])?).timeout(secs(90)))
+    /// Take (or renew) the remote lock; clean half-staged trees; report. `dead_holder`
+    /// names a holder known to be dead whose lock may be broken before it expires.
+    pub fn lock(&self, holder: &str, ttl: Duration, dead_holder: Option<&str>) -> Result<ExecRequest, TransportError> {
+        let ttl = ttl.as_secs().max(1).to_string();
+        let mut args = vec![holder, ttl.as_str()];
+        args.extend(dead_holder);
+        Ok(ExecRequest::new(self.argv("lock", &args)?).timeout(secs(90)))
     }
 
     /// Release the lock if we hold it.

@@ -95,13 +95,15 @@ inspect) # [with-manifest]
     fi
     ;;
 
-lock) # holder ttl
-    holder=$1 ttl=$2
+lock) # holder ttl [dead-holder]
+    holder=$1 ttl=$2 dead=${3:-}
     guard
     read_lock
     t=$(now)
     if [ -n "$lh" ] && [ "$lh" != "$holder" ]; then
-        if [ "$lexp" -gt "$t" ]; then
+        # A live lock is only broken when the caller proved its holder dead (same
+        # machine, process gone) and it is still exactly that holder's lock.
+        if [ "$lexp" -gt "$t" ] && [ "$lh" != "$dead" ]; then
             printf 'held=%s %s %s\n' "$lh" "$lexp" "$lacq"
             exit 10
         fi

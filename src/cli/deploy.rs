@@ -1,0 +1,685 @@
+//! `rpcc plan | apply | rollback | status | drift | history | audit verify`.
+
+use std::io::{IsTerminal as _, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpcc_core::deploy::{
+    self, ChangeKind, DeployOptions, DeploySource, Deployer, DeploymentState, DriftState, FleetReport, FleetTarget,
+    ProgressEvent, RolloutPolicy, ServerReport, StateStore as _, local_actor,
+};
+use rpcc_core::model::{RolloutStrategy, Server};
+use rpcc_monitor::HttpHealthProbe;
+
+use super::EXIT_INVALID;
+use super::fleet::{AbortBefore, EXIT_FAILED, Fleet, FleetArgs, fail, state_path};
+
+fn print_json(value: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+fn short(id: Option<&str>) -> &str {
+    id.map_or("-", |s| &s[..s.len().min(16)])
+}
+
+// ---------------------------------------------------------------- plan
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Only list changed files, no diffs.
+    #[arg(long)]
+    stat: bool,
+}
+
+pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let fleet = match Fleet::load(&args.fleet, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let servers = fleet.selected(&args.fleet);
+    let gens = match fleet.render(&servers, &mut err) {
+        Ok(g) => g,
+        Err(c) => return c,
+    };
+    let results = fleet.runtime.block_on(async {
+        let jobs = servers.iter().zip(&gens).map(|(s, g)| async {
+            let t = fleet.transport(s)?;
+            deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
+        });
+        futures_join_all(jobs).await
+    });
+    let mut failed = false;
+    if args.fleet.json {
+        let json: Vec<serde_json::Value> = servers
+            .iter()
+            .zip(&results)
+            .map(|(s, r)| match r {
+                Ok(p) => serde_json::to_value(p).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "server": s.name.as_str(), "error": e }),
+            })
+            .collect();
+        print_json(&json);
+        failed = results.iter().any(Result::is_err);
+    } else {
+        let mut out = std::io::stdout().lock();
+        for (s, r) in servers.iter().zip(&results) {
+            match r {
+                Err(e) => {
+                    failed = true;
+                    let _ = writeln!(out, "{}: cannot plan: {e}", s.name);
+                }
+                Ok(p) if p.is_noop() => {
+                    let _ = writeln!(out, "{}: up to date (generation {})", s.name, p.next);
+                }
+                Ok(p) => {
+                    let count = |k| p.changes.iter().filter(|c| c.kind == k).count();
+                    let _ = writeln!(
+                        out,
+                        "{}: {} → {}: {} added, {} changed, {} removed, {} unchanged",
+                        s.name,
+                        short(p.current.as_deref()),
+                        p.next,
+                        count(ChangeKind::Added),
+                        count(ChangeKind::Changed),
+                        count(ChangeKind::Removed),
+                        p.unchanged
+                    );
+                    if let Some(t) = &p.takes_over {
+                        let _ = writeln!(out, "  takes over {t}");
+                    }
+                    for c in &p.changes {
+                        let kind = match c.kind {
+                            ChangeKind::Added => "+",
+                            ChangeKind::Changed => "~",
+                            ChangeKind::Removed => "-",
+                        };
+                        let _ = writeln!(out, "  {kind} {}", c.path);
+                        if !args.stat {
+                            for line in c.diff.lines() {
+                                let _ = writeln!(out, "    {line}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+/// Await futures concurrently, keeping their order (no extra dependency).
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use futures_util::StreamExt as _;
+    let indexed: Vec<_> = futures.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }).collect();
+    let mut done: Vec<(usize, F::Output)> = futures_util::stream::iter(indexed).buffer_unordered(32).collect().await;
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, v)| v).collect()
+}
+
+// ---------------------------------------------------------------- apply
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Strategy {
+    /// Every server at once (bounded by --concurrency).
+    All,
+    /// One canary server, then batches.
+    Canary,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApplyArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Override the groups' rollout strategy.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
+    /// Servers per batch after the canary.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Servers deploying at once.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Stop once more than this many servers failed.
+    #[arg(long)]
+    max_failed: Option<u32>,
+    /// On stop, roll back the servers this run already changed.
+    #[arg(long)]
+    rollback_on_failure: bool,
+    /// Generations kept per server.
+    #[arg(long, default_value_t = 5)]
+    keep: u32,
+    /// Seconds nginx may take to start new workers after the reload signal.
+    #[arg(long, default_value_t = 15)]
+    reload_timeout: u64,
+    /// Skip the HTTP health probe of each site after the reload.
+    #[arg(long)]
+    no_probe: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+fn policy_for(fleet: &Fleet, servers: &[&Server], args: &ApplyArgs) -> RolloutPolicy {
+    let mut p = RolloutPolicy::strictest(fleet.groups_of(servers));
+    if let Some(s) = args.strategy {
+        p.strategy = match s {
+            Strategy::All => RolloutStrategy::All,
+            Strategy::Canary => RolloutStrategy::Canary,
+        };
+    }
+    if let Some(b) = args.batch {
+        p.batch = b.max(1);
+    }
+    if let Some(c) = args.concurrency {
+        p.concurrency = c.max(1);
+    }
+    if let Some(m) = args.max_failed {
+        p.max_failed = m;
+    }
+    p.rollback_on_failure |= args.rollback_on_failure;
+    p
+}
+
+fn progress_bar(total: usize) -> Option<Arc<indicatif::ProgressBar>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(Arc::new(bar))
+}
+
+fn deployer(fleet: &Fleet, options: DeployOptions, probe: bool, bar: Option<Arc<indicatif::ProgressBar>>) -> Deployer {
+    let mut d = Deployer::new(fleet.store.clone(), &local_actor()).with_options(options);
+    if probe {
+        d = d.with_probe(Arc::new(HttpHealthProbe::default()));
+    }
+    if let Some(hook) = AbortBefore::from_env() {
+        d = d.with_hook(hook);
+    }
+    if let Some(bar) = bar {
+        d = d.with_progress(Arc::new(move |e: &ProgressEvent| match e {
+            ProgressEvent::Step { server, step } => bar.set_message(format!("{server}: {step}")),
+            ProgressEvent::Finished { server, state, .. } => {
+                bar.inc(1);
+                bar.println(format!("{server}: {state}"));
+            }
+            ProgressEvent::Stopped { reason } => bar.println(format!("stopped: {reason}")),
+            _ => {}
+        }));
+    }
+    d
+}
+
+fn print_report(out: &mut impl Write, r: &ServerReport) {
+    let _ = writeln!(
+        out,
+        "{:<12} {:<14} {} → {}  {} round trips, {} files sent ({} bytes), {} linked, {:.2} s",
+        r.server,
+        r.state.as_str(),
+        short(r.previous.as_deref()),
+        r.generation,
+        r.round_trips,
+        r.uploaded_files,
+        r.uploaded_bytes,
+        r.linked_files,
+        r.elapsed.as_secs_f64()
+    );
+    if let Some(rec) = &r.recovered {
+        let _ = writeln!(out, "  recovered first: a crashed run had left generation {rec} active");
+    }
+    if r.state != DeploymentState::Succeeded && r.state != DeploymentState::NoOp {
+        for line in r.detail.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+}
+
+fn finish_fleet(report: &FleetReport, unreachable: &[ServerReport], json: bool) -> ExitCode {
+    let all: Vec<&ServerReport> = unreachable.iter().chain(&report.servers).collect();
+    if json {
+        print_json(&serde_json::json!({
+            "servers": all,
+            "stopped": report.stopped,
+            "rolled_back": report.rolled_back,
+        }));
+    } else {
+        let mut out = std::io::stdout().lock();
+        for r in &all {
+            print_report(&mut out, r);
+        }
+        if let Some(why) = &report.stopped {
+            let _ = writeln!(out, "rollout stopped: {why}");
+        }
+        for r in &report.rolled_back {
+            let _ = writeln!(out, "rolled back after the stop:");
+            print_report(&mut out, r);
+        }
+    }
+    let bad = all.iter().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
+        || report.rolled_back.iter().any(|r| r.state != DeploymentState::Succeeded);
+    if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+fn unreachable_report(server: &Server, why: String) -> ServerReport {
+    ServerReport {
+        server: server.name.to_string(),
+        action: deploy::AuditAction::Deploy,
+        state: DeploymentState::Failed,
+        generation: String::new(),
+        previous: None,
+        detail: format!("not deployed: {why}"),
+        error: None,
+        round_trips: 0,
+        uploaded_files: 0,
+        uploaded_bytes: 0,
+        linked_files: 0,
+        recovered: None,
+        elapsed: Duration::ZERO,
+    }
+}
+
+fn confirm(err: &mut impl Write, what: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        let _ = writeln!(err, "error: {what}: not a terminal; pass --yes to go ahead without asking");
+        return false;
+    }
+    let _ = write!(err, "{what}? [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+}
+
+pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let fleet = match Fleet::load(&args.fleet, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let servers = fleet.selected(&args.fleet);
+    let gens = match fleet.render(&servers, &mut err) {
+        Ok(g) => g,
+        Err(c) => return c,
+    };
+    if !args.yes && !confirm(&mut err, &format!("deploy to {} server(s)", servers.len())) {
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let mut unreachable = Vec::new();
+    let mut targets = Vec::new();
+    for (s, g) in servers.iter().zip(&gens) {
+        match fleet.transport(s) {
+            Ok(t) => targets.push(FleetTarget {
+                server: s,
+                sites: fleet.inv.sites_for_server(s.name.as_str()).collect(),
+                source: DeploySource::Generation(g.clone()),
+                transport: t,
+            }),
+            Err(why) => unreachable.push(unreachable_report(s, why)),
+        }
+    }
+    let policy = policy_for(&fleet, &servers, args);
+    let options = DeployOptions::default().keep(args.keep).reload_timeout(Duration::from_secs(args.reload_timeout));
+    let bar = if args.fleet.json { None } else { progress_bar(targets.len()) };
+    let d = deployer(&fleet, options, !args.no_probe, bar.clone());
+    let report = fleet.runtime.block_on(d.rollout(&targets, &policy));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    finish_fleet(&report, &unreachable, args.fleet.json)
+}
+
+// ---------------------------------------------------------------- rollback
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RollbackArgs {
+    /// The inventory file (TOML).
+    inventory: PathBuf,
+    /// The server to roll back.
+    server: String,
+    /// The generation to activate (default: the one before the last successful deploy).
+    #[arg(long)]
+    to: Option<String>,
+    /// The state database (default as for `apply`).
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let fa = FleetArgs {
+        inventory: args.inventory.clone(),
+        state: args.state.clone(),
+        servers: vec![args.server.clone()],
+        groups: vec![],
+        json: args.json,
+    };
+    let fleet = match Fleet::load(&fa, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let Some(server) = fleet.inv.server(&args.server) else {
+        return fail(&mut err, format!("server {:?} is not in the inventory", args.server), EXIT_INVALID);
+    };
+    if let Some(to) = &args.to
+        && (to.is_empty() || !to.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return fail(
+            &mut err,
+            format!("--to {to:?} is not a generation id (hex digits, or 0 for the original config)"),
+            EXIT_INVALID,
+        );
+    }
+    let transport = match fleet.transport(server) {
+        Ok(t) => t,
+        Err(e) => return fail(&mut err, format!("{}: {e}", server.name), EXIT_FAILED),
+    };
+    let target = match &args.to {
+        Some(t) => t.clone(),
+        None => {
+            let live = fleet.runtime.block_on(deploy::status(&*transport, server, &*fleet.store)).current;
+            match fleet.runtime.block_on(deploy::previous_generation(
+                &*fleet.store,
+                server.name.as_str(),
+                live.as_deref(),
+            )) {
+                Ok(Some(g)) => g,
+                Ok(None) => {
+                    return fail(
+                        &mut err,
+                        format!("{}: no earlier generation recorded; name one with --to", server.name),
+                        EXIT_INVALID,
+                    );
+                }
+                Err(e) => return fail(&mut err, e, EXIT_FAILED),
+            }
+        }
+    };
+    if !args.yes && !confirm(&mut err, &format!("roll {} back to generation {target}", server.name)) {
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let d = deployer(&fleet, DeployOptions::default(), false, None);
+    let r = fleet.runtime.block_on(d.rollback(&*transport, server, &[], &target));
+    let report = FleetReport { servers: vec![r], stopped: None, rolled_back: vec![] };
+    finish_fleet(&report, &[], args.json)
+}
+
+// ---------------------------------------------------------------- status / drift
+
+pub(crate) fn status(args: &FleetArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let fleet = match Fleet::load(args, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let servers = fleet.selected(args);
+    let statuses = fleet.runtime.block_on(futures_join_all(servers.iter().map(|s| {
+        let fleet = &fleet;
+        async move {
+            match fleet.transport(s) {
+                Ok(t) => deploy::status(&*t, s, &*fleet.store).await,
+                Err(e) => deploy::ServerStatus {
+                    server: s.name.to_string(),
+                    current: None,
+                    committed: None,
+                    lock: None,
+                    generations: vec![],
+                    last: None,
+                    error: Some(e),
+                },
+            }
+        }
+    })));
+    if args.json {
+        print_json(&statuses);
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{:<12} {:<18} {:<14} {:<24} WHEN / NOTE", "SERVER", "GENERATION", "LAST", "BY");
+        for s in &statuses {
+            let last = s.last.as_ref();
+            let when = last.map(|d| format_ms(d.finished_ms.unwrap_or(d.started_ms))).unwrap_or_default();
+            let mut note = when;
+            if let Some(e) = &s.error {
+                note = format!("unreachable: {e}");
+            } else if s.current != s.committed {
+                note = format!(
+                    "{note} (current ≠ committed {}: the next apply restores it)",
+                    short(s.committed.as_deref())
+                );
+            }
+            if let Some((h, _)) = &s.lock {
+                note = format!("{note} [locked by {h}]");
+            }
+            let _ = writeln!(
+                out,
+                "{:<12} {:<18} {:<14} {:<24} {}",
+                s.server,
+                short(s.current.as_deref()),
+                last.map_or("-", |d| d.state.as_str()),
+                last.map_or("-", |d| d.actor.as_str()),
+                note
+            );
+        }
+    }
+    if statuses.iter().any(|s| s.error.is_some()) { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+/// `2026-11-23 12:00:00 UTC` from Unix milliseconds (no date library needed).
+fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let fleet = match Fleet::load(args, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let servers = fleet.selected(args);
+    let results = fleet.runtime.block_on(futures_join_all(servers.iter().map(|s| {
+        let fleet = &fleet;
+        async move {
+            let t = fleet.transport(s)?;
+            deploy::drift(&*t, s, &*fleet.store).await.map_err(|e| e.to_string())
+        }
+    })));
+    let mut bad = false;
+    let mut json = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for (s, r) in servers.iter().zip(&results) {
+        match r {
+            Err(e) => {
+                bad = true;
+                json.push(serde_json::json!({ "server": s.name.as_str(), "error": e }));
+                if !args.json {
+                    let _ = writeln!(out, "{}: cannot check: {e}", s.name);
+                }
+            }
+            Ok(d) => {
+                json.push(serde_json::to_value(d).unwrap_or_default());
+                bad |= matches!(d.drift, DriftState::Drifted { .. } | DriftState::Unknown);
+                if args.json {
+                    continue;
+                }
+                let live = short(d.live.as_deref());
+                let _ = match &d.drift {
+                    DriftState::Clean => writeln!(out, "{}: clean (generation {live})", s.name),
+                    DriftState::NotDeployed => writeln!(out, "{}: nothing deployed yet", s.name),
+                    DriftState::Unknown => {
+                        writeln!(out, "{}: runs generation {live}, which this state database never recorded", s.name)
+                    }
+                    DriftState::Drifted { modified, added, removed } => {
+                        let _ = writeln!(out, "{}: DRIFT in generation {live} (edited on the server)", s.name);
+                        for p in modified {
+                            let _ = writeln!(out, "  ~ {p}");
+                        }
+                        for p in added {
+                            let _ = writeln!(out, "  + {p}");
+                        }
+                        for p in removed {
+                            let _ = writeln!(out, "  - {p}");
+                        }
+                        Ok(())
+                    }
+                };
+                if d.recorded.is_some() && d.recorded != d.live {
+                    let _ = writeln!(
+                        out,
+                        "  note: the last recorded deploy was generation {}",
+                        short(d.recorded.as_deref())
+                    );
+                }
+            }
+        }
+    }
+    if args.json {
+        print_json(&json);
+    }
+    if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+// ---------------------------------------------------------------- history / audit
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct HistoryArgs {
+    /// The inventory file (TOML).
+    inventory: PathBuf,
+    /// The server.
+    server: String,
+    /// The state database (default as for `apply`).
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_store(
+    state: Option<&std::path::Path>,
+    inventory: &std::path::Path,
+    err: &mut impl Write,
+) -> Result<(tokio::runtime::Runtime, rpcc_store::SqliteStore), ExitCode> {
+    let rt = super::runtime(err)?;
+    let path = state_path(state, inventory);
+    if !path.exists() {
+        return Err(fail(err, format!("no state database at {}", path.display()), EXIT_INVALID));
+    }
+    let store = rt
+        .block_on(rpcc_store::SqliteStore::open(&path))
+        .map_err(|e| fail(err, format!("state {}: {e}", path.display()), EXIT_INVALID))?;
+    Ok((rt, store))
+}
+
+pub(crate) fn history(args: &HistoryArgs) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let rows = match rt.block_on(store.deployments(Some(&args.server), args.limit)) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_FAILED),
+    };
+    if args.json {
+        print_json(&rows);
+        return ExitCode::SUCCESS;
+    }
+    let mut out = std::io::stdout().lock();
+    for d in &rows {
+        let _ = writeln!(
+            out,
+            "#{:<5} {}  {:<8} {:<14} {} → {}  by {}",
+            d.id,
+            format_ms(d.started_ms),
+            d.action.as_str(),
+            d.state.as_str(),
+            short(d.previous.as_deref()),
+            d.generation,
+            d.actor
+        );
+        if let Some(first) = d.detail.lines().next().filter(|_| d.state != DeploymentState::Succeeded) {
+            let _ = writeln!(out, "       {first}");
+        }
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "no deployments recorded for {}", args.server);
+    }
+    ExitCode::SUCCESS
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute the hash chain of the audit log; exit 3 if any entry was edited or removed.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditVerifyArgs {
+    /// The inventory file (locates the default state database).
+    inventory: PathBuf,
+    /// The state database.
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+}
+
+pub(crate) fn audit(cmd: &AuditCommand) -> ExitCode {
+    let AuditCommand::Verify(args) = cmd;
+    let mut err = std::io::stderr().lock();
+    let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match rt.block_on(store.verify_audit()) {
+        Ok(v) => match v.broken {
+            None => {
+                let _ = writeln!(std::io::stdout(), "audit log intact: {} entries, hash chain verified", v.entries);
+                ExitCode::SUCCESS
+            }
+            Some((seq, why)) => {
+                let _ = writeln!(std::io::stdout(), "audit log TAMPERED: entry {seq}: {why}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+        Err(e) => fail(&mut err, e, EXIT_FAILED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::format_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::format_ms(1_795_435_200_000), "2026-11-23 09:20:00 UTC");
+        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+}
