@@ -303,14 +303,24 @@ impl SshTransport {
         let handle = self.connection().await?;
         self.touch();
         let _busy = InFlight::enter(&self.in_flight);
-        let mut channel = match handle.channel_open_session().await {
-            Ok(c) => c,
-            Err(e) => {
+        let mut channel = match tokio::time::timeout(req.timeout, handle.channel_open_session()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 // A dead connection: drop it so the next call reconnects.
                 self.forget(&handle).await;
                 return Err(TransportError::Disconnected {
                     target: describe,
                     reason: format!("opening a channel: {e}"),
+                });
+            }
+            Err(_) => {
+                // No answer to a channel open for a whole command timeout: the network
+                // is hung. Drop the connection so the next call starts a fresh one.
+                self.forget(&handle).await;
+                return Err(TransportError::Timeout {
+                    target: describe,
+                    what: "opening a channel (connection hung)".into(),
+                    after: req.timeout,
                 });
             }
         };
@@ -346,7 +356,7 @@ impl SshTransport {
         };
         match tokio::time::timeout(req.timeout, work).await {
             Err(_) => {
-                let _ = channel.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), channel.close()).await;
                 Err(TransportError::Timeout {
                     target: describe,
                     what: format!("command {:?}", req.argv.program()),

@@ -81,6 +81,19 @@ impl DeployOptions {
         self
     }
 
+    /// Bound each remote command (staging and `nginx -t` of large trees take seconds).
+    pub fn command_timeout(mut self, d: Duration) -> Self {
+        self.command_timeout = d;
+        self
+    }
+
+    /// Probe attempts per site and the pause between them.
+    pub fn health_attempts(mut self, attempts: u32, delay: Duration) -> Self {
+        self.health_attempts = attempts.max(1);
+        self.health_retry_delay = delay;
+        self
+    }
+
     /// Upload every file, linking nothing.
     pub fn link_unchanged(mut self, on: bool) -> Self {
         self.link_unchanged = on;
@@ -402,6 +415,14 @@ impl Deployer {
         }
     }
 
+    /// Set the identity written into remote locks (default `<user>@<host>:<pid>:<nonce>`;
+    /// other characters than `A-Z a-z 0-9 . _ : @ -` become `_`). A lock whose holder
+    /// names this machine's host and a process that no longer exists is broken.
+    pub fn with_holder(mut self, holder: &str) -> Self {
+        self.holder = holder.chars().map(|c| if c.is_ascii_alphanumeric() || "._:@-".contains(c) { c } else { '_' }).collect();
+        self
+    }
+
     /// Probe sites after each reload.
     pub fn with_probe(mut self, probe: Arc<dyn HealthProbe>) -> Self {
         self.probe = Some(probe);
@@ -491,7 +512,7 @@ impl Deployer {
             d: self,
             t: transport,
             server,
-            cmds: RemoteCommands::for_server(server),
+            cmds: RemoteCommands::for_server(server).with_timeout(self.options.command_timeout),
             report: ServerReport {
                 server: name.clone(),
                 action,

@@ -141,6 +141,7 @@ pub struct RemoteCommands {
     pid: String,
     error_log: String,
     reload: ReloadMethod,
+    timeout: Duration,
 }
 
 impl RemoteCommands {
@@ -155,7 +156,14 @@ impl RemoteCommands {
             pid: n.pid.to_string(),
             error_log: format!("{}/error.log", n.log_dir),
             reload: n.reload.clone(),
+            timeout: secs(120),
         }
+    }
+
+    /// Bound every command by `timeout` (activation: the reload bound plus this).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// `<managed_root>`.
@@ -177,7 +185,7 @@ impl RemoteCommands {
 
     /// Read-only report; with the current generation's per-file hashes if `manifest`.
     pub fn inspect(&self, manifest: bool) -> Result<ExecRequest, TransportError> {
-        Ok(ExecRequest::new(self.argv("inspect", &[if manifest { "1" } else { "0" }])?).timeout(secs(60)))
+        Ok(ExecRequest::new(self.argv("inspect", &[if manifest { "1" } else { "0" }])?).timeout(self.timeout))
     }
 
     /// Take (or renew) the remote lock; clean half-staged trees; report. `dead_holder`
@@ -186,12 +194,12 @@ impl RemoteCommands {
         let ttl = ttl.as_secs().max(1).to_string();
         let mut args = vec![holder, ttl.as_str()];
         args.extend(dead_holder);
-        Ok(ExecRequest::new(self.argv("lock", &args)?).timeout(secs(90)))
+        Ok(ExecRequest::new(self.argv("lock", &args)?).timeout(self.timeout))
     }
 
     /// Release the lock if we hold it.
     pub fn unlock(&self, holder: &str) -> Result<ExecRequest, TransportError> {
-        Ok(ExecRequest::new(self.argv("unlock", &[holder])?).timeout(secs(90)))
+        Ok(ExecRequest::new(self.argv("unlock", &[holder])?).timeout(self.timeout))
     }
 
     /// Unpack `tar` into a staging directory, hard-link listed files from `previous`,
@@ -233,18 +241,18 @@ impl RemoteCommands {
         let ticks = (reload_timeout.as_millis() / 100).max(1).to_string();
         let ttl = ttl.as_secs().max(1).to_string();
         let args = [holder, &ttl, id, self.mode_name(), &self.root, &self.pid, &self.error_log, method, &unit, &ticks];
-        Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + secs(60)))
+        Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + self.timeout))
     }
 
     /// Record `id` as good, prune to `keep` generations, release the lock.
     pub fn commit(&self, holder: &str, ttl: Duration, id: &str, keep: u32) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
-        Ok(ExecRequest::new(self.argv("commit", &[holder, &ttl, id, &keep.to_string()])?).timeout(secs(120)))
+        Ok(ExecRequest::new(self.argv("commit", &[holder, &ttl, id, &keep.to_string()])?).timeout(self.timeout))
     }
 
     /// Hash every file of the live generation.
     pub fn hashes(&self) -> Result<ExecRequest, TransportError> {
-        let mut r = ExecRequest::new(self.argv("hashes", &[])?).timeout(secs(120));
+        let mut r = ExecRequest::new(self.argv("hashes", &[])?).timeout(self.timeout);
         r.output_limit = 64 << 20;
         Ok(r)
     }
@@ -252,7 +260,7 @@ impl RemoteCommands {
     /// A tar of `paths` from generation `id`.
     pub fn fetch(&self, id: &str, paths: &[&GenerationPath]) -> Result<ExecRequest, TransportError> {
         let list: String = paths.iter().map(|p| format!("{p}\n")).collect();
-        let mut r = ExecRequest::new(self.argv("fetch", &[id])?).stdin(list.into_bytes()).timeout(secs(120));
+        let mut r = ExecRequest::new(self.argv("fetch", &[id])?).stdin(list.into_bytes()).timeout(self.timeout);
         r.output_limit = 256 << 20;
         Ok(r)
     }
