@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::{get, render, site};
 use rpcc::core::deploy::{
-    AuditAction, DeployOptions, DeployStep, Deployer, DeploymentState, DeploySource, FleetTarget, HookDecision,
+    AuditAction, DeployOptions, DeploySource, DeployStep, Deployer, DeploymentState, FleetTarget, HookDecision,
     RolloutPolicy, StateStore as _, StepHook,
 };
 use rpcc::core::model::Inventory;
@@ -220,7 +220,9 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
             p.set_mode(FaultMode::Forward);
         }
         let fault_name = match fault {
-            Fault::Crash(step) if crash.as_ref().is_some_and(|c| c.fired.load(Ordering::SeqCst)) => format!("crash before {step}"),
+            Fault::Crash(step) if crash.as_ref().is_some_and(|c| c.fired.load(Ordering::SeqCst)) => {
+                format!("crash before {step}")
+            }
             Fault::Crash(_) => "crash (step not reached)".to_owned(),
             other => format!("{other:?}").to_lowercase(),
         };
@@ -272,10 +274,8 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
                     allowed[1]
                 ));
             }
-            let t = std::process::Command::new("/usr/sbin/nginx")
-                .args(["-t", "-q", "-c"])
-                .arg(ts.nginx_conf())
-                .output()?;
+            let t =
+                std::process::Command::new("/usr/sbin/nginx").args(["-t", "-q", "-c"]).arg(ts.nginx_conf()).output()?;
             if !t.status.success() {
                 violations.push(format!("#{i} {}: nginx -t fails: {}", ts.name(), String::from_utf8_lossy(&t.stderr)));
             }

@@ -679,7 +679,7 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(super::format_ms(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::format_ms(1_795_435_200_000), "2026-11-23 09:20:00 UTC");
+        assert_eq!(super::format_ms(1_795_435_200_000), "2026-11-23 12:00:00 UTC");
         assert_eq!(super::format_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 }

@@ -361,11 +361,28 @@ impl fmt::Debug for Deployer {
 
 /// `user@host` of this process, for audit entries.
 pub fn local_actor() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_else(|_| "localhost".into());
     format!("{}@{}", user.trim(), host.trim())
+}
+
+/// The name of this process's real uid, from `/proc/self/status` and `/etc/passwd`.
+fn user_from_passwd() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_owned())
+    })
 }
 
 /// Lock holder names travel as shell arguments and live in a lock file: keep them to
@@ -419,7 +436,8 @@ impl Deployer {
     /// other characters than `A-Z a-z 0-9 . _ : @ -` become `_`). A lock whose holder
     /// names this machine's host and a process that no longer exists is broken.
     pub fn with_holder(mut self, holder: &str) -> Self {
-        self.holder = holder.chars().map(|c| if c.is_ascii_alphanumeric() || "._:@-".contains(c) { c } else { '_' }).collect();
+        self.holder =
+            holder.chars().map(|c| if c.is_ascii_alphanumeric() || "._:@-".contains(c) { c } else { '_' }).collect();
         self
     }
 
@@ -582,7 +600,16 @@ fn text(out: &Output) -> String {
         }
         s.push_str(stdout);
     }
-    s.lines().map(|l| l.trim_start_matches("rpcc-error: ")).collect::<Vec<_>>().join("\n")
+    // Drop the helper's own progress lines (`activated=<id>` …); keep messages.
+    s.lines()
+        .filter(|l| !is_status_line(l))
+        .map(|l| l.trim_start_matches("rpcc-error: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_status_line(line: &str) -> bool {
+    line.split_once('=').is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
 }
 
 fn exit_code(out: &Output) -> i32 {
@@ -1016,6 +1043,18 @@ mod tests {
         assert!(!holder_is_dead_here("ops@cp-2:999999999:ab", &me), "another machine");
         assert!(!holder_is_dead_here(&me, &me), "ourselves");
         assert!(!holder_is_dead_here("garbage", &me));
+    }
+
+    #[test]
+    fn helper_status_lines_are_not_part_of_messages() {
+        let out = Output {
+            status: ExitStatus::Code(14),
+            stdout: b"backup=0\nactivated=abc\n".to_vec(),
+            stderr: b"rpcc-error: nginx (pid 7) exited\n2026/11/23 [emerg] 7#7: bind() failed\n".to_vec(),
+            truncated: false,
+        };
+        assert_eq!(text(&out), "nginx (pid 7) exited\n2026/11/23 [emerg] 7#7: bind() failed");
+        assert!(!local_actor().starts_with("unknown@"));
     }
 
     #[test]
