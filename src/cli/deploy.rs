@@ -286,6 +286,7 @@ fn unreachable_report(server: &Server, why: String) -> ServerReport {
         linked_files: 0,
         recovered: None,
         elapsed: Duration::ZERO,
+        steps: Vec::new(),
     }
 }
 

@@ -316,6 +316,18 @@ pub struct ServerReport {
     /// Wall time.
     #[serde(serialize_with = "ser_secs")]
     pub elapsed: Duration,
+    /// Time spent in each step, in order (the last one runs to the end).
+    pub steps: Vec<StepTiming>,
+}
+
+/// How long one step took.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StepTiming {
+    /// The step.
+    pub step: DeployStep,
+    /// Its duration.
+    #[serde(serialize_with = "ser_secs")]
+    pub took: Duration,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -545,10 +557,12 @@ impl Deployer {
                 linked_files: 0,
                 recovered: None,
                 elapsed: Duration::ZERO,
+                steps: Vec::new(),
             },
             deployment: None,
             locked: false,
             flipped: false,
+            marks: Vec::new(),
         };
         let outcome = run.go(sites, &source).await;
         let mut report = run.finish(outcome).await;
@@ -579,6 +593,8 @@ struct Run<'a> {
     locked: bool,
     /// Whether the last activate call got as far as flipping `current`.
     flipped: bool,
+    /// When each step started.
+    marks: Vec<(DeployStep, Instant)>,
 }
 
 /// Stop the step sequence on a simulated crash.
@@ -625,7 +641,8 @@ impl Run<'_> {
     }
 
     /// Progress + hook; false when the hook simulates a crash.
-    fn step(&self, step: DeployStep) -> bool {
+    fn step(&mut self, step: DeployStep) -> bool {
+        self.marks.push((step, Instant::now()));
         self.d.emit(ProgressEvent::Step { server: self.name().to_owned(), step });
         tracing::debug!(server = self.name(), %step, "deploy step");
         match &self.d.hook {
@@ -764,7 +781,8 @@ impl Run<'_> {
             return Outcome::Done(DeploymentState::NoOp, format!("already runs generation {id}"));
         }
 
-        if !state.generations.contains(&id) {
+        let staged_now = !state.generations.contains(&id);
+        if staged_now {
             step!(self, DeployStep::Stage);
             let DeploySource::Generation(generation) = source else {
                 return Outcome::Failed(DeploymentState::Failed, DeployError::MissingGeneration(id));
@@ -782,7 +800,7 @@ impl Run<'_> {
         }
 
         step!(self, DeployStep::Validate);
-        let out = match self.exec(self.cmds.validate(&id, opts.command_timeout)).await {
+        let out = match self.exec(self.cmds.validate(&id, !staged_now, opts.command_timeout)).await {
             Ok(o) => o,
             Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
         };
@@ -900,6 +918,16 @@ impl Run<'_> {
     }
 
     async fn finish(mut self, outcome: Outcome) -> ServerReport {
+        let end = Instant::now();
+        self.report.steps = self
+            .marks
+            .iter()
+            .enumerate()
+            .map(|(i, (step, at))| StepTiming {
+                step: *step,
+                took: self.marks.get(i + 1).map_or(end, |(_, next)| *next).saturating_duration_since(*at),
+            })
+            .collect();
         let (state, detail) = match outcome {
             Outcome::Crashed(step) => {
                 // A crash leaves everything as it is: no unlock, no store update.
@@ -947,20 +975,26 @@ fn stage_archive(
 ) -> Result<(Vec<u8>, usize, usize), DeployError> {
     let mut sums = String::new();
     let mut links = String::new();
+    let mut modes: Vec<String> = Vec::new();
     let mut files: Vec<TreeFile<'_>> = Vec::new();
     let mut linked = 0;
     for (path, file) in generation.files() {
         let digest = Sha256Digest::of(&file.bytes);
         sums.push_str(&format!("{digest}  {path}\n"));
+        modes.push(format!("{:o} {path}\n", file.mode & 0o7777));
         if live.and_then(|m| m.get(path.as_str())) == Some(&digest) {
-            links.push_str(&format!("{:o} {path}\n", file.mode));
+            links.push_str(&format!("{path}\n"));
             linked += 1;
         } else {
             files.push(TreeFile { path: path.as_str(), bytes: &file.bytes, mode: file.mode });
         }
     }
+    // Byte order, as `LC_ALL=C sort` on the server orders `find -printf '%m %P'`.
+    modes.sort_unstable();
+    let modes = modes.concat();
     let sent = files.len();
     files.push(TreeFile { path: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o644 });
+    files.push(TreeFile { path: ".rpcc/modes", bytes: modes.as_bytes(), mode: 0o644 });
     if linked > 0 {
         files.push(TreeFile { path: ".rpcc/links", bytes: links.as_bytes(), mode: 0o644 });
     }
@@ -1027,8 +1061,8 @@ mod tests {
             }
             names.push(p);
         }
-        assert_eq!(names, ["nginx.conf", "sites/b.conf", ".rpcc/sha256", ".rpcc/links"]);
-        assert_eq!(links, "644 sites/a.conf\n");
+        assert_eq!(names, ["nginx.conf", "sites/b.conf", ".rpcc/sha256", ".rpcc/modes", ".rpcc/links"]);
+        assert_eq!(links, "sites/a.conf\n");
 
         let (_, sent, linked) = stage_archive(&g, None).unwrap();
         assert_eq!((sent, linked), (3, 0));

@@ -205,6 +205,7 @@ fn skipped(t: &FleetTarget<'_>, why: &str) -> ServerReport {
         linked_files: 0,
         recovered: None,
         elapsed: std::time::Duration::ZERO,
+        steps: Vec::new(),
     }
 }
 

@@ -39,7 +39,7 @@ mod state;
 
 pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
-    ServerReport, StepHook, local_actor,
+    ServerReport, StepHook, StepTiming, local_actor,
 };
 pub use fleet::{FleetReport, FleetTarget, RolloutPolicy};
 pub use ops::{

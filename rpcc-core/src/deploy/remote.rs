@@ -219,9 +219,12 @@ impl RemoteCommands {
             .timeout(timeout))
     }
 
-    /// Verify the staged files and run `nginx -t` on them as nginx will load them.
-    pub fn validate(&self, id: &str, timeout: Duration) -> Result<ExecRequest, TransportError> {
-        Ok(ExecRequest::new(self.argv("validate", &[id, self.mode_name(), &self.binary, &self.root])?).timeout(timeout))
+    /// Run `nginx -t` on a staged generation as nginx will load it; first verify its
+    /// hashes when `verify` (a generation this run did not just stage and check).
+    pub fn validate(&self, id: &str, verify: bool, timeout: Duration) -> Result<ExecRequest, TransportError> {
+        let verify = if verify { "1" } else { "0" };
+        Ok(ExecRequest::new(self.argv("validate", &[id, self.mode_name(), &self.binary, &self.root, verify])?)
+            .timeout(timeout))
     }
 
     /// Flip `current` to `id`, reload nginx and wait until new workers run (or nginx
@@ -238,7 +241,7 @@ impl RemoteCommands {
             ReloadMethod::Systemctl(u) => ("systemctl", u.to_string()),
             ReloadMethod::Service(u) => ("service", u.to_string()),
         };
-        let ticks = (reload_timeout.as_millis() / 100).max(1).to_string();
+        let ticks = (reload_timeout.as_millis() / 20).max(1).to_string(); // 20 ms polls
         let ttl = ttl.as_secs().max(1).to_string();
         let args = [holder, &ttl, id, self.mode_name(), &self.root, &self.pid, &self.error_log, method, &unit, &ticks];
         Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + self.timeout))

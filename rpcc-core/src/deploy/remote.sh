@@ -72,11 +72,13 @@ report() {
     printf 'generations=%s\n' "${gens# }"
 }
 
-# Children of a process (nginx workers, cache manager/loader).
-children() {
+# Children of a process (nginx workers, cache manager/loader) into $kids, without
+# forking (no command substitution).
+children_var() {
+    kids=''
     for s in /proc/[0-9]*/stat; do
         read -r cpid ccomm cstate cppid crest <"$s" 2>/dev/null || continue
-        [ "$cppid" = "$1" ] && printf '%s ' "$cpid"
+        [ "$cppid" = "$1" ] && kids="$kids $cpid"
     done
 }
 
@@ -132,27 +134,25 @@ stage) # holder ttl id prev  (stdin: tar)
     rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
     tar -x -f - -C "$S" --no-same-owner 2>&1 || fail 18 "cannot unpack the generation into $S"
     if [ -f "$S/.rpcc/links" ]; then
+        # Unchanged files: hard links to the live generation's (one cp for all).
         [ -d "$G/$prev" ] || fail 16 "previous generation $prev is missing"
-        while read -r mode p; do
-            case $p in */*) mkdir -p "$S/${p%/*}" || fail 18 "cannot create ${p%/*}" ;; esac
-            if [ "$(stat -c %a "$G/$prev/$p" 2>/dev/null)" = "$mode" ]; then
-                ln "$G/$prev/$p" "$S/$p" 2>/dev/null || cp -p "$G/$prev/$p" "$S/$p" || fail 18 "cannot link $p"
-            else
-                cp "$G/$prev/$p" "$S/$p" && chmod "$mode" "$S/$p" || fail 18 "cannot copy $p"
-            fi
-        done <"$S/.rpcc/links"
+        (cd "$G/$prev" && xargs -r cp -l --parents -t "$S" <"$S/.rpcc/links") ||
+            fail 12 "cannot link unchanged files from generation $prev"
     fi
     verify_tree "$S"
+    (cd "$S" && find . -type f ! -path './.rpcc/*' -printf '%m %P\n' | sort | cmp -s - .rpcc/modes) ||
+        fail 12 "file modes in $S differ from the manifest"
     [ -e "$G/$id" ] && rm -rf "$G/$id"
     mv -T "$S" "$G/$id" || fail 18 "cannot move $S into place"
     echo "staged=$id"
     ;;
 
-validate) # id mode nginx-binary root
+validate) # id mode nginx-binary root verify-hashes
     id=$1 mode=$2 bin=$3 root=$4
     D="$G/$id"
     [ -d "$D" ] || fail 16 "generation $id is not on the server"
-    verify_tree "$D"
+    # Just staged (and verified) by this run: no need to hash it again.
+    [ "${5:-1}" = 0 ] || verify_tree "$D"
     # Test a copy placed where nginx loads the main config from, so relative paths
     # (e.g. a hand-made generation 0's `include mime.types`) resolve as they will.
     tmp="$root/.rpcc-validate-$id.conf"
@@ -171,7 +171,7 @@ validate) # id mode nginx-binary root
     echo "valid=$id"
     ;;
 
-activate) # holder ttl id mode root pidfile errorlog method unit timeout-tenths
+activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms-ticks
     holder=$1 ttl=$2 id=$3 mode=$4 root=$5 pidfile=$6 errlog=$7 method=$8 unit=$9
     shift 9
     ticks=$1
@@ -199,7 +199,8 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-tenths
             echo "backup=0"
         fi
     fi
-    before=$(children "$master")
+    children_var "$master"
+    before="$kids "
     size=0
     [ -f "$errlog" ] && size=$(wc -c <"$errlog")
     ln -sfn "generations/$id" "$M/.current.tmp" && mv -T "$M/.current.tmp" "$M/current" ||
@@ -221,44 +222,55 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-tenths
     # config. Failure: nginx logs [emerg]/[alert]; it keeps retrying e.g. bind() for
     # a while, so wait until the log is quiet before reporting (and before a restore
     # sends the next signal).
+    # Polling must stay cheap: nginx is parsing the new config on the same CPUs. The
+    # success check forks nothing until new workers exist; the log is read every
+    # tenth tick (every tick once it shows a failure).
     i=0 failing=0 quiet=0 last=$size
     while [ $i -lt "$ticks" ]; do
-        cur=0
-        [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
-        if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
-            tail -c +$((size + 1)) "$errlog" | grep -qE '\[(emerg|alert)\]'; then
-            failing=1
-        fi
-        if [ $failing = 1 ]; then
-            if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
-            if [ $quiet -ge 8 ]; then
-                tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
-                exit 14
+        if [ $failing = 1 ] || [ $((i % 10)) = 0 ]; then
+            cur=0
+            [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
+            if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
+                tail -c +$((size + 1)) "$errlog" | grep -qE '\[(emerg|alert)\]'; then
+                failing=1
             fi
-        else
-            now_children=$(children "$master")
-            fresh=0 old_live=0
-            for p in $now_children; do
-                case " $before " in
-                *" $p "*) grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null || old_live=1 ;;
-                *) fresh=1 ;;
-                esac
+            if [ $failing = 1 ]; then
+                if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+                if [ $quiet -ge 40 ]; then
+                    tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
+                    exit 14
+                fi
+            fi
+            last=$cur
+        fi
+        if [ $failing = 0 ]; then
+            children_var "$master"
+            fresh=0
+            for p in $kids; do
+                case " $before " in *" $p "*) ;; *) fresh=1 ;; esac
             done
-            if [ $fresh = 1 ] && [ $old_live = 0 ]; then
-                echo "reloaded=$id"
-                exit 0
+            if [ $fresh = 1 ]; then
+                old_live=0
+                for p in $kids; do
+                    case " $before " in
+                    *" $p "*) grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null || old_live=1 ;;
+                    esac
+                done
+                if [ $old_live = 0 ]; then
+                    echo "reloaded=$id"
+                    exit 0
+                fi
             fi
         fi
-        last=$cur
         kill -0 "$master" 2>/dev/null || fail 15 "nginx (pid $master) exited during the reload"
-        sleep 0.1
+        sleep 0.02
         i=$((i + 1))
     done
     if [ $failing = 1 ]; then
         tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
         exit 14
     fi
-    fail 14 "nginx started no new worker processes within $((ticks / 10)) s of the reload"
+    fail 14 "nginx started no new worker processes within $((ticks / 50)) s of the reload"
     ;;
 
 commit) # holder ttl id keep
