@@ -109,72 +109,47 @@ fn first_deploy_noop_change_drift_and_rollback() -> anyhow::Result<()> {
 
 #[test]
 fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> anyhow::Result<()> {
-    let fleet = Fleet::start(1)?;
-    let ts = &fleet.servers()[0];
-    let rt = runtime();
-    let pool = SshPool::new();
-    let (deployer, _store) = memory_deployer();
-    let inv = inventory(&fleet, &site("a.test.example", "good"));
-    let tr = transports(&pool, &inv);
-    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
-    let good = render(&inv);
-    assert_eq!(
-        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
-        DeploymentState::Succeeded
-    );
+    let bed = Bed::start()?;
+    let (good, r) = bed.deploy(&site("a.test.example", "good"));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
 
     // A certificate file that does not exist on the server: valid input, nginx says no.
     let bad_site = site("a.test.example", "bad").replace(
         "tls = { mode = \"off\" }",
         "tls = { mode = \"custom\", cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\", redirect_http = false }",
     );
-    let inv_bad = inventory(&fleet, &bad_site);
-    let bad = render(&inv_bad);
-    let sites_bad: Vec<&Site> = inv_bad.sites_for_server("s0").collect();
-    let r = rt.block_on(deployer.deploy(&*tr[0], &inv_bad.servers[0], &sites_bad, bad[0].clone()));
+    let (_, r) = bed.deploy(&bad_site);
     assert_eq!(r.state, DeploymentState::Rejected, "{}", r.detail);
     assert!(matches!(r.error, Some(DeployError::Rejected { .. })));
     assert!(r.detail.contains("/nonexistent/cert.pem"), "nginx's own message: {}", r.detail);
-    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
-    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
-    assert!(!ts.managed_root().join("lock").exists(), "lock released");
+    assert_eq!(bed.current().as_deref(), Some(good.id()));
+    assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
+    assert!(!bed.server().managed_root().join("lock").exists(), "lock released");
     Ok(())
 }
 
 #[test]
 fn reload_failure_after_activation_restores_and_verifies() -> anyhow::Result<()> {
-    let fleet = Fleet::start(1)?;
-    let ts = &fleet.servers()[0];
-    let rt = runtime();
-    let pool = SshPool::new();
-    let (deployer, store) = memory_deployer();
-    let inv = inventory(&fleet, &site("a.test.example", "good"));
-    let tr = transports(&pool, &inv);
-    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
-    let good = render(&inv);
-    assert_eq!(
-        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
-        DeploymentState::Succeeded
-    );
+    let bed = Bed::start()?;
+    let ts = bed.server();
+    let (good, r) = bed.deploy(&site("a.test.example", "good"));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
 
     // The new config listens on a port another process holds: `nginx -t` passes (it
     // does not bind), the reload fails, nginx keeps the old config silently.
     let blocker = TcpListener::bind("127.0.0.1:0")?;
     let busy = blocker.local_addr()?.port();
-    let toml = format!("{}\n{}", fleet.deploy_inventory_toml(), site("a.test.example", "new")).replace(
+    let toml = format!("{}\n{}", bed.fleet.deploy_inventory_toml(), site("a.test.example", "new")).replace(
         &format!("listen_http = \"127.0.0.1:{}\"", ts.http_port()),
         &format!("listen_http = \"127.0.0.1:{busy}\""),
     );
-    let inv2 = rpcc::core::model::Inventory::from_toml_str(&toml)?;
-    let next = render(&inv2);
-    let sites2: Vec<&Site> = inv2.sites_for_server("s0").collect();
-    let r = rt.block_on(deployer.deploy(&*tr[0], &inv2.servers[0], &sites2, next[0].clone()));
+    let (_, r) = bed.deploy_with(&bed.deployer, &rpcc::core::model::Inventory::from_toml_str(&toml)?);
     assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
     assert!(r.detail.contains("Address already in use") || r.detail.contains("bind()"), "{}", r.detail);
-    assert!(r.detail.contains(&format!("restored generation {}", good[0].id())), "{}", r.detail);
-    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
+    assert!(r.detail.contains(&format!("restored generation {}", good.id())), "{}", r.detail);
+    assert_eq!(bed.current().as_deref(), Some(good.id()));
     assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
-    let last = rt.block_on(store.deployments(Some("s0"), 1))?;
+    let last = bed.rt.block_on(bed.store.deployments(Some("s0"), 1))?;
     assert_eq!(last[0].state, DeploymentState::RolledBack);
     drop(blocker);
     Ok(())
@@ -192,29 +167,17 @@ impl HealthProbe for FailSite {
 
 #[test]
 fn unhealthy_site_after_reload_restores_the_last_good_generation() -> anyhow::Result<()> {
-    let fleet = Fleet::start(1)?;
-    let ts = &fleet.servers()[0];
-    let rt = runtime();
-    let pool = SshPool::new();
-    let (deployer, _store) = memory_deployer();
-    let inv = inventory(&fleet, &site("a.test.example", "good"));
-    let tr = transports(&pool, &inv);
-    let sites: Vec<&Site> = inv.sites_for_server("s0").collect();
-    let good = render(&inv);
-    assert_eq!(
-        rt.block_on(deployer.deploy(&*tr[0], &inv.servers[0], &sites, good[0].clone())).state,
-        DeploymentState::Succeeded
-    );
+    let bed = Bed::start()?;
+    let (good, r) = bed.deploy(&site("a.test.example", "good"));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
 
-    let inv2 = inventory(&fleet, &format!("{}{}", site("a.test.example", "new"), site("sick.test.example", "new")));
-    let next = render(&inv2);
-    let sites2: Vec<&Site> = inv2.sites_for_server("s0").collect();
-    let sick = deployer.clone().with_probe(Arc::new(FailSite("sick.test.example")));
-    let r = rt.block_on(sick.deploy(&*tr[0], &inv2.servers[0], &sites2, next[0].clone()));
+    let sick = bed.deployer.clone().with_probe(Arc::new(FailSite("sick.test.example")));
+    let inv = bed.inventory(&format!("{}{}", site("a.test.example", "new"), site("sick.test.example", "new")));
+    let (_, r) = bed.deploy_with(&sick, &inv);
     assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
     assert!(r.detail.contains("sick.test.example: answered 500"), "{}", r.detail);
-    assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(good[0].id()));
-    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
+    assert_eq!(bed.current().as_deref(), Some(good.id()));
+    assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
     Ok(())
 }
 
@@ -292,5 +255,28 @@ fn canary_failure_stops_the_rollout_and_unreachable_servers_are_reported() -> an
     assert!(report.servers[1].detail.contains("cannot connect"), "{}", report.servers[1].detail);
     assert!(report.stopped.is_none());
     assert_eq!(current_generation(&fleet.servers()[1].managed_root()), None);
+    Ok(())
+}
+
+#[test]
+fn a_hand_edited_live_file_is_never_linked_into_the_next_generation() -> anyhow::Result<()> {
+    let bed = Bed::start()?;
+    let (g1, r) = bed.deploy(&format!("{}{}", site("a.test.example", "one"), site("b.test.example", "one")));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+
+    // Someone edits b's file on the server (new inode, as editors and sed -i do).
+    let live = bed.server().managed_root().join(format!("generations/{}/sites/b.test.example.conf", g1.id()));
+    let edited = std::fs::read_to_string(&live)?.replace("\"one\"", "\"hand\"");
+    std::fs::write(live.with_extension("tmp"), edited)?;
+    std::fs::rename(live.with_extension("tmp"), &live)?;
+
+    // The next deploy changes only a; b's hash on the server still reads as unchanged
+    // in the manifest, so the engine tries to link it, verification catches the edit,
+    // and the whole tree is sent instead.
+    let (g2, r) = bed.deploy(&format!("{}{}", site("a.test.example", "two"), site("b.test.example", "one")));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert_eq!((r.linked_files, r.uploaded_files), (0, g2.files().len()), "fell back to a full upload");
+    assert_eq!(get(bed.server().http_port(), "b.test.example", "/healthz"), Some((200, Some("one".into()))));
+    assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("two".into()))));
     Ok(())
 }

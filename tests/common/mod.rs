@@ -106,3 +106,58 @@ pub fn current_generation(managed_root: &Path) -> Option<String> {
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
+
+/// One loopback server with everything a single-server deploy test needs.
+pub struct Bed {
+    /// The fleet (one server, `s0`).
+    pub fleet: Fleet,
+    /// The runtime deploys run on.
+    pub rt: tokio::runtime::Runtime,
+    /// The SSH pool.
+    pub pool: SshPool,
+    /// A deployer with the real HTTP probe over `store`.
+    pub deployer: Deployer,
+    /// The in-memory store.
+    pub store: Arc<MemoryStore>,
+}
+
+impl Bed {
+    /// Start the server.
+    pub fn start() -> anyhow::Result<Self> {
+        let (deployer, store) = memory_deployer();
+        Ok(Self { fleet: Fleet::start(1)?, rt: runtime(), pool: SshPool::new(), deployer, store })
+    }
+
+    /// The test server.
+    pub fn server(&self) -> &rpcc_testkit::TestServer {
+        &self.fleet.servers()[0]
+    }
+
+    /// The fleet's deploy inventory plus `sites`.
+    pub fn inventory(&self, sites: &str) -> Inventory {
+        inventory(&self.fleet, sites)
+    }
+
+    /// Render `inv` and deploy it to `s0` with `deployer`.
+    pub fn deploy_with(
+        &self,
+        deployer: &Deployer,
+        inv: &Inventory,
+    ) -> (Arc<Generation>, rpcc::core::deploy::ServerReport) {
+        let generation = render(inv).remove(0);
+        let transport = transports(&self.pool, inv).remove(0);
+        let sites: Vec<&rpcc::core::model::Site> = inv.sites_for_server("s0").collect();
+        let report = self.rt.block_on(deployer.deploy(&*transport, &inv.servers[0], &sites, generation.clone()));
+        (generation, report)
+    }
+
+    /// Render and deploy `sites` with the bed's deployer.
+    pub fn deploy(&self, sites: &str) -> (Arc<Generation>, rpcc::core::deploy::ServerReport) {
+        self.deploy_with(&self.deployer, &self.inventory(sites))
+    }
+
+    /// The generation `current` points at.
+    pub fn current(&self) -> Option<String> {
+        current_generation(&self.server().managed_root())
+    }
+}
