@@ -280,3 +280,24 @@ fn a_hand_edited_live_file_is_never_linked_into_the_next_generation() -> anyhow:
     assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("two".into()))));
     Ok(())
 }
+
+#[test]
+fn old_generations_are_pruned_but_the_rollback_target_and_generation_0_stay() -> anyhow::Result<()> {
+    let bed = Bed::start()?;
+    let keep2 = bed.deployer.clone().with_options(rpcc::core::deploy::DeployOptions::default().keep(2));
+    let mut ids = Vec::new();
+    for tag in ["g1", "g2", "g3", "g4"] {
+        let (g, r) = bed.deploy_with(&keep2, &bed.inventory(&site("a.test.example", tag)));
+        assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+        ids.push(g.id().to_owned());
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(bed.server().managed_root().join("generations"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut want = vec!["0".to_owned(), ids[2].clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(on_disk, want, "the live one, the one before it, and the hand-made config");
+    Ok(())
+}

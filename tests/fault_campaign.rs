@@ -282,6 +282,18 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
         }
     }
 
+    // Pruning kept the last `keep` (3) generations after the final commit, plus 0.
+    for ts in fleet.servers() {
+        let gens: Vec<String> = std::fs::read_dir(ts.managed_root().join("generations"))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && n != "0")
+            .collect();
+        assert!(gens.len() <= 3, "{}: {gens:?}", ts.name());
+        let committed = std::fs::read_to_string(ts.managed_root().join("committed"))?.trim().to_owned();
+        assert!(gens.contains(&committed), "{}: committed {committed} kept", ts.name());
+    }
+
     // The store: nothing left running, every finished attempt audited, chain intact.
     let rows = rt.block_on(store.deployments(None, 100_000))?;
     let running = rows.iter().filter(|d| d.state == DeploymentState::Running).count();

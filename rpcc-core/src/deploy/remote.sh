@@ -278,12 +278,17 @@ commit) # holder ttl id keep
     guard
     own_lock "$holder" "$ttl"
     [ "$(gen_of "$M/current")" = "$id" ] || fail 16 "current is not $id"
+    was=''
+    [ -f "$M/committed" ] && read -r was <"$M/committed"
     echo "$id" >"$M/committed.tmp" && mv -f "$M/committed.tmp" "$M/committed" || fail 18 "cannot write $M/committed"
-    n=0
+    # Keep the new generation, the one it replaced (the rollback target), generation 0
+    # (the hand-made config) and the newest others up to `keep` in all.
+    n=1
+    [ -n "$was" ] && [ "$was" != "$id" ] && [ "$was" != 0 ] && [ -d "$G/$was" ] && n=2
     for d in $(ls -1t "$G"); do
-        case $d in .* | 0 | "$id") continue ;; esac
+        case $d in .* | 0 | "$id" | "$was") continue ;; esac
         n=$((n + 1))
-        if [ $n -ge "$keep" ]; then
+        if [ $n -gt "$keep" ]; then
             rm -rf "$G/$d" && echo "pruned=$d"
         fi
     done
