@@ -14,7 +14,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,39 +132,32 @@ fn rpcc_deploy(
     }
 }
 
-fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
-    // Rendering is not timed for the floor (it gets the trees for free).
+/// Render each server's tree into `scratch` (untimed: the peers get their trees for
+/// free). Returns (server index, local dir, generation id).
+fn render_trees(inv: &Inventory, scratch: &Path) -> Vec<(PathBuf, String)> {
     let renderer = NginxRenderer::new(RenderOptions::default()).expect("renderer");
-    let mut jobs = Vec::new();
-    for (s, ts) in inv.servers.iter().zip(fleet.servers()) {
-        let g = renderer.render(inv, s).expect("render");
-        let dir = scratch.join(format!("{}-{}", s.name, g.id()));
-        for (p, f) in g.files() {
-            let target = dir.join(p.as_str());
-            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-            std::fs::write(target, &f.bytes).expect("write");
-        }
-        let ssh = fleet.ssh(ts);
-        let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/floor.sh"));
-        cmd.arg(&dir)
-            .arg(g.id())
-            .arg(s.nginx.managed_root.as_str())
-            .arg(s.nginx.root.as_str())
-            .arg("--")
-            .arg(ssh.get_program())
-            .args(ssh.get_args());
-        jobs.push(cmd);
-    }
+    inv.servers
+        .iter()
+        .map(|s| {
+            let g = renderer.render(inv, s).expect("render");
+            let dir = scratch.join(format!("{}-{}", s.name, g.id()));
+            for (p, f) in g.files() {
+                let target = dir.join(p.as_str());
+                std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+                std::fs::write(target, &f.bytes).expect("write");
+            }
+            (dir, g.id().to_owned())
+        })
+        .collect()
+}
+
+/// Time `run`, then wait (untimed) until every master has finished the reload a peer
+/// triggered, so the next measurement does not pay for it.
+fn timed_peer(fleet: &Fleet, run: impl FnOnce()) -> f64 {
     let before: Vec<Vec<u32>> = fleet.servers().iter().map(|s| children(s.nginx_pid())).collect();
     let t = Instant::now();
-    let children_procs: Vec<_> = jobs.iter_mut().map(|c| c.spawn().expect("floor.sh")).collect();
-    for c in children_procs {
-        let out = c.wait_with_output().expect("wait");
-        assert!(out.status.success(), "floor failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    run();
     let secs = t.elapsed().as_secs_f64();
-    // `nginx -s reload` returns once it has signalled; the masters are still loading the
-    // config. Let them finish (not timed) so the next measurement does not pay for it.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (s, old) in fleet.servers().iter().zip(&before) {
         while children(s.nginx_pid()).iter().any(|p| old.contains(p)) && Instant::now() < deadline {
@@ -172,6 +165,124 @@ fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
         }
     }
     secs
+}
+
+fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
+    let trees = render_trees(inv, scratch);
+    let mut jobs = Vec::new();
+    for ((s, ts), (dir, id)) in inv.servers.iter().zip(fleet.servers()).zip(&trees) {
+        let ssh = fleet.ssh(ts);
+        let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/floor.sh"));
+        cmd.arg(dir)
+            .arg(id)
+            .arg(s.nginx.managed_root.as_str())
+            .arg(s.nginx.root.as_str())
+            .arg("--")
+            .arg(ssh.get_program())
+            .args(ssh.get_args());
+        jobs.push(cmd);
+    }
+    timed_peer(fleet, || {
+        let children_procs: Vec<_> = jobs.iter_mut().map(|c| c.spawn().expect("floor.sh")).collect();
+        for c in children_procs {
+            let out = c.wait_with_output().expect("wait");
+            assert!(out.status.success(), "floor failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    })
+}
+
+/// The Python tools (paramiko, ansible-core) in the project's venv, installed on demand.
+fn python_tools() -> Option<PathBuf> {
+    let venv = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/rpcc-tools");
+    let ok = |v: &Path| {
+        Command::new(v.join("bin/python")).args(["-c", "import paramiko, ansible"]).output().is_ok_and(|o| o.status.success())
+    };
+    if !ok(&venv) {
+        println!("(installing paramiko and ansible-core into {} for the peers)", venv.display());
+        let _ = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        let _ = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "paramiko==3.5.1", "ansible-core==2.17.7"])
+            .status();
+    }
+    ok(&venv).then_some(venv)
+}
+
+fn peer_spec(fleet: &Fleet, inv: &Inventory, trees: &[(PathBuf, String)]) -> Vec<serde_json::Value> {
+    inv.servers
+        .iter()
+        .zip(fleet.servers())
+        .zip(trees)
+        .map(|((s, ts), (dir, id))| {
+            serde_json::json!({
+                "name": s.name.as_str(),
+                "host": "127.0.0.1",
+                "port": ts.ssh_port(),
+                "user": ts.user(),
+                "key": fleet.client_key(),
+                "alias": ts.host_key_alias(),
+                "tree": dir,
+                "gen_dir": format!("{}/generations/{id}", s.nginx.managed_root),
+                "mroot": s.nginx.managed_root.as_str(),
+                "root": s.nginx.root.as_str(),
+            })
+        })
+        .collect()
+}
+
+fn legacy_deploy(fleet: &Fleet, venv: &Path, inv: &Inventory, scratch: &Path) -> f64 {
+    let spec = serde_json::to_vec(&peer_spec(fleet, inv, &render_trees(inv, scratch))).expect("json");
+    timed_peer(fleet, || {
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/legacy.py"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("legacy.py");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &spec).expect("spec");
+        assert!(child.wait().expect("wait").success(), "legacy peer failed");
+    })
+}
+
+/// Two Ansible runs: the change, then the same playbook again with nothing to change.
+fn ansible_deploy(fleet: &Fleet, venv: &Path, inv: &Inventory, scratch: &Path) -> (f64, f64) {
+    let spec = peer_spec(fleet, inv, &render_trees(inv, scratch));
+    let mut hosts = String::from("[fleet]\n");
+    for s in &spec {
+        hosts.push_str(&format!(
+            "{name} ansible_host=127.0.0.1 ansible_port={port} ansible_user={user} ansible_ssh_private_key_file={key} \
+             ansible_ssh_common_args='-F /dev/null -o HostKeyAlias={alias} -o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes' \
+             ansible_python_interpreter=/usr/bin/python3 tree={tree} gen_dir={gen} mroot={mroot} root={root}\n",
+            name = s["name"].as_str().unwrap_or_default(),
+            port = s["port"],
+            user = s["user"].as_str().unwrap_or_default(),
+            key = s["key"].as_str().unwrap_or_default(),
+            alias = s["alias"].as_str().unwrap_or_default(),
+            kh = fleet.known_hosts().display(),
+            tree = s["tree"].as_str().unwrap_or_default(),
+            gen = s["gen_dir"].as_str().unwrap_or_default(),
+            mroot = s["mroot"].as_str().unwrap_or_default(),
+            root = s["root"].as_str().unwrap_or_default(),
+        ));
+    }
+    let inventory = scratch.join("ansible-hosts.ini");
+    std::fs::write(&inventory, hosts).expect("hosts");
+    let run = || {
+        let out = Command::new(venv.join("bin/ansible-playbook"))
+            .arg("-i")
+            .arg(&inventory)
+            .arg("-f")
+            .arg("4")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/ansible/deploy.yml"))
+            .env("ANSIBLE_PIPELINING", "True")
+            .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+            .env("ANSIBLE_LOCAL_TEMP", scratch.join("ansible-local"))
+            .env("ANSIBLE_REMOTE_TEMP", "/tmp/.ansible-rpcc-bench")
+            .output()
+            .expect("ansible-playbook");
+        assert!(out.status.success(), "ansible failed: {}", String::from_utf8_lossy(&out.stdout));
+    };
+    let changed = timed_peer(fleet, run);
+    let unchanged = timed_peer(fleet, run);
+    (changed, unchanged)
 }
 
 /// Child processes of `pid` (nginx workers).
@@ -246,7 +357,19 @@ fn fleet_bench(quick: bool) {
             one.push(r.secs);
             one_bytes.push(r.sent_bytes as f64);
         }
-        let (o, f, n, c) = (median(ours), median(floor), median(noop), median(one));
+        let slow = if sites == 50 && std::env::var_os("RPCC_BENCH_SKIP_SLOW_PEERS").is_none() {
+            python_tools().map(|venv| {
+                let legacy = legacy_deploy(&fleet, &venv, &inventory(&fleet, sites, "legacy", &certs, None), scratch.path());
+                let (ansible, ansible_noop) =
+                    ansible_deploy(&fleet, &venv, &inventory(&fleet, sites, "ansible", &certs, None), scratch.path());
+                // Back to rpcc's records before the next case.
+                rpcc_deploy(&rt, &deployer, &inventory(&fleet, sites, "after-peers", &certs, None), &tr);
+                (legacy, ansible, ansible_noop)
+            })
+        } else {
+            None
+        };
+        let (o, f, n, c) = (median(ours.clone()), median(floor), median(noop.clone()), median(one));
         println!(
             "{sites:>6} {o:>12.3} {f:>12.3} {:>7.2}× {n:>12.3} {:>7.2}× {c:>16.3} {:>11.0} KiB",
             o / f,
@@ -257,6 +380,18 @@ fn fleet_bench(quick: bool) {
             "       (full deploy sends {:.0} KiB over 4 servers; ratios are rpcc / floor, lower is better)",
             median(full_bytes) / 1024.0
         );
+        if let Some((legacy, ansible, ansible_noop)) = slow {
+            println!(
+                "       legacy way (paramiko, connection per command, per site, servers in turn): {legacy:.1} s → rpcc {:.0}× faster",
+                legacy / o
+            );
+            println!(
+                "       Ansible (copy loop, validate, reload handler, forks 4): {ansible:.1} s → rpcc {:.0}× faster; \
+                 unchanged {ansible_noop:.1} s → rpcc unchanged {:.0}× faster",
+                ansible / o,
+                ansible_noop / n
+            );
+        }
     }
 }
 

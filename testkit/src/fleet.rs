@@ -85,6 +85,12 @@ impl TestServer {
         self.https_port
     }
 
+    /// The name its host key is recorded under in [`Fleet::known_hosts`] (OpenSSH's
+    /// `HostKeyAlias`).
+    pub fn host_key_alias(&self) -> String {
+        host_key_alias(&self.name)
+    }
+
     /// The pid file of the running nginx master.
     pub fn nginx_pid_file(&self) -> PathBuf {
         self.nginx_prefix.join("logs/nginx.pid")
