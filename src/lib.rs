@@ -3,10 +3,11 @@
 //! rpcc keeps a fleet of nginx reverse-proxy servers configured, deployed, certified and
 //! watched, safely. This facade re-exports the crates:
 //!
-//! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, and later
-//!   the deploy engine and keyring;
-//! - [`ssh`], [`nginx`], [`store`], [`monitor`], [`acme`], [`plugins`]: adapters, filled
-//!   in by their own issues (see each crate's documentation for its state).
+//! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, the deploy
+//!   engine (`core::deploy`), and later the keyring;
+//! - [`ssh`] (russh transport), [`nginx`] (renderer), [`store`] (SQLite state),
+//!   [`monitor`] (so far the deploy's HTTP health probe), [`acme`], [`plugins`]:
+//!   adapters, each documenting its state.
 //!
 //! ```
 //! let inv = rpcc::core::Inventory::from_toml_str(r#"
