@@ -195,7 +195,10 @@ fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
 fn python_tools() -> Option<PathBuf> {
     let venv = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/rpcc-tools");
     let ok = |v: &Path| {
-        Command::new(v.join("bin/python")).args(["-c", "import paramiko, ansible"]).output().is_ok_and(|o| o.status.success())
+        Command::new(v.join("bin/python"))
+            .args(["-c", "import paramiko, ansible"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
     if !ok(&venv) {
         println!("(installing paramiko and ansible-core into {} for the peers)", venv.display());
@@ -359,7 +362,8 @@ fn fleet_bench(quick: bool) {
         }
         let slow = if sites == 50 && std::env::var_os("RPCC_BENCH_SKIP_SLOW_PEERS").is_none() {
             python_tools().map(|venv| {
-                let legacy = legacy_deploy(&fleet, &venv, &inventory(&fleet, sites, "legacy", &certs, None), scratch.path());
+                let legacy =
+                    legacy_deploy(&fleet, &venv, &inventory(&fleet, sites, "legacy", &certs, None), scratch.path());
                 let (ansible, ansible_noop) =
                     ansible_deploy(&fleet, &venv, &inventory(&fleet, sites, "ansible", &certs, None), scratch.path());
                 // Back to rpcc's records before the next case.

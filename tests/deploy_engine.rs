@@ -301,3 +301,54 @@ fn old_generations_are_pruned_but_the_rollback_target_and_generation_0_stay() ->
     assert_eq!(on_disk, want, "the live one, the one before it, and the hand-made config");
     Ok(())
 }
+
+#[test]
+fn include_mode_keeps_the_hand_made_main_config_and_validates_through_it() -> anyhow::Result<()> {
+    let bed = Bed::start()?;
+    let ts = bed.server();
+    let mroot = ts.managed_root();
+    // The operator's own nginx.conf, including rpcc's tree (the running master was
+    // started before this line existed; the first deploy creates what it names).
+    let p = ts.nginx_prefix().display().to_string();
+    let hand_made = format!(
+        "# hand-made, includes rpcc's tree\nworker_processes 1;\npid {p}/logs/nginx.pid;\nerror_log {p}/logs/error.log notice;\n\
+         events {{ worker_connections 512; }}\nhttp {{\n    access_log off;\n    client_body_temp_path {p}/tmp/body;\n\
+         \x20   proxy_temp_path {p}/tmp/proxy;\n    include {}/current/http.conf;\n}}\n",
+        mroot.display()
+    );
+    std::fs::write(ts.nginx_conf(), &hand_made)?;
+    let include = |sites: &str| {
+        let toml = format!("{}\n{sites}", bed.fleet.deploy_inventory_toml())
+            .replace("reload = \"signal\"", "reload = \"signal\", mode = \"include\"");
+        rpcc::core::model::Inventory::from_toml_str(&toml).expect("inventory")
+    };
+
+    let (g1, r) = bed.deploy_with(&bed.deployer, &include(&site("a.test.example", "inc1")));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert!(g1.file("nginx.conf").is_none(), "include mode renders no main config");
+    assert_eq!(std::fs::read_to_string(ts.nginx_conf())?, hand_made, "the main config is not touched");
+    assert!(!std::fs::symlink_metadata(ts.nginx_conf())?.file_type().is_symlink());
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("inc1".into()))));
+
+    // nginx refuses the next tree through the operator's main config: nothing changes.
+    let bad = site("a.test.example", "bad").replace(
+        "tls = { mode = \"off\" }",
+        "tls = { mode = \"custom\", cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\", redirect_http = false }",
+    );
+    let (_, r) = bed.deploy_with(&bed.deployer, &include(&bad));
+    assert_eq!(r.state, DeploymentState::Rejected, "{}", r.detail);
+    assert_eq!(bed.current().as_deref(), Some(g1.id()));
+
+    let (g2, r) = bed.deploy_with(&bed.deployer, &include(&site("a.test.example", "inc2")));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert_eq!(bed.current().as_deref(), Some(g2.id()));
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("inc2".into()))));
+
+    // A main config that does not include rpcc's tree is refused with the reason.
+    std::fs::write(ts.nginx_conf(), hand_made.replace("include", "# include"))?;
+    let (_, r) = bed.deploy_with(&bed.deployer, &include(&site("a.test.example", "inc3")));
+    assert_eq!(r.state, DeploymentState::Failed, "{}", r.detail);
+    assert!(r.detail.contains("does not include"), "{}", r.detail);
+    assert_eq!(bed.current().as_deref(), Some(g2.id()));
+    Ok(())
+}

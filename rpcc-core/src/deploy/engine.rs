@@ -906,6 +906,9 @@ impl Run<'_> {
         };
         match self.activate(&good).await {
             Ok(()) => {
+                // Verified like any activation (new workers on the restored config). It
+                // is not probed again: the failed generation's sites and listen
+                // addresses, which a probe would use, may not be the restored one's.
                 self.report.detail = format!("restored generation {good}");
                 Outcome::Failed(DeploymentState::RolledBack, why)
             }

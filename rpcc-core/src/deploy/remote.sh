@@ -77,7 +77,7 @@ report() {
 children_var() {
     kids=''
     for s in /proc/[0-9]*/stat; do
-        read -r cpid ccomm cstate cppid crest <"$s" 2>/dev/null || continue
+        read -r cpid ccomm cstate cppid crest 2>/dev/null <"$s" || continue
         [ "$cppid" = "$1" ] && kids="$kids $cpid"
     done
 }
@@ -160,7 +160,7 @@ validate) # id mode nginx-binary root verify-hashes
         cp "$D/nginx.conf" "$tmp" || fail 18 "cannot write $tmp"
     else
         [ -f "$root/nginx.conf" ] || fail 17 "$root/nginx.conf does not exist"
-        grep -q "$M/current/http.conf" "$root/nginx.conf" ||
+        grep -qE "^[^#]*include[[:space:]]+$M/current/http.conf[[:space:]]*;" "$root/nginx.conf" ||
             fail 17 "$root/nginx.conf does not include $M/current/http.conf"
         sed "s#$M/current/#$D/#g" "$root/nginx.conf" >"$tmp" || fail 18 "cannot write $tmp"
     fi
