@@ -36,21 +36,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    rpcc_testkit::proc_status_kib("VmHWM")
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    rpcc_testkit::proc_status_kib("VmRSS")
 }
 
 fn inventory(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: Option<&str>) -> Inventory {

@@ -39,12 +39,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    rpcc_testkit::proc_status_kib("VmRSS")
 }
 
 fn ms(d: Duration) -> f64 {

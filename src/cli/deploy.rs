@@ -43,9 +43,8 @@ pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let servers = fleet.selected(&args.fleet);
-    let gens = match fleet.render(&servers, &mut err) {
-        Ok(g) => g,
+    let (servers, gens) = match fleet.selected_rendered(&args.fleet, &mut err) {
+        Ok(r) => r,
         Err(c) => return c,
     };
     let results = fleet.runtime.block_on(async {
@@ -272,22 +271,8 @@ fn finish_fleet(report: &FleetReport, unreachable: &[ServerReport], json: bool) 
 }
 
 fn unreachable_report(server: &Server, why: String) -> ServerReport {
-    ServerReport {
-        server: server.name.to_string(),
-        action: deploy::AuditAction::Deploy,
-        state: DeploymentState::Failed,
-        generation: String::new(),
-        previous: None,
-        detail: format!("not deployed: {why}"),
-        error: None,
-        round_trips: 0,
-        uploaded_files: 0,
-        uploaded_bytes: 0,
-        linked_files: 0,
-        recovered: None,
-        elapsed: Duration::ZERO,
-        steps: Vec::new(),
-    }
+    let name = server.name.to_string();
+    ServerReport::new(&name, deploy::AuditAction::Deploy, "", DeploymentState::Failed, format!("not deployed: {why}"))
 }
 
 fn confirm(err: &mut impl Write, what: &str) -> bool {
@@ -307,9 +292,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let servers = fleet.selected(&args.fleet);
-    let gens = match fleet.render(&servers, &mut err) {
-        Ok(g) => g,
+    let (servers, gens) = match fleet.selected_rendered(&args.fleet, &mut err) {
+        Ok(r) => r,
         Err(c) => return c,
     };
     if !args.yes && !confirm(&mut err, &format!("deploy to {} server(s)", servers.len())) {

@@ -126,6 +126,17 @@ impl Fleet {
             .collect()
     }
 
+    /// The selected servers and their rendered generations.
+    pub(crate) fn selected_rendered(
+        &self,
+        args: &FleetArgs,
+        err: &mut impl Write,
+    ) -> Result<(Vec<&Server>, Vec<Arc<Generation>>), ExitCode> {
+        let servers = self.selected(args);
+        let gens = self.render(&servers, err)?;
+        Ok((servers, gens))
+    }
+
     /// The pooled SSH transport of a server; an unenrolled server is an error naming it.
     pub(crate) fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, String> {
         let target = SshTarget::from_server(server, &self.base).map_err(|e| e.to_string())?;

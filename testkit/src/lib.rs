@@ -36,3 +36,16 @@ pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
 pub use proxy::{FaultMode, FaultProxy};
 pub use user::TestUser;
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM` …) in KiB, 0 if unreadable:
+/// what the benchmarks report as memory.
+pub fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -330,6 +330,29 @@ pub struct StepTiming {
     pub took: Duration,
 }
 
+impl ServerReport {
+    /// A report with nothing done yet (also for servers a rollout never started:
+    /// `Skipped`, or `Failed` before any command).
+    pub fn new(server: &str, action: AuditAction, generation: &str, state: DeploymentState, detail: String) -> Self {
+        Self {
+            server: server.to_owned(),
+            action,
+            state,
+            generation: generation.to_owned(),
+            previous: None,
+            detail,
+            error: None,
+            round_trips: 0,
+            uploaded_files: 0,
+            uploaded_bytes: 0,
+            linked_files: 0,
+            recovered: None,
+            elapsed: Duration::ZERO,
+            steps: Vec::new(),
+        }
+    }
+}
+
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
@@ -344,7 +367,8 @@ pub enum DeploySource {
 }
 
 impl DeploySource {
-    fn id(&self) -> &str {
+    /// The generation id to activate.
+    pub fn id(&self) -> &str {
         match self {
             Self::Generation(g) => g.id(),
             Self::Existing(id) => id,
@@ -543,22 +567,7 @@ impl Deployer {
             t: transport,
             server,
             cmds: RemoteCommands::for_server(server).with_timeout(self.options.command_timeout),
-            report: ServerReport {
-                server: name.clone(),
-                action,
-                state: DeploymentState::Running,
-                generation: source.id().to_owned(),
-                previous: None,
-                detail: String::new(),
-                error: None,
-                round_trips: 0,
-                uploaded_files: 0,
-                uploaded_bytes: 0,
-                linked_files: 0,
-                recovered: None,
-                elapsed: Duration::ZERO,
-                steps: Vec::new(),
-            },
+            report: ServerReport::new(&name, action, source.id(), DeploymentState::Running, String::new()),
             deployment: None,
             locked: false,
             flipped: false,

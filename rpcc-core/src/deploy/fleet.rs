@@ -188,25 +188,8 @@ fn action_of(source: &DeploySource) -> AuditAction {
 }
 
 fn skipped(t: &FleetTarget<'_>, why: &str) -> ServerReport {
-    ServerReport {
-        server: t.server.name.to_string(),
-        action: action_of(&t.source),
-        state: DeploymentState::Skipped,
-        generation: match &t.source {
-            DeploySource::Generation(g) => g.id().to_owned(),
-            DeploySource::Existing(id) => id.clone(),
-        },
-        previous: None,
-        detail: why.to_owned(),
-        error: None,
-        round_trips: 0,
-        uploaded_files: 0,
-        uploaded_bytes: 0,
-        linked_files: 0,
-        recovered: None,
-        elapsed: std::time::Duration::ZERO,
-        steps: Vec::new(),
-    }
+    let name = t.server.name.to_string();
+    ServerReport::new(&name, action_of(&t.source), t.source.id(), DeploymentState::Skipped, why.to_owned())
 }
 
 #[cfg(test)]
