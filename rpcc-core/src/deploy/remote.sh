@@ -199,6 +199,23 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
             echo "backup=0"
         fi
     fi
+    # Never switch while nginx is still reloading (a signal from an interrupted earlier
+    # run): that reload could read either tree, and our signal would merge into it.
+    # An idle master sleeps in sigsuspend: wait for 3 sleeping samples in a row.
+    settled=0 j=0
+    while [ $j -lt "$ticks" ]; do
+        st=''
+        read -r _p _c st _rest 2>/dev/null <"/proc/$master/stat" || st=S
+        if [ "$st" = S ]; then
+            settled=$((settled + 1))
+            [ $settled -ge 3 ] && break
+        else
+            settled=0
+        fi
+        sleep 0.02
+        j=$((j + 1))
+    done
+    [ $settled -ge 3 ] || fail 14 "nginx (pid $master) stayed busy for $((ticks / 50)) s (a reload in progress?); nothing switched"
     children_var "$master"
     before="$kids "
     size=0
