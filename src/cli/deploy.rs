@@ -47,13 +47,13 @@ pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let results = fleet.runtime.block_on(async {
-        let jobs = servers.iter().zip(&gens).map(|(s, g)| async {
+    let results = fleet.on_each(servers.iter().zip(&gens).map(|(s, g)| {
+        let fleet = &fleet;
+        async move {
             let t = fleet.transport(s)?;
             deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
-        });
-        futures_join_all(jobs).await
-    });
+        }
+    }));
     let mut failed = false;
     if args.fleet.json {
         let json: Vec<serde_json::Value> = servers
@@ -111,15 +111,6 @@ pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
         }
     }
     if failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
-}
-
-/// Await futures concurrently, keeping their order (no extra dependency).
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    use futures_util::StreamExt as _;
-    let indexed: Vec<_> = futures.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }).collect();
-    let mut done: Vec<(usize, F::Output)> = futures_util::stream::iter(indexed).buffer_unordered(32).collect().await;
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, v)| v).collect()
 }
 
 // ---------------------------------------------------------------- apply
@@ -413,23 +404,15 @@ pub(crate) fn status(args: &FleetArgs) -> ExitCode {
         Err(c) => return c,
     };
     let servers = fleet.selected(args);
-    let statuses = fleet.runtime.block_on(futures_join_all(servers.iter().map(|s| {
+    let statuses = fleet.on_each(servers.iter().map(|s| {
         let fleet = &fleet;
         async move {
             match fleet.transport(s) {
                 Ok(t) => deploy::status(&*t, s, &*fleet.store).await,
-                Err(e) => deploy::ServerStatus {
-                    server: s.name.to_string(),
-                    current: None,
-                    committed: None,
-                    lock: None,
-                    generations: vec![],
-                    last: None,
-                    error: Some(e),
-                },
+                Err(e) => deploy::ServerStatus::unreachable(s.name.to_string(), None, e),
             }
         }
-    })));
+    }));
     if args.json {
         print_json(&statuses);
     } else {
@@ -488,13 +471,13 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
         Err(c) => return c,
     };
     let servers = fleet.selected(args);
-    let results = fleet.runtime.block_on(futures_join_all(servers.iter().map(|s| {
+    let results = fleet.on_each(servers.iter().map(|s| {
         let fleet = &fleet;
         async move {
             let t = fleet.transport(s)?;
             deploy::drift(&*t, s, &*fleet.store).await.map_err(|e| e.to_string())
         }
-    })));
+    }));
     let mut bad = false;
     let mut json = Vec::new();
     let mut out = std::io::stdout().lock();

@@ -137,6 +137,16 @@ impl Fleet {
         Ok((servers, gens))
     }
 
+    /// Run one job per server concurrently (at most 32 at once); results in job order.
+    pub(crate) fn on_each<F: std::future::Future>(&self, jobs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+        use futures_util::StreamExt as _;
+        let indexed: Vec<_> = jobs.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }).collect();
+        let mut done: Vec<(usize, F::Output)> =
+            self.runtime.block_on(futures_util::stream::iter(indexed).buffer_unordered(32).collect());
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// The pooled SSH transport of a server; an unenrolled server is an error naming it.
     pub(crate) fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, String> {
         let target = SshTarget::from_server(server, &self.base).map_err(|e| e.to_string())?;

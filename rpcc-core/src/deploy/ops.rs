@@ -303,7 +303,8 @@ pub async fn status(transport: &dyn Transport, server: &Server, store: &dyn Stat
 }
 
 impl ServerStatus {
-    fn unreachable(server: String, last: Option<DeploymentRecord>, error: String) -> Self {
+    /// A server that could not be read (`error` says why), with its last recorded deployment.
+    pub fn unreachable(server: String, last: Option<DeploymentRecord>, error: String) -> Self {
         Self { server, current: None, committed: None, lock: None, generations: vec![], last, error: Some(error) }
     }
 }
