@@ -316,7 +316,7 @@ fn fleet_bench(quick: bool) {
             inv.servers
                 .iter()
                 .map(|s| {
-                    pool.transport(SshTarget::from_server(s, Path::new("/")).expect("target")).expect("t")
+                    pool.transport(SshTarget::from_server(s, Path::new("/"), None).expect("target")).expect("t")
                         as Arc<dyn Transport>
                 })
                 .collect()

@@ -104,7 +104,13 @@ fn secrets_do_not_reach_any_output() -> anyhow::Result<()> {
              [[servers]]\nname = \"edge-2\"\nhost = \"203.0.113.11\"\nuser = \"bad user\"\nauth = {{ key_file = \"k\", passphrase = \"{canary}\", agent = true }}\n"
         ),
     )?;
-    for args in [vec!["validate"], vec!["validate", "--json"], vec!["-vvv", "validate"]] {
+    for args in [
+        vec!["validate"],
+        vec!["validate", "--json"],
+        vec!["-vvv", "validate"],
+        vec!["validate", "--allow-plaintext"],
+        vec!["-vvv", "validate", "--allow-plaintext", "--json"],
+    ] {
         let mut full = args.clone();
         full.insert(if args[0] == "-vvv" { 2 } else { 1 }, file.to_str().unwrap_or_default());
         let out = rpcc(&full);
@@ -133,7 +139,7 @@ fn help_lists_only_commands_that_exist() {
         commands,
         [
             "validate", "render", "enroll", "run", "plan", "apply", "rollback", "status", "drift", "history", "audit",
-            "help"
+            "keys", "help"
         ],
         "{help}"
     );

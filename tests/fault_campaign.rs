@@ -134,7 +134,7 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
         inv.servers
             .iter()
             .map(|s| {
-                let mut t = SshTarget::from_server(s, Path::new("/")).expect("target");
+                let mut t = SshTarget::from_server(s, Path::new("/"), None).expect("target");
                 t.timeouts.connect = Duration::from_secs(1);
                 t.timeouts.auth = Duration::from_secs(2);
                 t.timeouts.keepalive = Duration::from_secs(1);

@@ -16,7 +16,10 @@
 //! - [`deploy`]: the deploy engine (staged generations, atomic switch, verified reload,
 //!   restore, fleet rollout, plan, drift) and the `StateStore`/`HealthProbe` roles.
 //!
-//! Later work adds here: the keyring and the scheduler.
+//! - [`keyring`]: the versioned keyring, `rpcc:v1` envelopes, secret fields, rotation
+//!   and legacy Fernet import.
+//!
+//! Later work adds here: the scheduler.
 //!
 //! ```
 //! use rpcc_core::model::Inventory;
@@ -36,6 +39,7 @@ pub mod deploy;
 pub mod error;
 pub mod generation;
 pub mod inventory;
+pub mod keyring;
 pub mod local;
 pub mod model;
 pub mod transport;
@@ -43,5 +47,5 @@ pub mod validate;
 pub mod value;
 
 pub use error::Error;
-pub use model::Inventory;
+pub use model::{Inventory, LoadOptions};
 pub use validate::{FieldError, FieldPath, ValidationErrors};

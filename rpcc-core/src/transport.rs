@@ -189,6 +189,16 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The server's credentials could not be opened (no keyring, wrong key, altered
+    /// envelope); nothing was sent.
+    #[error("credentials for {target} unusable: {source}")]
+    Credentials {
+        /// Server.
+        target: String,
+        /// Why.
+        #[source]
+        source: crate::keyring::KeyringError,
+    },
 }
 
 impl TransportError {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rpcc_core::keyring::{Keyring, Secret};
 use rpcc_core::model::{Server, ServerAuth};
 use rpcc_core::transport::TransportError;
 use rpcc_core::value::HostKeyPin;
@@ -122,20 +123,28 @@ pub struct SshTarget {
 
 impl SshTarget {
     /// The target for an inventory server. Relative key paths resolve against
-    /// `base_dir`. A server without a pinned host key is refused here: it must be
-    /// enrolled first.
-    pub fn from_server(server: &Server, base_dir: &std::path::Path) -> Result<Self, TransportError> {
+    /// `base_dir`; sealed passwords and passphrases are opened with `keyring`. A server
+    /// without a pinned host key is refused here: it must be enrolled first.
+    pub fn from_server(
+        server: &Server,
+        base_dir: &std::path::Path,
+        keyring: Option<&Keyring>,
+    ) -> Result<Self, TransportError> {
         let target = server.address();
         let host_key = server.host_key.clone().map(HostKeyPolicy::Pinned).ok_or_else(|| TransportError::HostKey {
             target: target.clone(),
             reason: "no host_key is pinned in the inventory; enrol the server first".into(),
         })?;
+        let open = |secret: &Secret| {
+            secret.open(keyring).map_err(|source| TransportError::Credentials { target: target.clone(), source })
+        };
         let auth = match &server.auth {
-            ServerAuth::KeyFile { path, passphrase } => {
-                SshAuth::KeyFile { path: path.resolve(base_dir), passphrase: passphrase.clone() }
-            }
+            ServerAuth::KeyFile { path, passphrase } => SshAuth::KeyFile {
+                path: path.resolve(base_dir),
+                passphrase: passphrase.as_ref().map(open).transpose()?,
+            },
             ServerAuth::Agent => SshAuth::Agent { socket: None },
-            ServerAuth::Password(p) => SshAuth::Password(p.clone()),
+            ServerAuth::Password(p) => SshAuth::Password(open(p)?),
             _ => {
                 return Err(TransportError::Auth {
                     target,
@@ -158,14 +167,23 @@ impl SshTarget {
 
     /// A target that only observes the host key (enrolment): trust on first use, no
     /// pin required. Never use it to run commands.
-    pub fn for_enrolment(server: &Server, base_dir: &std::path::Path) -> Self {
+    pub fn for_enrolment(
+        server: &Server,
+        base_dir: &std::path::Path,
+        keyring: Option<&Keyring>,
+    ) -> Result<Self, TransportError> {
         let auth = match &server.auth {
-            ServerAuth::KeyFile { path, passphrase } => {
-                SshAuth::KeyFile { path: path.resolve(base_dir), passphrase: passphrase.clone() }
-            }
+            ServerAuth::KeyFile { path, passphrase } => SshAuth::KeyFile {
+                path: path.resolve(base_dir),
+                passphrase: passphrase
+                    .as_ref()
+                    .map(|s| s.open(keyring))
+                    .transpose()
+                    .map_err(|source| TransportError::Credentials { target: server.address(), source })?,
+            },
             _ => SshAuth::Agent { socket: None },
         };
-        Self {
+        Ok(Self {
             name: server.name.to_string(),
             address: server.host.to_authority(server.port),
             user: server.user.to_string(),
@@ -175,7 +193,7 @@ impl SshTarget {
             max_channels: 1,
             retry: RetryPolicy::default(),
             sudo: false,
-        }
+        })
     }
 
     /// Host and port of `address` (`[v6]:port` understood).

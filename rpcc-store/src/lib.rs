@@ -14,8 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+mod legacy;
 mod lock;
 mod migrate;
+mod secrets;
+
+pub use legacy::{LegacyColumn, read_legacy_column};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;

@@ -15,6 +15,7 @@ use rpcc_monitor::HttpHealthProbe;
 
 use super::EXIT_INVALID;
 use super::fleet::{AbortBefore, EXIT_FAILED, Fleet, FleetArgs, fail, state_path};
+use super::secrets::SecretArgs;
 
 fn print_json(value: &impl serde::Serialize) {
     let mut out = std::io::stdout().lock();
@@ -334,6 +335,8 @@ pub(crate) struct RollbackArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
@@ -344,6 +347,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
         servers: vec![args.server.clone()],
         groups: vec![],
         json: args.json,
+        secrets: args.secrets.clone(),
     };
     let fleet = match Fleet::load(&fa, &mut err) {
         Ok(f) => f,

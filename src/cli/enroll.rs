@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use rpcc_core::model::Inventory;
 use rpcc_ssh::{SshTarget, SshTransport};
 
+use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, EXIT_UNREADABLE, load_with_server, runtime};
 
 #[derive(Debug, clap::Args)]
@@ -21,18 +22,30 @@ pub(crate) struct EnrollArgs {
     /// Write the key without asking.
     #[arg(long)]
     yes: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    let (inv, index) = match load_with_server(&args.inventory, &args.server, &mut err) {
+    let (inv, index) = match load_with_server(&args.inventory, &args.server, &args.secrets, &mut err) {
         Ok(found) => found,
         Err(code) => return code,
     };
     let server = &inv.servers[index];
     let base = inv.base_dir.clone().unwrap_or_else(|| Path::new(".").to_path_buf());
-    let target = SshTarget::for_enrolment(server, &base);
+    let keyring = match args.secrets.keyring_for(&inv, &mut err) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let target = match SshTarget::for_enrolment(server, &base, keyring.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     let observed = match runtime(&mut err) {
         Ok(rt) => rt.block_on(SshTransport::observe_host_key(&target)),
         Err(code) => return code,
@@ -77,7 +90,12 @@ pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     }
-    match write_pin(&args.inventory, &args.server, &pin) {
+    match write_pin(
+        &args.inventory,
+        &args.server,
+        &pin,
+        &rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext),
+    ) {
         Ok(()) => {
             tracing::info!(server = %server.name, host_key = %pin, "host key enrolled");
             let _ =
@@ -93,7 +111,7 @@ pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
 
 /// Set `host_key` of the named server, keeping the rest of the file as it is; write
 /// to a temporary file, check that the result still validates, then rename.
-fn write_pin(file: &Path, server: &str, pin: &str) -> Result<(), String> {
+fn write_pin(file: &Path, server: &str, pin: &str, options: &rpcc_core::LoadOptions) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("cannot edit {}: {e}", file.display()))?;
     let servers = doc.get_mut("servers").and_then(|s| s.as_array_of_tables_mut()).ok_or_else(|| {
@@ -105,7 +123,8 @@ fn write_pin(file: &Path, server: &str, pin: &str) -> Result<(), String> {
         .ok_or_else(|| format!("server {server:?} not found as a [[servers]] table"))?;
     entry.insert("host_key", toml_edit::value(pin));
     let updated = doc.to_string();
-    Inventory::from_toml_str(&updated).map_err(|e| format!("the edited inventory would not validate: {e}"))?;
+    Inventory::from_toml_str_with(&updated, options)
+        .map_err(|e| format!("the edited inventory would not validate: {e}"))?;
     let tmp = file.with_extension(format!("rpcc-tmp-{}", std::process::id()));
     std::fs::write(&tmp, updated).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     if let Ok(meta) = std::fs::metadata(file) {

@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use rpcc_core::deploy::{DeployStep, HookDecision, StepHook};
 use rpcc_core::generation::{Generation, Renderer as _};
+use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{Inventory, Server};
 use rpcc_core::transport::Transport;
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 use rpcc_ssh::{SshPool, SshTarget};
 use rpcc_store::SqliteStore;
 
-use super::{EXIT_INVALID, report_load_error};
+use super::EXIT_INVALID;
+use super::secrets::SecretArgs;
 
 /// Exit code when a server failed (deploy refused, rolled back, unreachable, drift found).
 pub(crate) const EXIT_FAILED: u8 = 3;
@@ -37,6 +39,8 @@ pub(crate) struct FleetArgs {
     /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
 }
 
 /// The state database for an inventory.
@@ -54,6 +58,8 @@ pub(crate) struct Fleet {
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) pool: SshPool,
     pub(crate) runtime: tokio::runtime::Runtime,
+    /// Opens sealed SSH passwords and passphrases (`None`: the inventory has none).
+    pub(crate) keyring: Option<Keyring>,
 }
 
 pub(crate) fn fail(err: &mut impl Write, message: impl std::fmt::Display, code: u8) -> ExitCode {
@@ -64,8 +70,8 @@ pub(crate) fn fail(err: &mut impl Write, message: impl std::fmt::Display, code: 
 impl Fleet {
     /// Load and validate the inventory (nothing reaches a server otherwise), open the store.
     pub(crate) fn load(args: &FleetArgs, err: &mut impl Write) -> Result<Self, ExitCode> {
-        let inv =
-            Inventory::from_toml_file(&args.inventory).map_err(|e| report_load_error(&args.inventory, &e, err))?;
+        let inv = args.secrets.load(&args.inventory, err)?;
+        let keyring = args.secrets.keyring_for(&inv, err)?;
         for name in &args.servers {
             if inv.server(name).is_none() {
                 return Err(fail(err, format!("server {name:?} is not in {}", args.inventory.display()), EXIT_INVALID));
@@ -86,7 +92,7 @@ impl Fleet {
             .block_on(SqliteStore::open(&path))
             .map_err(|e| fail(err, format!("state {}: {e}", path.display()), EXIT_INVALID))?;
         let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        Ok(Self { inv, base, store: Arc::new(store), pool: SshPool::new(), runtime })
+        Ok(Self { inv, base, store: Arc::new(store), pool: SshPool::new(), runtime, keyring })
     }
 
     /// The selected servers, in inventory order: `--server`s, the servers of `--group`s,
@@ -149,7 +155,7 @@ impl Fleet {
 
     /// The pooled SSH transport of a server; an unenrolled server is an error naming it.
     pub(crate) fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, String> {
-        let target = SshTarget::from_server(server, &self.base).map_err(|e| e.to_string())?;
+        let target = SshTarget::from_server(server, &self.base, self.keyring.as_ref()).map_err(|e| e.to_string())?;
         self.pool.transport(target).map(|t| t as Arc<dyn Transport>).map_err(|e| e.to_string())
     }
 }

@@ -1,5 +1,5 @@
 //! Command-line parsing and dispatch. Only commands that work are listed; later issues
-//! add keys, watch, check.
+//! add watch, check.
 
 use std::process::ExitCode;
 
@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 mod deploy;
 mod enroll;
 mod fleet;
+mod keys;
 mod render;
 mod run;
+mod secrets;
 mod validate;
 
 /// Exit code for invalid input (validation or syntax errors).
@@ -55,6 +57,9 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(deploy::AuditCommand),
+    /// The keyring: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -83,6 +88,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Drift(args) => deploy::drift(&args),
         Command::History(args) => deploy::history(&args),
         Command::Audit(cmd) => deploy::audit(&cmd),
+        Command::Keys(cmd) => keys::run(&cmd),
     }
 }
 
@@ -124,9 +130,10 @@ pub(crate) fn report_load_error(
 pub(crate) fn load_with_server(
     file: &std::path::Path,
     server: &str,
+    secrets: &secrets::SecretArgs,
     err: &mut impl std::io::Write,
 ) -> Result<(rpcc_core::model::Inventory, usize), ExitCode> {
-    let inv = rpcc_core::model::Inventory::from_toml_file(file).map_err(|e| report_load_error(file, &e, err))?;
+    let inv = secrets.load(file, err)?;
     match inv.servers.iter().position(|s| s.name.as_str() == server) {
         Some(i) => Ok((inv, i)),
         None => {

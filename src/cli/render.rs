@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rpcc_core::generation::{Generation, Renderer};
-use rpcc_core::model::Inventory;
 use rpcc_core::value::RemotePath;
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 
-use super::{EXIT_INVALID, EXIT_UNREADABLE, report_load_error};
+use super::secrets::SecretArgs;
+use super::{EXIT_INVALID, EXIT_UNREADABLE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RenderArgs {
@@ -27,14 +27,16 @@ pub(crate) struct RenderArgs {
     /// Directory of template overrides (same file names as the built-in templates).
     #[arg(long)]
     templates: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 pub(crate) fn run(args: &RenderArgs) -> ExitCode {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    let mut inv = match Inventory::from_toml_file(&args.inventory) {
+    let mut inv = match args.secrets.load(&args.inventory, &mut err) {
         Ok(inv) => inv,
-        Err(e) => return report_load_error(&args.inventory, &e, &mut err),
+        Err(code) => return code,
     };
     if let Some(root) = &args.root {
         match RemotePath::parse(root) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport};
 use rpcc_ssh::{SshTarget, SshTransport};
 
+use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, load_with_server, runtime};
 
 /// Exit code when the command could not be run (connection, host key, auth, timeout).
@@ -26,16 +27,22 @@ pub(crate) struct RunArgs {
     /// The program and its arguments (each passed as one argument, never re-split).
     #[arg(last = true, required = true, num_args = 1..)]
     command: Vec<String>,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    let (inv, index) = match load_with_server(&args.inventory, &args.server, &mut err) {
+    let (inv, index) = match load_with_server(&args.inventory, &args.server, &args.secrets, &mut err) {
         Ok(found) => found,
         Err(code) => return code,
     };
     let server = &inv.servers[index];
+    let keyring = match args.secrets.keyring_for(&inv, &mut err) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     let argv = match Argv::new(&args.command[0], args.command[1..].iter().cloned()) {
         Ok(a) => a,
         Err(e) => {
@@ -50,7 +57,7 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
     };
     let request = ExecRequest::new(argv).timeout(Duration::from_secs(args.timeout));
     let result = runtime.block_on(async {
-        let transport = SshTransport::new(SshTarget::from_server(server, &base)?)?;
+        let transport = SshTransport::new(SshTarget::from_server(server, &base, keyring.as_ref())?)?;
         transport.exec(request).await
     });
     match result {

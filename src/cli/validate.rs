@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use rpcc_core::Error;
 use rpcc_core::model::Inventory;
 
+use rpcc_core::keyring::{Keyring, KeyringError};
+
+use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, report_load_error};
 
 #[derive(Debug, clap::Args)]
@@ -16,6 +19,8 @@ pub(crate) struct ValidateArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -44,7 +49,8 @@ struct JsonError<'a> {
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
-    let result = Inventory::from_toml_file(&args.inventory);
+    let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext);
+    let result = Inventory::from_toml_file_with(&args.inventory, &options);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let mut out = stdout.lock();
@@ -52,6 +58,16 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
     // Write failures (e.g. a closed pipe) are ignored: the exit code still tells.
     match result {
         Ok(inv) => {
+            for path in &inv.plaintext_secrets {
+                let _ = writeln!(
+                    err,
+                    "warning: {}: {path} is a plain-text secret (accepted by --allow-plaintext); seal it with `rpcc keys encrypt`",
+                    args.inventory.display()
+                );
+            }
+            if let Err(code) = check_secrets(&inv, args, &mut err) {
+                return code;
+            }
             let summary =
                 Summary { valid: true, servers: inv.servers.len(), groups: inv.groups.len(), sites: inv.sites.len() };
             if args.json {
@@ -94,5 +110,44 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
         Err(other) => report_load_error(&args.inventory, &other, &mut err),
+    }
+}
+
+/// Open every sealed secret when a keyring is configured, so a wrong key, a retired key
+/// or an envelope moved between records shows up before a deploy needs it.
+fn check_secrets(inv: &Inventory, args: &ValidateArgs, err: &mut impl Write) -> Result<(), ExitCode> {
+    let sealed: Vec<_> = inv.secrets().into_iter().filter(|s| s.envelope().is_some()).collect();
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let keyring = match Keyring::load(args.secrets.key_file.as_deref()) {
+        Ok(k) => k,
+        Err(KeyringError::NoKeys) => {
+            let _ = writeln!(
+                err,
+                "note: {} sealed secret(s) not opened: no keyring configured (RPCC_KEYS, RPCC_KEY_FILE or --key-file)",
+                sealed.len()
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let failures: Vec<_> = sealed.iter().filter_map(|s| s.open(Some(&keyring)).err()).collect();
+    for e in &failures {
+        let _ = writeln!(err, "{}: {e}", args.inventory.display());
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        let _ = writeln!(
+            err,
+            "{}: {} secret(s) cannot be opened; nothing was changed",
+            args.inventory.display(),
+            failures.len()
+        );
+        Err(ExitCode::from(EXIT_INVALID))
     }
 }

@@ -42,7 +42,7 @@ pub fn transports(pool: &SshPool, inv: &Inventory) -> Vec<Arc<dyn Transport>> {
     inv.servers
         .iter()
         .map(|s| {
-            let t = SshTarget::from_server(s, Path::new("/")).expect("target");
+            let t = SshTarget::from_server(s, Path::new("/"), None).expect("target");
             pool.transport(t).expect("transport") as Arc<dyn Transport>
         })
         .collect()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::generation::Manifest;
+use crate::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
 
 /// How a deployment (or rollback, or recovery) ended. A state machine, never a string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -392,6 +393,7 @@ struct MemoryInner {
     deployments: Vec<DeploymentRecord>,
     audit: Vec<AuditRecord>,
     locks: HashMap<String, String>,
+    secrets: BTreeMap<RecordId, Envelope>,
 }
 
 impl MemoryStore {
@@ -401,8 +403,11 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> T {
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        f(&mut self.inner_lock())
+    }
+
+    fn inner_lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -520,6 +525,59 @@ impl StateStore for MemoryStore {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for MemoryStore {
+    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError> {
+        self.inner_lock().secrets.insert(record.clone(), envelope.clone());
+        Ok(())
+    }
+
+    async fn secret(&self, record: &RecordId) -> Result<Option<Envelope>, StoreError> {
+        Ok(self.inner_lock().secrets.get(record).cloned())
+    }
+
+    async fn secrets_not_under(
+        &self,
+        key: &KeyId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, Envelope)>, StoreError> {
+        let inner = self.inner_lock();
+        Ok(inner
+            .secrets
+            .iter()
+            .filter(|(r, e)| e.key_id() != key && after.is_none_or(|a| *r > a))
+            .take(limit)
+            .map(|(r, e)| (r.clone(), e.clone()))
+            .collect())
+    }
+
+    async fn secrets_under(&self, key: &KeyId, limit: usize) -> Result<Vec<RecordId>, StoreError> {
+        let inner = self.inner_lock();
+        Ok(inner.secrets.iter().filter(|(_, e)| e.key_id() == key).take(limit).map(|(r, _)| r.clone()).collect())
+    }
+
+    async fn replace_secrets(&self, swaps: &[SecretSwap]) -> Result<usize, StoreError> {
+        let mut inner = self.inner_lock();
+        let mut applied = 0;
+        for swap in swaps {
+            if inner.secrets.get(&swap.record) == Some(&swap.old) {
+                inner.secrets.insert(swap.record.clone(), swap.new.clone());
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn secret_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for e in self.inner_lock().secrets.values() {
+            *counts.entry(e.key_id().to_string()).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
     }
 }
 

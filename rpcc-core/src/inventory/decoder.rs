@@ -3,6 +3,7 @@
 //! sees all of them at once.
 
 use super::node::{Node, NodeKind, TableEntry};
+use crate::keyring::{Envelope, RecordId, Secret};
 use crate::validate::{FieldError, FieldPath, Location, quote_value};
 use crate::value::ValueError;
 
@@ -10,11 +11,18 @@ use crate::value::ValueError;
 pub(crate) struct Decoder<'s> {
     source: Option<&'s str>,
     errors: Vec<FieldError>,
+    allow_plaintext: bool,
+    plaintext: Vec<FieldPath>,
 }
 
 impl<'s> Decoder<'s> {
-    pub(crate) fn new(source: Option<&'s str>) -> Self {
-        Self { source, errors: Vec::new() }
+    pub(crate) fn new(source: Option<&'s str>, allow_plaintext: bool) -> Self {
+        Self { source, errors: Vec::new(), allow_plaintext, plaintext: Vec::new() }
+    }
+
+    /// Paths of plain-text secrets that were accepted (for warnings).
+    pub(crate) fn take_plaintext(&mut self) -> Vec<FieldPath> {
+        std::mem::take(&mut self.plaintext)
     }
 
     pub(crate) fn into_errors(self) -> Vec<FieldError> {
@@ -86,23 +94,49 @@ impl<'s> Decoder<'s> {
         }
     }
 
-    /// Read a secret string; errors never include the value.
-    pub(crate) fn secret(&mut self, node: &Node, path: &FieldPath) -> Option<secrecy::SecretString> {
-        match &node.kind {
-            NodeKind::String(s) if s.is_empty() => {
-                self.error(path, Some(node), "is empty");
-                None
-            }
-            NodeKind::String(s) if s.contains('\0') => {
-                self.error(path, Some(node), "contains a NUL byte (value not shown)");
-                None
-            }
-            NodeKind::String(s) => Some(secrecy::SecretString::from(s.as_str())),
+    /// Read a secret field: an `rpcc:v1` envelope, or plain text when the load allows
+    /// it. `record` is `None` when the owner's name is itself invalid (already reported).
+    /// Errors never include the value.
+    pub(crate) fn secret(&mut self, node: &Node, path: &FieldPath, record: Option<&RecordId>) -> Option<Secret> {
+        let s = match &node.kind {
+            NodeKind::String(s) => s,
             _ => {
                 self.error(path, Some(node), format!("expected a string, found {}", node.type_name()));
-                None
+                return None;
             }
+        };
+        if s.is_empty() {
+            self.error(path, Some(node), "is empty");
+            return None;
         }
+        if Envelope::looks_like(s) {
+            return match Envelope::parse(s) {
+                Ok(e) => record.map(|r| Secret::sealed(r.clone(), e)),
+                Err(problem) => {
+                    self.error(path, Some(node), problem.to_string());
+                    None
+                }
+            };
+        }
+        if !self.allow_plaintext {
+            let record = record.map_or_else(|| "<record>".to_owned(), ToString::to_string);
+            self.error(
+                path,
+                Some(node),
+                format!(
+                    "is plain text (value not shown); secrets are stored encrypted: \
+                     pipe the value to `rpcc keys encrypt --for {record}` and put the envelope here, \
+                     or pass --allow-plaintext to accept it with a warning"
+                ),
+            );
+            return None;
+        }
+        if s.contains('\0') {
+            self.error(path, Some(node), "contains a NUL byte (value not shown)");
+            return None;
+        }
+        self.plaintext.push(path.clone());
+        record.map(|r| Secret::plain(r.clone(), secrecy::SecretString::from(s.as_str())))
     }
 
     /// Read a boolean.

@@ -4,6 +4,7 @@ use std::num::NonZeroU32;
 
 use super::decoder::Decoder;
 use super::node::Node;
+use crate::keyring::RecordId;
 use crate::model::{
     DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth,
 };
@@ -46,7 +47,7 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
     };
     let auth = t
         .require(d, "auth", "auth = { key_file = … } or { password = … } or { agent = true }")
-        .and_then(|(n, p)| decode_auth(d, n, &p));
+        .and_then(|(n, p)| decode_auth(d, n, &p, name.as_ref()));
     let sudo = t.get("sudo").map_or(Some(false), |(n, p)| d.bool(n, &p));
     let nginx = match t.get("nginx") {
         Some((n, p)) => decode_nginx(d, n, &p),
@@ -65,12 +66,13 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
     })
 }
 
-fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<ServerAuth> {
+fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath, server: Option<&Identifier>) -> Option<ServerAuth> {
     let mut t = d.table(node, path, AUTH_FIELDS)?;
+    let record = |field: &str| server.and_then(|s| RecordId::server_field(s.as_str(), field).ok());
     let key_file = t.get("key_file").map(|(n, p)| d.parse(n, &p, FilePath::parse));
-    let passphrase = t.get("passphrase").map(|(n, p)| (d.secret(n, &p), p));
+    let passphrase = t.get("passphrase").map(|(n, p)| (d.secret(n, &p, record("passphrase").as_ref()), p));
     let passphrase_path = passphrase.as_ref().map(|(_, p)| p.clone());
-    let password = t.get("password").map(|(n, p)| d.secret(n, &p));
+    let password = t.get("password").map(|(n, p)| d.secret(n, &p, record("password").as_ref()));
     let agent = t.get("agent").map(|(n, p)| (d.bool(n, &p), p));
     let methods = usize::from(key_file.is_some()) + usize::from(password.is_some()) + usize::from(agent.is_some());
     let result = match (key_file, password, agent) {

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::inventory::{Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_server, decode_site};
-use crate::model::{DomainGroup, Server, Site};
+use crate::keyring::Secret;
+use crate::model::{DomainGroup, Server, ServerAuth, Site};
 use crate::validate::{FieldPath, Location, ValidationErrors};
 
 /// The desired state of a fleet: servers, groups and sites, validated and cross-checked.
@@ -45,25 +46,55 @@ pub struct Inventory {
     /// Directory that relative paths (key files) are resolved against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// Paths of secret fields accepted as plain text (only with
+    /// [`LoadOptions::allow_plaintext_secrets`]); callers warn about each.
+    #[serde(skip)]
+    pub plaintext_secrets: Vec<FieldPath>,
+}
+
+/// How an inventory is loaded.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Accept plain-text values in secret fields (`--allow-plaintext`). By default they
+    /// are refused: secrets must be `rpcc:v1` envelopes.
+    pub allow_plaintext_secrets: bool,
+}
+
+impl LoadOptions {
+    /// Options that accept plain-text secrets (or not).
+    pub fn allow_plaintext(allow: bool) -> Self {
+        Self { allow_plaintext_secrets: allow }
+    }
 }
 
 impl Inventory {
     /// Parse and validate TOML text. Every problem is reported, each with its path and
-    /// line/column.
+    /// line/column. Secret fields must be envelopes (see [`Self::from_toml_str_with`]).
     pub fn from_toml_str(source: &str) -> Result<Self, Error> {
+        Self::from_toml_str_with(source, &LoadOptions::default())
+    }
+
+    /// [`Self::from_toml_str`] with options.
+    pub fn from_toml_str_with(source: &str, options: &LoadOptions) -> Result<Self, Error> {
         let node = Node::from_toml(source).map_err(|e| Error::Syntax {
             message: e.message,
             location: e.span.map(|s| Location::of_offset(source, s.start)),
         })?;
-        Self::decode(&node, Some(source)).map_err(Error::Invalid)
+        Self::decode(&node, Some(source), options).map_err(Error::Invalid)
     }
 
     /// Read, parse and validate a TOML file; relative key paths resolve against its
     /// directory.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
+        Self::from_toml_file_with(path, &LoadOptions::default())
+    }
+
+    /// [`Self::from_toml_file`] with options.
+    pub fn from_toml_file_with(path: &Path, options: &LoadOptions) -> Result<Self, Error> {
         let source =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        let mut inv = Self::from_toml_str(&source)?;
+        let mut inv = Self::from_toml_str_with(&source, options)?;
         inv.base_dir = path.parent().map(Path::to_path_buf);
         Ok(inv)
     }
@@ -71,11 +102,16 @@ impl Inventory {
     /// Validate a tree from any source (JSON, Python dicts via serde). Errors carry
     /// paths but no line numbers.
     pub fn from_node(node: &Node) -> Result<Self, ValidationErrors> {
-        Self::decode(node, None)
+        Self::decode(node, None, &LoadOptions::default())
     }
 
-    fn decode(root: &Node, source: Option<&str>) -> Result<Self, ValidationErrors> {
-        let mut d = Decoder::new(source);
+    /// [`Self::from_node`] with options.
+    pub fn from_node_with(node: &Node, options: &LoadOptions) -> Result<Self, ValidationErrors> {
+        Self::decode(node, None, options)
+    }
+
+    fn decode(root: &Node, source: Option<&str>, options: &LoadOptions) -> Result<Self, ValidationErrors> {
+        let mut d = Decoder::new(source, options.allow_plaintext_secrets);
         let top = FieldPath::root();
         let mut servers = Vec::new();
         let mut groups = Vec::new();
@@ -93,6 +129,7 @@ impl Inventory {
             t.finish(&mut d);
         }
         cross_check(&mut d, root);
+        let plaintext_secrets = d.take_plaintext();
         if let Some(errors) = ValidationErrors::from_vec(d.into_errors()) {
             return Err(errors);
         }
@@ -101,7 +138,20 @@ impl Inventory {
             groups: groups.into_iter().flatten().collect(),
             sites: sites.into_iter().flatten().collect(),
             base_dir: None,
+            plaintext_secrets,
         })
+    }
+
+    /// Every secret field, in input order.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut out = Vec::new();
+        for server in &self.servers {
+            match &server.auth {
+                ServerAuth::Password(s) | ServerAuth::KeyFile { passphrase: Some(s), .. } => out.push(s),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// The server with this name.

@@ -10,7 +10,7 @@ mod server;
 mod site;
 
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
-pub use inventory::Inventory;
+pub use inventory::{Inventory, LoadOptions};
 pub use server::{NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
     BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,

@@ -1,7 +1,6 @@
 //! A managed nginx server and how to reach it.
 
-use secrecy::SecretString;
-
+use crate::keyring::Secret;
 use crate::value::{FilePath, Host, HostKeyPin, Identifier, ListenAddr, Port, RemotePath, UnitName, UnixUser};
 
 /// A server rpcc deploys to.
@@ -27,8 +26,9 @@ pub struct Server {
     pub nginx: NginxSettings,
 }
 
-/// SSH authentication for a server. Secrets are `secrecy` types: never shown in
-/// `Debug`, errors, or serialized output.
+/// SSH authentication for a server. Secrets are [`Secret`]s (keyring envelopes, or plain
+/// text only when explicitly allowed): never shown in `Debug`, errors, or serialized
+/// output. Their records are `server/<name>/password` and `server/<name>/passphrase`.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -39,10 +39,10 @@ pub enum ServerAuth {
         path: FilePath,
         /// Passphrase of an encrypted key.
         #[serde(skip)]
-        passphrase: Option<SecretString>,
+        passphrase: Option<Secret>,
     },
     /// A password (in an inventory file: a keyring envelope `rpcc:v1:…`).
-    Password(#[serde(skip)] SecretString),
+    Password(#[serde(skip)] Secret),
     /// Keys from the running ssh-agent (`SSH_AUTH_SOCK`).
     Agent,
 }

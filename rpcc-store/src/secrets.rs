@@ -1,0 +1,110 @@
+//! [`SecretStore`] on SQLite: envelopes by record, batches swapped in one transaction.
+
+use rpcc_core::deploy::{StoreError, unix_ms};
+use rpcc_core::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
+use sqlx::Row as _;
+
+use crate::{SqliteStore, backend, corrupt};
+
+fn row_secret(row: &sqlx::sqlite::SqliteRow) -> Result<(RecordId, Envelope), StoreError> {
+    let record: String = row.try_get("record").map_err(backend)?;
+    let envelope: String = row.try_get("envelope").map_err(backend)?;
+    let record = RecordId::parse(&record).map_err(|e| corrupt(format!("secrets table: {e}")))?;
+    let envelope = Envelope::parse(&envelope).map_err(|e| corrupt(format!("secrets table: secret {record} {e}")))?;
+    Ok((record, envelope))
+}
+
+#[async_trait::async_trait]
+impl SecretStore for SqliteStore {
+    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
+             updated_ms = excluded.updated_ms",
+        )
+        .bind(record.as_str())
+        .bind(envelope.key_id().as_str())
+        .bind(envelope.as_str())
+        .bind(unix_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn secret(&self, record: &RecordId) -> Result<Option<Envelope>, StoreError> {
+        let row = sqlx::query("SELECT record, envelope FROM secrets WHERE record = ?")
+            .bind(record.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_secret).transpose().map(|r| r.map(|(_, e)| e))
+    }
+
+    async fn secrets_not_under(
+        &self,
+        key: &KeyId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, Envelope)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record, envelope FROM secrets WHERE key_id <> ? AND record > ? ORDER BY record LIMIT ?",
+        )
+        .bind(key.as_str())
+        .bind(after.map_or("", RecordId::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(row_secret).collect()
+    }
+
+    async fn secrets_under(&self, key: &KeyId, limit: usize) -> Result<Vec<RecordId>, StoreError> {
+        let rows = sqlx::query("SELECT record, envelope FROM secrets WHERE key_id = ? ORDER BY record LIMIT ?")
+            .bind(key.as_str())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| row_secret(r).map(|(rec, _)| rec)).collect()
+    }
+
+    async fn replace_secrets(&self, swaps: &[SecretSwap]) -> Result<usize, StoreError> {
+        if swaps.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut applied = 0;
+        let now = unix_ms();
+        for swap in swaps {
+            let done = sqlx::query(
+                "UPDATE secrets SET key_id = ?, envelope = ?, updated_ms = ? WHERE record = ? AND envelope = ?",
+            )
+            .bind(swap.new.key_id().as_str())
+            .bind(swap.new.as_str())
+            .bind(now)
+            .bind(swap.record.as_str())
+            .bind(swap.old.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            applied += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    async fn secret_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT key_id, COUNT(*) AS n FROM secrets GROUP BY key_id ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("key_id").map_err(backend)?;
+                let n: i64 = r.try_get("n").map_err(backend)?;
+                Ok((id, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+}

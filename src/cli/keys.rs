@@ -1,0 +1,526 @@
+//! `rpcc keys …`: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
+//! Secret values are read from stdin or files, never from argv, and never printed.
+
+use std::io::{Read as _, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use rpcc_core::keyring::rotate::{RotatePoint, key_usage, rotate_inventory_file, rotate_store};
+use rpcc_core::keyring::{FernetKey, KeyId, KeySource, Keyring, KeyringError, RecordId, SecretStore as _};
+use rpcc_store::{LegacyColumn, SqliteStore, read_legacy_column};
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::fleet::{fail, state_path};
+use super::{EXIT_INVALID, runtime};
+
+/// The keyring commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key: appended to the key file (created 0600) so it encrypts from now on,
+    /// or printed as an entry for RPCC_KEYS when no key file is given.
+    Generate(GenerateArgs),
+    /// Show the keyring's key ids, which one encrypts, and what the state store holds.
+    List(ListArgs),
+    /// Seal a secret read from stdin for a record (e.g. `server/edge-1/password`); prints the envelope.
+    Encrypt(EncryptArgs),
+    /// Re-seal every secret in the inventories and the state store under the newest key
+    /// (resumable, idempotent batches, verified before they commit).
+    Rotate(RotateArgs),
+    /// Retire a key once no secret uses it: its material is erased from the key file.
+    Retire(RetireArgs),
+    /// Import legacy Fernet tokens (a `record<TAB>token` file and/or a legacy SQLite
+    /// column), re-sealed as envelopes; prints `record<TAB>envelope` lines.
+    ImportFernet(ImportFernetArgs),
+}
+
+/// Where the keys are.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct KeyFileArg {
+    /// The keyring file (mode 0600). Default: `RPCC_KEY_FILE`; or put the keys in `RPCC_KEYS`.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+}
+
+impl KeyFileArg {
+    fn keyring(&self, err: &mut impl Write) -> Result<Keyring, ExitCode> {
+        Keyring::load(self.key_file.as_deref()).map_err(|e| fail(err, e, EXIT_INVALID))
+    }
+
+    /// The key file named by the flag or `RPCC_KEY_FILE`.
+    fn path(&self) -> Option<PathBuf> {
+        self.key_file
+            .clone()
+            .or_else(|| std::env::var_os(Keyring::ENV_KEY_FILE).filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GenerateArgs {
+    #[command(flatten)]
+    keys: KeyFileArg,
+    /// The new key's id (default `k<YYYYMMDD>-<4 hex>`).
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    keys: KeyFileArg,
+    /// Also count the state database's secrets per key.
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EncryptArgs {
+    /// The record the secret belongs to, e.g. `server/edge-1/password`; the envelope only
+    /// opens for this record.
+    #[arg(long = "for", value_name = "RECORD")]
+    record: String,
+    #[command(flatten)]
+    keys: KeyFileArg,
+    /// Also store the envelope in this state database.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RotateArgs {
+    /// Inventory files whose envelopes are re-sealed in place (formatting kept).
+    inventories: Vec<PathBuf>,
+    /// The state database (default: `RPCC_STATE`, else `.rpcc/state.db` beside the first
+    /// inventory, when it exists).
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+    /// Secrets per store transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch: u32,
+    #[command(flatten)]
+    keys: KeyFileArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RetireArgs {
+    /// The key id to retire.
+    id: String,
+    /// Inventory files to check for secrets still sealed by the key.
+    inventories: Vec<PathBuf>,
+    /// The state database to check (default as for `rotate`).
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    keys: KeyFileArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportFernetArgs {
+    /// The environment variable holding the legacy Fernet key (never pass it in argv).
+    #[arg(long, value_name = "VAR")]
+    legacy_key_env: String,
+    /// A file of `record<TAB>token` lines (`#` comments and blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// The legacy panel's SQLite database.
+    #[arg(long, value_name = "FILE")]
+    legacy_db: Option<PathBuf>,
+    /// The table holding the servers.
+    #[arg(long, default_value = "server")]
+    table: String,
+    /// The column holding the Fernet tokens.
+    #[arg(long, default_value = "ssh_password")]
+    column: String,
+    /// The column naming each server (the record becomes `server/<name>/<field>`).
+    #[arg(long, default_value = "name")]
+    name_column: String,
+    /// The record field for database rows.
+    #[arg(long, default_value = "password")]
+    field: String,
+    /// Also store the envelopes in this state database.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    keys: KeyFileArg,
+}
+
+pub(crate) fn run(cmd: &KeysCommand) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let result = match cmd {
+        KeysCommand::Generate(a) => generate(a, &mut err),
+        KeysCommand::List(a) => list(a, &mut err),
+        KeysCommand::Encrypt(a) => encrypt(a, &mut err),
+        KeysCommand::Rotate(a) => rotate(a, &mut err),
+        KeysCommand::Retire(a) => retire(a, &mut err),
+        KeysCommand::ImportFernet(a) => import_fernet(a, &mut err),
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn generate(args: &GenerateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let id = args
+        .id
+        .as_deref()
+        .map(KeyId::parse)
+        .transpose()
+        .map_err(|why| fail(err, format!("--id {why}"), EXIT_INVALID))?;
+    let mut out = std::io::stdout().lock();
+    match args.keys.path() {
+        Some(path) => {
+            let id = Keyring::add_to_file(&path, id).map_err(|e| fail(err, e, EXIT_INVALID))?;
+            let _ = writeln!(
+                out,
+                "added key {id} to {}; it encrypts from now on. Run `rpcc keys rotate` to re-seal existing secrets.",
+                path.display()
+            );
+        }
+        None => {
+            let (id, entry) = Keyring::generate_entry(id).map_err(|e| fail(err, e, EXIT_INVALID))?;
+            let _ = writeln!(out, "{}", entry.as_str());
+            let _ = writeln!(
+                err,
+                "key {id}: add this entry to RPCC_KEYS (comma-separated, newest last) or a 0600 key file; it is key material, keep it secret"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(state: &Path, err: &mut impl Write) -> Result<(tokio::runtime::Runtime, SqliteStore), ExitCode> {
+    let rt = runtime(err)?;
+    let store = rt
+        .block_on(SqliteStore::open(state))
+        .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
+    Ok((rt, store))
+}
+
+fn list(args: &ListArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let ring = args.keys.keyring(err)?;
+    let mut out = std::io::stdout().lock();
+    let source = match ring.source() {
+        KeySource::Env => "RPCC_KEYS".to_owned(),
+        KeySource::File(p) => p.display().to_string(),
+        _ => "memory".to_owned(),
+    };
+    let active = ring.active_id().cloned();
+    let _ = writeln!(out, "keyring: {source}");
+    for (id, retired) in ring.key_ids() {
+        let role = if retired {
+            "retired"
+        } else if Some(id) == active.as_ref() {
+            "active, encrypts"
+        } else {
+            "active, decrypts only"
+        };
+        let _ = writeln!(out, "  {id}  {role}");
+    }
+    if let Some(state) = &args.state {
+        let (rt, store) = open_store(state, err)?;
+        let counts = rt.block_on(store.secret_counts()).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        let _ = writeln!(out, "state {}:", state.display());
+        for (id, n) in counts {
+            let _ = writeln!(out, "  {id}: {n} secret(s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read the secret from stdin (at most 64 KiB; one trailing newline dropped).
+fn read_secret_from_stdin(err: &mut impl Write) -> Result<SecretString, ExitCode> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(64 * 1024 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(err, format!("cannot read the secret from stdin: {e}"), EXIT_INVALID))?;
+    if buf.len() > 64 * 1024 {
+        return Err(fail(err, "the secret on stdin is over 64 KiB", EXIT_INVALID));
+    }
+    if buf.ends_with(b"\n") {
+        buf.pop();
+        if buf.ends_with(b"\r") {
+            buf.pop();
+        }
+    }
+    let text =
+        std::str::from_utf8(&buf).map_err(|_| fail(err, "the secret on stdin is not UTF-8 text", EXIT_INVALID))?;
+    if text.is_empty() {
+        return Err(fail(
+            err,
+            "the secret on stdin is empty (pipe the value in: `printf %s \"$PW\" | rpcc keys encrypt --for …`)",
+            EXIT_INVALID,
+        ));
+    }
+    Ok(SecretString::from(text))
+}
+
+fn encrypt(args: &EncryptArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let record = RecordId::parse(&args.record).map_err(|e| fail(err, format!("--for: {e}"), EXIT_INVALID))?;
+    let ring = args.keys.keyring(err)?;
+    let secret = read_secret_from_stdin(err)?;
+    let envelope = ring.seal(&record, &secret).map_err(|e| fail(err, e, EXIT_INVALID))?;
+    if let Some(state) = &args.state {
+        let (rt, store) = open_store(state, err)?;
+        rt.block_on(store.put_secret(&record, &envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
+    }
+    let _ = writeln!(std::io::stdout().lock(), "{envelope}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state database a rotate/retire run covers: explicit (must exist), or the default
+/// beside the first inventory when that file exists.
+fn store_path(
+    state: Option<&Path>,
+    inventories: &[PathBuf],
+    err: &mut impl Write,
+) -> Result<Option<PathBuf>, ExitCode> {
+    match (state, inventories.first()) {
+        (Some(p), _) if !p.is_file() => {
+            Err(fail(err, format!("state database {} does not exist", p.display()), EXIT_INVALID))
+        }
+        (Some(p), _) => Ok(Some(p.to_path_buf())),
+        (None, Some(inv)) => {
+            let p = state_path(None, inv);
+            Ok(p.is_file().then_some(p))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `RPCC_FAULT_INJECT=rotate-abort:<point>:<n>` aborts the process (like `kill -9`) at
+/// that point of batch (or file) `n`; points: `loaded`, `mid`, `before-commit`,
+/// `after-commit`, `before-rename`. Crash tests only.
+fn rotate_fault() -> Option<(String, usize)> {
+    let spec = std::env::var("RPCC_FAULT_INJECT").ok()?;
+    let rest = spec.strip_prefix("rotate-abort:")?;
+    let (point, n) = rest.split_once(':')?;
+    Some((point.to_owned(), n.parse().ok()?))
+}
+
+fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let ring = args.keys.keyring(err)?;
+    let Some(active) = ring.active_id().cloned() else {
+        return Err(fail(err, KeyringError::NoActiveKey, EXIT_INVALID));
+    };
+    let store = store_path(args.state.as_deref(), &args.inventories, err)?;
+    if args.inventories.is_empty() && store.is_none() {
+        return Err(fail(err, "nothing to rotate: give inventory files and/or --state", EXIT_INVALID));
+    }
+    let fault = rotate_fault();
+    let renames = std::sync::atomic::AtomicUsize::new(0);
+    let hook = |p: RotatePoint| {
+        if let Some((point, n)) = &fault {
+            let hit = match p {
+                RotatePoint::BatchLoaded { batch } => point == "loaded" && batch == *n,
+                RotatePoint::MidBatch { batch } => point == "mid" && batch == *n,
+                RotatePoint::BeforeCommit { batch } => point == "before-commit" && batch == *n,
+                RotatePoint::AfterCommit { batch } => point == "after-commit" && batch == *n,
+                RotatePoint::BeforeRename => {
+                    point == "before-rename" && renames.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *n
+                }
+                _ => false,
+            };
+            if hit {
+                std::process::abort();
+            }
+        }
+        true
+    };
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0usize;
+    for path in &args.inventories {
+        match rotate_inventory_file(&ring, path, Some(&hook)) {
+            Ok(r) => {
+                let _ = writeln!(
+                    out,
+                    "{}: {} secret(s) re-sealed under {active}{}",
+                    path.display(),
+                    r.rotated,
+                    if r.plaintext > 0 { format!(", {} plain-text left as is", r.plaintext) } else { String::new() }
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(err, "error: {e}; {} was not changed", path.display());
+            }
+        }
+    }
+    if let Some(state) = store {
+        let (rt, store) = open_store(&state, err)?;
+        let batch = usize::try_from(args.batch).unwrap_or(500);
+        match rt.block_on(rotate_store(&ring, &store, batch, Some(&hook))) {
+            Ok(r) => {
+                let _ = writeln!(
+                    out,
+                    "state {}: {} secret(s) re-sealed under {active} in {} batch(es){}",
+                    state.display(),
+                    r.rotated,
+                    r.batches,
+                    if r.conflicts > 0 {
+                        format!(", {} changed meanwhile (run again)", r.conflicts)
+                    } else {
+                        String::new()
+                    }
+                );
+                for (record, why) in &r.failed {
+                    failed += 1;
+                    let _ = writeln!(err, "error: state: {record}: {why}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                let _ =
+                    writeln!(err, "error: state {}: {e}; committed batches stay, run again to finish", state.display());
+            }
+        }
+    }
+    if failed > 0 {
+        let _ = writeln!(err, "{failed} problem(s); every secret is still sealed by a listed key");
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let id = KeyId::parse(&args.id).map_err(|why| fail(err, format!("key id {:?} {why}", args.id), EXIT_INVALID))?;
+    let ring = args.keys.keyring(err)?;
+    if !ring.key_ids().any(|(k, _)| k == &id) {
+        return Err(fail(err, format!("key {id} is not in the keyring"), EXIT_INVALID));
+    }
+    if ring.active_id() == Some(&id) {
+        return Err(fail(
+            err,
+            format!("key {id} is the key that encrypts; add a new key (`rpcc keys generate`) and rotate first"),
+            EXIT_INVALID,
+        ));
+    }
+    let state = store_path(args.state.as_deref(), &args.inventories, err)?;
+    if args.inventories.is_empty() && state.is_none() {
+        return Err(fail(
+            err,
+            "retire needs the inventories and/or --state to check that nothing still uses the key",
+            EXIT_INVALID,
+        ));
+    }
+    let rt = runtime(err)?;
+    let store = match &state {
+        Some(p) => Some(
+            rt.block_on(SqliteStore::open(p))
+                .map_err(|e| fail(err, format!("state {}: {e}", p.display()), EXIT_INVALID))?,
+        ),
+        None => None,
+    };
+    let usage = rt
+        .block_on(key_usage(
+            &id,
+            &args.inventories,
+            store.as_ref().map(|s| s as &dyn rpcc_core::keyring::SecretStore),
+            50,
+        ))
+        .map_err(|e| fail(err, e, EXIT_INVALID))?;
+    if !usage.is_empty() {
+        let _ = writeln!(err, "error: key {id} still seals {} secret(s); run `rpcc keys rotate` first:", usage.len());
+        for place in &usage {
+            let _ = writeln!(err, "  {place}");
+        }
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    let mut out = std::io::stdout().lock();
+    match ring.source() {
+        KeySource::File(path) => {
+            Keyring::retire_in_file(path, &id).map_err(|e| fail(err, e, EXIT_INVALID))?;
+            let _ = writeln!(out, "key {id} retired in {}: its material is erased", path.display());
+        }
+        _ => {
+            let _ =
+                writeln!(out, "no checked secret uses key {id}; replace its entry in RPCC_KEYS with `{id}:retired`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_fernet(args: &ImportFernetArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    if args.tokens.is_none() && args.legacy_db.is_none() {
+        return Err(fail(err, "give --tokens FILE and/or --legacy-db FILE", EXIT_INVALID));
+    }
+    let legacy = FernetKey::from_env(&args.legacy_key_env).map_err(|e| fail(err, e, EXIT_INVALID))?;
+    let ring = args.keys.keyring(err)?;
+    let mut tokens: Vec<(RecordId, Zeroizing<String>)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(file) = &args.tokens {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| fail(err, format!("cannot read {}: {e}", file.display()), EXIT_INVALID))?,
+        );
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let Some((record, token)) = line.split_once('\t') else {
+                problems.push(format!("{}:{}: expected `record<TAB>token`", file.display(), i + 1));
+                continue;
+            };
+            match RecordId::parse(record.trim()) {
+                Ok(r) => tokens.push((r, Zeroizing::new(token.trim().to_owned()))),
+                Err(e) => problems.push(format!("{}:{}: {e}", file.display(), i + 1)),
+            }
+        }
+    }
+    let rt = runtime(err)?;
+    if let Some(db) = &args.legacy_db {
+        let column = LegacyColumn {
+            table: args.table.clone(),
+            name_column: args.name_column.clone(),
+            value_column: args.column.clone(),
+        };
+        let rows = rt
+            .block_on(read_legacy_column(db, &column))
+            .map_err(|e| fail(err, format!("legacy database {}: {e}", db.display()), EXIT_INVALID))?;
+        for (name, token) in rows {
+            match RecordId::server_field(&name, &args.field) {
+                Ok(r) => tokens.push((r, Zeroizing::new(token))),
+                Err(e) => problems.push(format!("{} {}.{}: {e}", db.display(), args.table, args.name_column)),
+            }
+        }
+    }
+    let mut sealed = Vec::with_capacity(tokens.len());
+    for (record, token) in &tokens {
+        let result = legacy.decrypt(record, token).and_then(|value| {
+            let envelope = ring.seal(record, &value)?;
+            ring.open(record, &envelope)?;
+            Ok(envelope)
+        });
+        match result {
+            Ok(e) => sealed.push((record.clone(), e)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            let _ = writeln!(err, "error: {p}");
+        }
+        let _ = writeln!(err, "{} problem(s); nothing was imported", problems.len());
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    if let Some(state) = &args.state {
+        let store = rt
+            .block_on(SqliteStore::open(state))
+            .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
+        for (record, envelope) in &sealed {
+            rt.block_on(store.put_secret(record, envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for (record, envelope) in &sealed {
+        let _ = writeln!(out, "{record}\t{envelope}");
+    }
+    let _ = writeln!(
+        err,
+        "imported {} legacy secret(s) as envelopes under {}",
+        sealed.len(),
+        ring.active_id().map(ToString::to_string).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
