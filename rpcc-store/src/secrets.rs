@@ -16,19 +16,24 @@ fn row_secret(row: &sqlx::sqlite::SqliteRow) -> Result<(RecordId, Envelope), Sto
 
 #[async_trait::async_trait]
 impl SecretStore for SqliteStore {
-    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
-             updated_ms = excluded.updated_ms",
-        )
-        .bind(record.as_str())
-        .bind(envelope.key_id().as_str())
-        .bind(envelope.as_str())
-        .bind(unix_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+    async fn put_secrets(&self, items: &[(RecordId, Envelope)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let now = unix_ms();
+        for (record, envelope) in items {
+            sqlx::query(
+                "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
+                 updated_ms = excluded.updated_ms",
+            )
+            .bind(record.as_str())
+            .bind(envelope.key_id().as_str())
+            .bind(envelope.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 

@@ -508,9 +508,7 @@ fn import_fernet(args: &ImportFernetArgs, err: &mut impl Write) -> Result<ExitCo
         let store = rt
             .block_on(SqliteStore::open(state))
             .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
-        for (record, envelope) in &sealed {
-            rt.block_on(store.put_secret(record, envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
-        }
+        rt.block_on(store.put_secrets(&sealed)).map_err(|e| fail(err, e, EXIT_INVALID))?;
     }
     let mut out = std::io::stdout().lock();
     for (record, envelope) in &sealed {

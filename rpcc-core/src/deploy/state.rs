@@ -530,8 +530,11 @@ impl StateStore for MemoryStore {
 
 #[async_trait::async_trait]
 impl SecretStore for MemoryStore {
-    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError> {
-        self.inner_lock().secrets.insert(record.clone(), envelope.clone());
+    async fn put_secrets(&self, items: &[(RecordId, Envelope)]) -> Result<(), StoreError> {
+        let mut inner = self.inner_lock();
+        for (record, envelope) in items {
+            inner.secrets.insert(record.clone(), envelope.clone());
+        }
         Ok(())
     }
 

@@ -20,7 +20,12 @@ pub struct SecretSwap {
 #[async_trait::async_trait]
 pub trait SecretStore: Send + Sync {
     /// Insert or replace the envelope of `record`.
-    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError>;
+    async fn put_secret(&self, record: &RecordId, envelope: &Envelope) -> Result<(), StoreError> {
+        self.put_secrets(&[(record.clone(), envelope.clone())]).await
+    }
+
+    /// Insert or replace several envelopes in one transaction (all or none).
+    async fn put_secrets(&self, items: &[(RecordId, Envelope)]) -> Result<(), StoreError>;
 
     /// The envelope of `record`.
     async fn secret(&self, record: &RecordId) -> Result<Option<Envelope>, StoreError>;
