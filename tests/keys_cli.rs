@@ -288,7 +288,7 @@ fn a_rotation_killed_at_random_moments_loses_nothing() -> anyhow::Result<()> {
     assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "a"]).output()?.status.success());
     rt.block_on(fill_store(&state, &keys, n))?;
     assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "b"]).output()?.status.success());
-    let mut seed: u64 = 0x5eed_0f_c0ffee;
+    let mut seed: u64 = 0x5eed_0fc0_ffee;
     for _ in 0..12 {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let delay = std::time::Duration::from_millis(5 + (seed >> 33) % 80);

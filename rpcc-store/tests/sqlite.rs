@@ -111,3 +111,46 @@ async fn local_lock_serializes_holders_and_times_out_naming_the_holder() -> anyh
     assert!(a.lock_server("../etc", "x", Duration::ZERO).await.is_err());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_swaps_are_compare_and_swap_in_one_transaction_and_only_envelopes_are_stored() -> anyhow::Result<()> {
+    use rpcc_core::keyring::{KeyId, Keyring, RecordId, SecretStore as _, SecretSwap};
+    use secrecy::SecretString;
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).await?;
+    let (_, a) = Keyring::generate_entry(KeyId::parse("a").ok())?;
+    let (_, b) = Keyring::generate_entry(KeyId::parse("b").ok())?;
+    let old = Keyring::parse(&a, "t")?;
+    let new = Keyring::parse(&format!("{}\n{}", a.as_str(), b.as_str()), "t")?;
+    let records: Vec<RecordId> =
+        (0..2500).map(|i| RecordId::parse(&format!("server/s{i:04}/password"))).collect::<Result<_, _>>()?;
+    let items: Vec<_> = records
+        .iter()
+        .map(|r| Ok((r.clone(), old.seal(r, &SecretString::from(format!("v-{r}")))?)))
+        .collect::<anyhow::Result<_>>()?;
+    store.put_secrets(&items).await?;
+    assert_eq!(store.secret_counts().await?, vec![("a".to_owned(), 2500)]);
+
+    // Record 7 changes meanwhile: its swap is skipped, the other 2,499 apply (3 chunks).
+    let changed = old.seal(&records[7], &SecretString::from("changed"))?;
+    let swaps: Vec<SecretSwap> = items
+        .iter()
+        .map(|(r, e)| Ok(SecretSwap { record: r.clone(), old: e.clone(), new: new.seal(r, &new.open(r, e)?)? }))
+        .collect::<anyhow::Result<_>>()?;
+    store.put_secret(&records[7], &changed).await?;
+    assert_eq!(store.replace_secrets(&swaps).await?, 2499);
+    assert_eq!(store.secret(&records[7]).await?, Some(changed));
+    let b_id = KeyId::parse("b").map_err(anyhow::Error::msg)?;
+    assert_eq!(store.secrets_not_under(&b_id, None, 10).await?.len(), 1);
+    assert_eq!(
+        store.secrets_under(&KeyId::parse("a").map_err(anyhow::Error::msg)?, 10).await?,
+        vec![records[7].clone()]
+    );
+    // The database file holds envelopes only, never a plain value.
+    store.close().await;
+    let raw = std::fs::read(&path)?;
+    assert!(!raw.windows(6).any(|w| w == b"v-serv"));
+    Ok(())
+}

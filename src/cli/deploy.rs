@@ -39,7 +39,7 @@ pub(crate) struct PlanArgs {
 }
 
 pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let fleet = match Fleet::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
@@ -279,7 +279,7 @@ fn confirm(err: &mut impl Write, what: &str) -> bool {
 }
 
 pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let fleet = match Fleet::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
@@ -340,7 +340,7 @@ pub(crate) struct RollbackArgs {
 }
 
 pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let fa = FleetArgs {
         inventory: args.inventory.clone(),
         state: args.state.clone(),
@@ -402,7 +402,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
 // ---------------------------------------------------------------- status / drift
 
 pub(crate) fn status(args: &FleetArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let fleet = match Fleet::load(args, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
@@ -469,7 +469,7 @@ fn format_ms(ms: i64) -> String {
 }
 
 pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let fleet = match Fleet::load(args, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
@@ -573,7 +573,7 @@ fn open_store(
 }
 
 pub(crate) fn history(args: &HistoryArgs) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
         Ok(s) => s,
         Err(c) => return c,
@@ -626,7 +626,7 @@ pub(crate) struct AuditVerifyArgs {
 
 pub(crate) fn audit(cmd: &AuditCommand) -> ExitCode {
     let AuditCommand::Verify(args) = cmd;
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
         Ok(s) => s,
         Err(c) => return c,

@@ -27,8 +27,7 @@ pub(crate) struct EnrollArgs {
 }
 
 pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut err = std::io::stderr();
     let (inv, index) = match load_with_server(&args.inventory, &args.server, &args.secrets, &mut err) {
         Ok(found) => found,
         Err(code) => return code,

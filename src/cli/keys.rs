@@ -146,7 +146,7 @@ pub(crate) struct ImportFernetArgs {
 }
 
 pub(crate) fn run(cmd: &KeysCommand) -> ExitCode {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let result = match cmd {
         KeysCommand::Generate(a) => generate(a, &mut err),
         KeysCommand::List(a) => list(a, &mut err),

@@ -32,8 +32,7 @@ pub(crate) struct RenderArgs {
 }
 
 pub(crate) fn run(args: &RenderArgs) -> ExitCode {
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut err = std::io::stderr();
     let mut inv = match args.secrets.load(&args.inventory, &mut err) {
         Ok(inv) => inv,
         Err(code) => return code,

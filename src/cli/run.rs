@@ -32,8 +32,7 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut err = std::io::stderr();
     let (inv, index) = match load_with_server(&args.inventory, &args.server, &args.secrets, &mut err) {
         Ok(found) => found,
         Err(code) => return code,

@@ -52,9 +52,8 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
     let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext);
     let result = Inventory::from_toml_file_with(&args.inventory, &options);
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
     let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    let mut err = std::io::stderr();
     // Write failures (e.g. a closed pipe) are ignored: the exit code still tells.
     match result {
         Ok(inv) => {
