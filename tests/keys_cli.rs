@@ -275,6 +275,17 @@ fn rotation_of_10000_secrets_survives_a_crash_at_every_batch_boundary_and_mid_ba
     assert!(out.status.success() && text(&out).contains("0 secret(s) re-sealed"), "{}", text(&out));
     let out = rpcc(&["keys", "retire", "a", "--state", s(&state), "--key-file", s(&keys)]).output()?;
     assert!(out.status.success(), "{}", text(&out));
+    // Both are in the hash-chained audit log, with key ids and counts only.
+    let log = rt.block_on(async {
+        use rpcc::core::deploy::StateStore as _;
+        SqliteStore::open(&state).await?.audit_log().await
+    })?;
+    let actions: Vec<String> = log.iter().map(|r| format!("{} {}", r.event.action, r.event.outcome)).collect();
+    assert!(
+        actions.contains(&"key_rotate ok".to_owned()) && actions.contains(&"key_retire ok".to_owned()),
+        "{actions:?}"
+    );
+    assert!(log.iter().all(|r| !r.event.detail.contains("value-")));
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, local_actor};
 use rpcc_core::keyring::rotate::{RotatePoint, key_usage, rotate_inventory_file, rotate_store};
 use rpcc_core::keyring::{FernetKey, KeyId, KeySource, Keyring, KeyringError, RecordId, SecretStore as _};
 use rpcc_store::{LegacyColumn, SqliteStore, read_legacy_column};
@@ -187,6 +188,21 @@ fn generate(args: &GenerateArgs, err: &mut impl Write) -> Result<ExitCode, ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Record a keyring action in the state's audit log (records and key ids only).
+fn audit(
+    rt: &tokio::runtime::Runtime,
+    store: &SqliteStore,
+    action: AuditAction,
+    outcome: &str,
+    detail: &str,
+    err: &mut impl Write,
+) {
+    let event = AuditEvent::now(&local_actor(), action, None, outcome, detail);
+    if let Err(e) = rt.block_on(store.append_audit(&event)) {
+        let _ = writeln!(err, "warning: the audit log was not written: {e}");
+    }
+}
+
 fn open_store(state: &Path, err: &mut impl Write) -> Result<(tokio::runtime::Runtime, SqliteStore), ExitCode> {
     let rt = runtime(err)?;
     let store = rt
@@ -263,6 +279,8 @@ fn encrypt(args: &EncryptArgs, err: &mut impl Write) -> Result<ExitCode, ExitCod
     if let Some(state) = &args.state {
         let (rt, store) = open_store(state, err)?;
         rt.block_on(store.put_secret(&record, &envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        let detail = format!("{record} sealed under {}", envelope.key_id());
+        audit(&rt, &store, AuditAction::SecretStore, "ok", &detail, err);
     }
     let _ = writeln!(std::io::stdout().lock(), "{envelope}");
     Ok(ExitCode::SUCCESS)
@@ -349,7 +367,21 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
     if let Some(state) = store {
         let (rt, store) = open_store(&state, err)?;
         let batch = usize::try_from(args.batch).unwrap_or(500);
-        match rt.block_on(rotate_store(&ring, &store, batch, Some(&hook))) {
+        let result = rt.block_on(rotate_store(&ring, &store, batch, Some(&hook)));
+        let (outcome, detail) = match &result {
+            Ok(r) => (
+                if r.failed.is_empty() { "ok" } else { "partial" },
+                format!(
+                    "{} re-sealed under {active} in {} batch(es), {} not openable",
+                    r.rotated,
+                    r.batches,
+                    r.failed.len()
+                ),
+            ),
+            Err(e) => ("failed", e.to_string()),
+        };
+        audit(&rt, &store, AuditAction::KeyRotate, outcome, &detail, err);
+        match result {
             Ok(r) => {
                 let _ = writeln!(
                     out,
@@ -430,6 +462,9 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
     match ring.source() {
         KeySource::File(path) => {
             Keyring::retire_in_file(path, &id).map_err(|e| fail(err, e, EXIT_INVALID))?;
+            if let Some(store) = &store {
+                audit(&rt, store, AuditAction::KeyRetire, "ok", &format!("{id} retired in {}", path.display()), err);
+            }
             let _ = writeln!(out, "key {id} retired in {}: its material is erased", path.display());
         }
         _ => {
@@ -509,6 +544,12 @@ fn import_fernet(args: &ImportFernetArgs, err: &mut impl Write) -> Result<ExitCo
             .block_on(SqliteStore::open(state))
             .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
         rt.block_on(store.put_secrets(&sealed)).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        let detail = format!(
+            "{} legacy Fernet secret(s) re-sealed under {}",
+            sealed.len(),
+            ring.active_id().map(ToString::to_string).unwrap_or_default()
+        );
+        audit(&rt, &store, AuditAction::SecretImport, "ok", &detail, err);
     }
     let mut out = std::io::stdout().lock();
     for (record, envelope) in &sealed {

@@ -106,12 +106,30 @@ pub enum AuditAction {
     Drift,
     /// A host key was recorded.
     Enroll,
+    /// A secret was sealed into the store (`rpcc keys encrypt --state`).
+    SecretStore,
+    /// Secrets were re-sealed under the newest key.
+    KeyRotate,
+    /// A key was retired.
+    KeyRetire,
+    /// Legacy Fernet tokens were imported.
+    SecretImport,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 6] =
-        [Self::Deploy, Self::Rollback, Self::Recover, Self::BreakLock, Self::Drift, Self::Enroll];
+    pub const ALL: [AuditAction; 10] = [
+        Self::Deploy,
+        Self::Rollback,
+        Self::Recover,
+        Self::BreakLock,
+        Self::Drift,
+        Self::Enroll,
+        Self::SecretStore,
+        Self::KeyRotate,
+        Self::KeyRetire,
+        Self::SecretImport,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -122,6 +140,10 @@ impl AuditAction {
             Self::BreakLock => "break_lock",
             Self::Drift => "drift",
             Self::Enroll => "enroll",
+            Self::SecretStore => "secret_store",
+            Self::KeyRotate => "key_rotate",
+            Self::KeyRetire => "key_retire",
+            Self::SecretImport => "secret_import",
         }
     }
 }
