@@ -690,7 +690,9 @@ impl Run<'_> {
         };
         let state = RemoteState::parse(&out.stdout);
         self.report.previous = state.committed.clone().or_else(|| state.current.clone());
-        let runs_it = |s: &RemoteState| s.current.as_deref() == Some(&id) && s.committed.as_deref() == Some(&id);
+        let runs_it = |s: &RemoteState| {
+            s.current.as_deref() == Some(&id) && s.committed.as_deref() == Some(&id) && s.unverified.is_none()
+        };
         if runs_it(&state) {
             return Outcome::Done(DeploymentState::NoOp, format!("already runs generation {id}"));
         }
@@ -766,18 +768,25 @@ impl Run<'_> {
             tracing::info!(server = self.name(), cleaned = ?state.cleaned, "removed half-staged generations");
         }
 
-        // A crashed run may have left `current` on an unverified generation.
+        // A crashed run may have left `current` on an unverified generation, or an
+        // activation (a restore too) may never have been verified.
         if let (Some(cur), Some(good)) = (state.current.clone(), state.committed.clone())
-            && cur != good
+            && (cur != good || state.unverified.is_some())
         {
             step!(self, DeployStep::Recover);
+            let left = if cur == good { state.unverified.clone().unwrap_or_else(|| cur.clone()) } else { cur.clone() };
             match self.activate(&good).await {
                 Ok(()) => {
-                    let detail = format!("restored committed generation {good} (a crashed run had left {cur} active)");
+                    let detail = if cur == good {
+                        format!("re-activated committed generation {good} (an activation of {left} was never verified)")
+                    } else {
+                        format!("restored committed generation {good} (a crashed run had left {cur} active)")
+                    };
                     tracing::warn!(server = self.name(), "{detail}");
                     self.audit(AuditAction::Recover, "succeeded", &detail, Some(&good)).await;
-                    self.report.recovered = Some(cur);
+                    self.report.recovered = Some(left);
                     state.current = Some(good);
+                    state.unverified = None;
                 }
                 Err(e) => {
                     self.audit(AuditAction::Recover, "failed", &e.to_string(), Some(&good)).await;

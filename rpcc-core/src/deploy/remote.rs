@@ -80,6 +80,9 @@ pub struct RemoteState {
     pub broke_stale: Option<(String, u64, u64)>,
     /// The live holder when the lock step failed.
     pub held_by: Option<(String, u64, u64)>,
+    /// A generation whose activation was never verified (the helper stopped, or the
+    /// reload failed, after the switch): what nginx serves is unknown.
+    pub unverified: Option<String>,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -124,6 +127,7 @@ impl RemoteState {
                 "cleaned" => state.cleaned.push(v.to_owned()),
                 "broke-stale" => state.broke_stale = lock_triple(v),
                 "held" => state.held_by = lock_triple(v),
+                "unverified" => state.unverified = non_empty(v),
                 _ => {}
             }
         }

@@ -8,6 +8,10 @@
 # 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
 # 17 the main config does not include rpcc's tree, 18 file system error, 75 guard busy.
 set -u
+# A vanished control plane (cut connection, closed channel) must not kill the helper
+# between two steps that belong together (switch, then signal): writes to a closed
+# stdout fail instead of raising SIGPIPE, and a hang-up is ignored.
+trap '' HUP PIPE
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
@@ -70,6 +74,9 @@ report() {
         done
     fi
     printf 'generations=%s\n' "${gens# }"
+    u=''
+    [ -f "$M/unverified" ] && read -r u <"$M/unverified"
+    printf 'unverified=%s\n' "$u"
 }
 
 # Children of a process (nginx workers, cache manager/loader) into $kids, without
@@ -220,6 +227,11 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
     before="$kids "
     size=0
     [ -f "$errlog" ] && size=$(wc -c <"$errlog")
+    # Until this activation is verified the served config is unknown: a later run that
+    # finds this mark re-activates the committed generation instead of calling the
+    # server up to date.
+    echo "$id" >"$M/unverified.tmp" && mv -f "$M/unverified.tmp" "$M/unverified" ||
+        fail 18 "cannot write $M/unverified"
     ln -sfn "generations/$id" "$M/.current.tmp" && mv -T "$M/.current.tmp" "$M/current" ||
         fail 18 "cannot switch $M/current"
     touch "$D"
@@ -227,13 +239,13 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
         ln -sfn "$target" "$root/.nginx.conf.rpcc-tmp" && mv -T "$root/.nginx.conf.rpcc-tmp" "$main" ||
             fail 18 "cannot point $main at $target"
     fi
-    echo "activated=$id"
     case $method in
     signal) kill -HUP "$master" || fail 14 "cannot signal nginx (pid $master)" ;;
     systemctl) systemctl reload "$unit" 2>&1 || fail 14 "systemctl reload $unit failed" ;;
     service) service "$unit" reload 2>&1 || fail 14 "service $unit reload failed" ;;
     *) fail 2 "unknown reload method $method" ;;
     esac
+    echo "activated=$id"
     # Success: a new child runs and every old one has exited or is shutting down (it
     # renames itself before closing its listeners), so new connections get the new
     # config. Failure: nginx logs [emerg]/[alert]; it keeps retrying e.g. bind() for
@@ -274,6 +286,7 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
                     esac
                 done
                 if [ $old_live = 0 ]; then
+                    rm -f "$M/unverified"
                     echo "reloaded=$id"
                     exit 0
                 fi
