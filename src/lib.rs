@@ -20,6 +20,8 @@
 //! assert_eq!(inv.servers.len(), 1);
 //! ```
 
+pub mod engine;
+
 pub use rpcc_acme as acme;
 pub use rpcc_core as core;
 pub use rpcc_monitor as monitor;

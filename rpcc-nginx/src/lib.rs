@@ -37,3 +37,8 @@ mod view;
 pub use error::RenderError;
 pub use options::{MOZILLA_INTERMEDIATE_CIPHERS, RenderConfig, RenderOptions};
 pub use render::{NginxRenderer, TemplateInput};
+
+/// The path of a site's file in a rendered generation, e.g. `sites/app.example.com.conf`.
+pub fn site_conf_path(site: &rpcc_core::model::Site) -> String {
+    format!("sites/{}.conf", view::site_id(site))
+}

@@ -1,0 +1,173 @@
+"""Deploy, rollback, status, drift and SSH through Python against a real loopback fleet
+(rpcc-testkit's sshd + nginx): exception types, the GIL, fork safety, repr hygiene."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+import rpcc
+from conftest import Fleet, get
+
+CANARY = "canary-PyEngine-x81"
+
+
+def engine(fleet: Fleet, name: str = "inventory.toml") -> rpcc.Engine:
+    inv = rpcc.Inventory.from_toml(fleet.dir / name)
+    return rpcc.Engine(inv, f"sqlite:///{fleet.dir}/state.db")
+
+
+def test_plan_apply_status_drift_rollback(fleet: Fleet) -> None:
+    e = engine(fleet)
+    plans = e.plan()
+    assert [p.server for p in plans] == ["s0", "s1"]
+    assert all(p.error is None and p.changes for p in plans)
+
+    events: List[Dict[str, Any]] = []
+    report = e.apply(on_progress=events.append)
+    assert not report.failed and all(r.state == "succeeded" for r in report.servers), report
+    assert {ev["event"] for ev in events} >= {"started", "step", "finished"}
+    for _, http in fleet.ports.values():
+        assert get(http, "shop.demo.example") == (200, "v1")
+    first = report["s0"].generation
+
+    statuses = e.status()
+    assert [s.current for s in statuses] == [first, report["s1"].generation]
+    assert all(s.last_state == "succeeded" and s.error is None for s in statuses)
+    assert [d.state for d in e.drift()] == ["clean", "clean"]
+    assert all(p.is_noop for p in e.plan())
+
+    v2 = engine(fleet, "inventory-v2.toml")
+    assert v2.apply(servers=["s0"]).servers[0].state == "succeeded"
+    assert get(fleet.ports["s0"][1], "shop.demo.example") == (200, "v2")
+    back = v2.rollback("s0")
+    assert back.ok and back.generation == first
+    assert get(fleet.ports["s0"][1], "shop.demo.example") == (200, "v1")
+    with pytest.raises(rpcc.ValidationError):
+        e.status(servers=["nope"])
+
+
+def test_a_failed_reload_is_rolled_back_and_raises_the_right_type(fleet: Fleet) -> None:
+    assert not engine(fleet).apply().failed
+    bad = engine(fleet, "inventory-bad-reload.toml")
+    report = bad.apply(servers=["s0"])
+    assert report.failed and report["s0"].state == "rolled_back", report
+    with pytest.raises(rpcc.RolledBack):
+        report.raise_for_failures()
+    assert get(fleet.ports["s0"][1], "shop.demo.example") == (200, "v1")
+
+
+def test_nginx_rejecting_a_config_is_config_rejected(fleet: Fleet) -> None:
+    text = fleet.text().replace(
+        'tls = { mode = "off" }',
+        'tls = { mode = "custom", cert = "/nonexistent/cert.pem", key = "/nonexistent/key.pem" }',
+        1,
+    )
+    fleet.write("rejected.toml", text)
+    report = engine(fleet, "rejected.toml").apply(servers=["s0"], probe=False)
+    r = report["s0"]
+    assert r.state == "rejected" and r.error_kind == "ConfigRejected", r
+    with pytest.raises(rpcc.ConfigRejected) as e:
+        report.raise_for_failures()
+    assert "cert.pem" in str(e.value)
+    assert isinstance(e.value, rpcc.DeployError)
+
+
+def test_transport_errors_have_their_own_types(fleet: Fleet, tmp_path: Path) -> None:
+    inv = rpcc.Inventory.from_toml(fleet.inventory)
+    ok = rpcc.run(inv, "s0", ["id", "-un"])
+    assert ok.ok and ok.stdout.strip()
+    # A stalled command times out.
+    with pytest.raises(rpcc.TimeoutError):
+        rpcc.SshSession(inv, "s0").run(["sleep", "5"], timeout=0.5)
+    # A key the server does not know: AuthError.
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    text = re.sub(r'key_file = "[^"]*"', f'key_file = "{other}"', fleet.text())
+    with pytest.raises(rpcc.AuthError):
+        rpcc.run(rpcc.Inventory.from_toml(fleet.write("auth.toml", text)), "s0", ["true"])
+    # A changed host key: HostKeyError, before any credential is sent.
+    pin = re.search(r'host_key = "ssh-ed25519 SHA256:([^"]+)"', fleet.text())
+    assert pin
+    flipped = pin.group(1)[:-2] + ("AA" if not pin.group(1).endswith("AA") else "BB")
+    text = fleet.text().replace(pin.group(1), flipped, 1)
+    with pytest.raises(rpcc.HostKeyError):
+        rpcc.run(rpcc.Inventory.from_toml(fleet.write("hostkey.toml", text)), "s0", ["true"])
+    assert issubclass(rpcc.HostKeyError, rpcc.TransportError) and issubclass(rpcc.TransportError, rpcc.RpccError)
+
+
+def test_the_gil_is_released_while_a_deploy_runs(fleet: Fleet) -> None:
+    e = engine(fleet)
+    ticks = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    started = time.monotonic()
+    e.apply()
+    took = time.monotonic() - started
+    stop.set()
+    t.join()
+    # The other thread ran during the deploy: roughly one tick per millisecond slept.
+    assert ticks > took * 1000 * 0.3, (ticks, took)
+
+
+def test_rpcc_works_in_a_child_after_fork(fleet: Fleet) -> None:
+    e = engine(fleet)
+    assert not e.apply().failed
+    before = e.status()
+    pid = os.fork()
+    if pid == 0:  # child: same Engine object, fresh runtime and connections
+        code = 1
+        try:
+            after = e.status()
+            files = rpcc.render(e.inventory, "s0")
+            code = 0 if [s.current for s in after] == [s.current for s in before] and files else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert [s.current for s in e.status()] == [s.current for s in before]  # parent still fine
+
+
+def test_repr_and_errors_never_show_secrets(fleet: Fleet, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    fd = os.open(keys, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, (rpcc.Keyring.generate_entry("k1") + "\n").encode())
+    os.close(fd)
+    ring = rpcc.Keyring.load(keys)
+    env = ring.encrypt("server/s0/password", CANARY)
+    text = fleet.text().replace(
+        re.search(r'auth = \{ key_file = "[^"]*" \}', fleet.text()).group(0),  # type: ignore[union-attr]
+        f'auth = {{ password = "{env}" }}',
+        1,
+    )
+    inv = rpcc.Inventory.from_toml(fleet.write("secret.toml", text))
+    eng = rpcc.Engine(inv, f"sqlite:///{fleet.dir}/state.db", key_file=keys)
+    report = eng.apply(servers=["s0"])
+    assert report.failed  # the canary is the wrong password
+    seen = [repr(inv), str(inv), repr(eng), repr(ring), repr(report), str(report)]
+    seen += [repr(s) for s in eng.status()] + [repr(p) for p in eng.plan()]
+    for exc_call in (
+        lambda: rpcc.run(inv, "s0", ["true"], timeout=5),
+        lambda: report.raise_for_failures(),
+        lambda: ring.decrypt("server/s1/password", env),
+    ):
+        with pytest.raises(rpcc.RpccError) as e:
+            exc_call()
+        seen += [repr(e.value), str(e.value)]
+    for s in seen:
+        assert CANARY not in s, s

@@ -1,0 +1,357 @@
+//! [`Engine`]: one inventory, its state store, one pooled SSH connection per server and
+//! the keyring, with the fleet operations (`plan`, `apply`, `rollback`, `status`,
+//! `drift`) that the CLI and the Python package share. Async; the caller owns the runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use rpcc_core::deploy::{
+    self, DeployOptions, DeploySource, Deployer, DeploymentState, DriftReport, FleetReport, FleetTarget, HealthProbe,
+    ProgressFn, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
+};
+use rpcc_core::generation::{Generation, Renderer as _};
+use rpcc_core::keyring::Keyring;
+use rpcc_core::model::{DomainGroup, Inventory, Server};
+use rpcc_core::transport::Transport;
+use rpcc_monitor::HttpHealthProbe;
+use rpcc_nginx::{NginxRenderer, RenderOptions};
+use rpcc_ssh::{SshPool, SshTarget};
+use rpcc_store::SqliteStore;
+
+/// Why an engine could not be built or an operation could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The state store failed to open.
+    #[error("state {path}: {source}")]
+    State {
+        /// The database.
+        path: String,
+        /// Why.
+        #[source]
+        source: rpcc_core::deploy::StoreError,
+    },
+    /// A named server or group is not in the inventory.
+    #[error("{what} {name:?} is not in the inventory")]
+    Unknown {
+        /// `server` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Rendering failed (all or nothing: no server is deployed).
+    #[error("server {server}: {message}")]
+    Render {
+        /// The server.
+        server: String,
+        /// Why.
+        message: String,
+    },
+    /// A server cannot be reached or has no usable credentials.
+    #[error("{server}: {message}")]
+    Server {
+        /// The server.
+        server: String,
+        /// Why.
+        message: String,
+    },
+    /// The deploy engine refused.
+    #[error(transparent)]
+    Deploy(#[from] rpcc_core::deploy::DeployError),
+}
+
+impl EngineError {
+    /// Whether retrying may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::State { source, .. } => source.is_retryable(),
+            Self::Deploy(e) => e.is_retryable(),
+            Self::Server { .. } => true,
+            Self::Unknown { .. } | Self::Render { .. } => false,
+        }
+    }
+}
+
+/// Which servers an operation covers: the named ones, the members of the named groups,
+/// or (both empty) all of them.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Server names.
+    pub servers: Vec<String>,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+/// How `apply` runs.
+#[derive(Clone, Default)]
+pub struct ApplyOptions {
+    /// Protocol options (keep, timeouts).
+    pub deploy: DeployOptions,
+    /// Overrides of the groups' rollout policy (`None`: the strictest of the groups).
+    pub policy: Option<RolloutPolicy>,
+    /// Probe every site over HTTP after the reload (default on).
+    pub skip_probe: bool,
+    /// Progress callback.
+    pub progress: Option<Arc<ProgressFn>>,
+    /// Crash-injection hook (tests).
+    pub hook: Option<Arc<dyn StepHook>>,
+}
+
+/// What `apply` did: reports of servers that were deployed (or skipped, or rolled back)
+/// and of servers that could not be reached at all.
+#[derive(Debug, serde::Serialize)]
+pub struct ApplyReport {
+    /// The rollout.
+    #[serde(flatten)]
+    pub fleet: FleetReport,
+    /// Servers that never started (no transport: unenrolled, credentials unusable).
+    pub unreachable: Vec<ServerReport>,
+}
+
+impl ApplyReport {
+    /// Every server's report, unreachable ones first.
+    pub fn all(&self) -> impl Iterator<Item = &ServerReport> {
+        self.unreachable.iter().chain(&self.fleet.servers)
+    }
+
+    /// Whether anything failed, was skipped, or a roll-back did not succeed.
+    pub fn failed(&self) -> bool {
+        self.all().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
+            || self.fleet.rolled_back.iter().any(|r| r.state != DeploymentState::Succeeded)
+    }
+}
+
+/// The fleet operations over one inventory.
+pub struct Engine {
+    inv: Inventory,
+    base: PathBuf,
+    store: Arc<SqliteStore>,
+    pool: SshPool,
+    keyring: Option<Keyring>,
+    actor: String,
+    renderer: NginxRenderer,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("servers", &self.inv.servers.len())
+            .field("sites", &self.inv.sites.len())
+            .field("state", &self.store)
+            .field("keyring", &self.keyring)
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Open the state store at `state` (created when missing) for `inv`.
+    pub async fn open(inv: Inventory, state: &Path, keyring: Option<Keyring>) -> Result<Self, EngineError> {
+        let store = SqliteStore::open(state)
+            .await
+            .map_err(|source| EngineError::State { path: state.display().to_string(), source })?;
+        let renderer = NginxRenderer::new(RenderOptions::default())
+            .map_err(|e| EngineError::Render { server: "-".into(), message: e.to_string() })?;
+        let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        Ok(Self {
+            inv,
+            base,
+            store: Arc::new(store),
+            pool: SshPool::new(),
+            keyring,
+            actor: deploy::local_actor(),
+            renderer,
+        })
+    }
+
+    /// Record actions under this name instead of `user@host`.
+    pub fn with_actor(mut self, actor: &str) -> Self {
+        actor.clone_into(&mut self.actor);
+        self
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inv
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Arc<SqliteStore> {
+        &self.store
+    }
+
+    /// Check that every named server and group exists.
+    pub fn check(&self, sel: &Selection) -> Result<(), EngineError> {
+        if let Some(n) = sel.servers.iter().find(|n| self.inv.server(n).is_none()) {
+            return Err(EngineError::Unknown { what: "server", name: n.clone() });
+        }
+        if let Some(n) = sel.groups.iter().find(|n| self.inv.group(n).is_none()) {
+            return Err(EngineError::Unknown { what: "group", name: n.clone() });
+        }
+        Ok(())
+    }
+
+    /// The selected servers, in inventory order; a server in several groups appears once.
+    pub fn selected(&self, sel: &Selection) -> Vec<&Server> {
+        self.inv
+            .servers
+            .iter()
+            .filter(|s| {
+                let name = s.name.as_str();
+                let by_name = sel.servers.iter().any(|n| n == name);
+                let by_group = sel
+                    .groups
+                    .iter()
+                    .any(|g| self.inv.group(g).is_some_and(|g| g.servers.iter().any(|m| m.as_str() == name)));
+                (sel.servers.is_empty() && sel.groups.is_empty()) || by_name || by_group
+            })
+            .collect()
+    }
+
+    /// The groups containing any of `servers`.
+    pub fn groups_of<'a>(&'a self, servers: &[&Server]) -> Vec<&'a DomainGroup> {
+        self.inv.groups.iter().filter(|g| g.servers.iter().any(|m| servers.iter().any(|s| s.name == *m))).collect()
+    }
+
+    /// Render each server (all or nothing).
+    pub fn render(&self, servers: &[&Server]) -> Result<Vec<Arc<Generation>>, EngineError> {
+        servers
+            .iter()
+            .map(|s| {
+                self.renderer
+                    .render(&self.inv, s)
+                    .map(Arc::new)
+                    .map_err(|e| EngineError::Render { server: s.name.to_string(), message: e.to_string() })
+            })
+            .collect()
+    }
+
+    /// The pooled SSH transport of a server.
+    pub fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, EngineError> {
+        let err = |message: String| EngineError::Server { server: server.name.to_string(), message };
+        let target =
+            SshTarget::from_server(server, &self.base, self.keyring.as_ref()).map_err(|e| err(e.to_string()))?;
+        self.pool.transport(target).map(|t| t as Arc<dyn Transport>).map_err(|e| err(e.to_string()))
+    }
+
+    /// Run one job per server, at most 32 at once; results in input order.
+    pub async fn on_each<F: std::future::Future>(jobs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+        let indexed: Vec<_> = jobs.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }).collect();
+        let mut done: Vec<(usize, F::Output)> =
+            futures_util::stream::iter(indexed).buffer_unordered(32).collect().await;
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn deployer(&self, probe: bool, progress: Option<Arc<ProgressFn>>, hook: Option<Arc<dyn StepHook>>) -> Deployer {
+        let mut d = Deployer::new(self.store.clone(), &self.actor);
+        if probe {
+            d = d.with_probe(Arc::new(HttpHealthProbe::default()) as Arc<dyn HealthProbe>);
+        }
+        if let Some(p) = progress {
+            d = d.with_progress(p);
+        }
+        if let Some(h) = hook {
+            d = d.with_hook(h);
+        }
+        d
+    }
+
+    /// Per selected server: what `apply` would change (or why it cannot tell).
+    pub async fn plan(&self, sel: &Selection) -> Result<Vec<(String, Result<ServerPlan, String>)>, EngineError> {
+        self.check(sel)?;
+        let servers = self.selected(sel);
+        let gens = self.render(&servers)?;
+        let results = Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
+            let t = self.transport(s).map_err(|e| e.to_string())?;
+            deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
+        }))
+        .await;
+        Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
+    }
+
+    /// Render and deploy the selected servers under their groups' rollout policy.
+    pub async fn apply(&self, sel: &Selection, options: ApplyOptions) -> Result<ApplyReport, EngineError> {
+        self.check(sel)?;
+        let servers = self.selected(sel);
+        let gens = self.render(&servers)?;
+        let mut unreachable = Vec::new();
+        let mut targets = Vec::new();
+        for (s, g) in servers.iter().zip(&gens) {
+            match self.transport(s) {
+                Ok(t) => targets.push(FleetTarget {
+                    server: s,
+                    sites: self.inv.sites_for_server(s.name.as_str()).collect(),
+                    source: DeploySource::Generation(g.clone()),
+                    transport: t,
+                }),
+                Err(why) => unreachable.push(ServerReport::new(
+                    s.name.as_str(),
+                    deploy::AuditAction::Deploy,
+                    "",
+                    DeploymentState::Failed,
+                    format!("not deployed: {why}"),
+                )),
+            }
+        }
+        let policy = options.policy.unwrap_or_else(|| RolloutPolicy::strictest(self.groups_of(&servers)));
+        let d = self.deployer(!options.skip_probe, options.progress, options.hook).with_options(options.deploy);
+        let fleet = d.rollout(&targets, &policy).await;
+        Ok(ApplyReport { fleet, unreachable })
+    }
+
+    /// The generation `rollback` goes to when none is named: the one before the live one.
+    pub async fn rollback_target(&self, server: &Server) -> Result<Option<String>, EngineError> {
+        let transport = self.transport(server)?;
+        let live = deploy::status(&*transport, server, &*self.store).await.current;
+        Ok(deploy::previous_generation(&*self.store, server.name.as_str(), live.as_deref()).await?)
+    }
+
+    /// Activate generation `to` (or the previous one) on `server` through the verified path.
+    pub async fn rollback(&self, server: &str, to: Option<&str>) -> Result<ServerReport, EngineError> {
+        let s = self.inv.server(server).ok_or_else(|| EngineError::Unknown { what: "server", name: server.into() })?;
+        if let Some(to) = to
+            && (to.is_empty() || !to.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(EngineError::Server {
+                server: server.into(),
+                message: format!("{to:?} is not a generation id (hex digits, or 0 for the original config)"),
+            });
+        }
+        let target = match to {
+            Some(t) => t.to_owned(),
+            None => self.rollback_target(s).await?.ok_or_else(|| EngineError::Server {
+                server: server.into(),
+                message: "no earlier generation recorded; name one".into(),
+            })?,
+        };
+        let transport = self.transport(s)?;
+        Ok(self.deployer(false, None, None).rollback(&*transport, s, &[], &target).await)
+    }
+
+    /// Per selected server: live generation, last deployment, lock.
+    pub async fn status(&self, sel: &Selection) -> Result<Vec<ServerStatus>, EngineError> {
+        self.check(sel)?;
+        let servers = self.selected(sel);
+        Ok(Self::on_each(servers.iter().map(|s| async move {
+            match self.transport(s) {
+                Ok(t) => deploy::status(&*t, s, &*self.store).await,
+                Err(e) => ServerStatus::unreachable(s.name.to_string(), None, e.to_string()),
+            }
+        }))
+        .await)
+    }
+
+    /// Per selected server: hand edits of the live tree against the recorded generation.
+    pub async fn drift(&self, sel: &Selection) -> Result<Vec<(String, Result<DriftReport, String>)>, EngineError> {
+        self.check(sel)?;
+        let servers = self.selected(sel);
+        let results = Self::on_each(servers.iter().map(|s| async move {
+            let t = self.transport(s).map_err(|e| e.to_string())?;
+            deploy::drift(&*t, s, &*self.store).await.map_err(|e| e.to_string())
+        }))
+        .await;
+        Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
+    }
+}
