@@ -129,7 +129,7 @@ pub fn render(py: Python<'_>, inventory: &PyInventory, server: &str) -> PyResult
                 vec![("server".into(), format!("{server:?} is not in the inventory"))],
             ));
         };
-        let result = py.detach(|| {
+        py.detach(|| {
             let r = renderer()?;
             let generation = r.render(&inv, &s).map_err(|e| RpccError::new_err(e.to_string()))?;
             Ok::<_, PyErr>(
@@ -139,8 +139,7 @@ pub fn render(py: Python<'_>, inventory: &PyInventory, server: &str) -> PyResult
                     .map(|(p, f)| (p.as_str().to_owned(), String::from_utf8_lossy(&f.bytes).into_owned()))
                     .collect(),
             )
-        });
-        result
+        })
     })
 }
 

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpcc::engine::{ApplyOptions, ApplyReport};
 use rpcc_core::deploy::{
-    self, ChangeKind, DeployOptions, DeploySource, Deployer, DeploymentState, DriftState, FleetReport, FleetTarget,
-    ProgressEvent, RolloutPolicy, ServerReport, StateStore as _, local_actor,
+    ChangeKind, DeployOptions, DeploymentState, DriftState, FleetReport, ProgressEvent, ProgressFn, RolloutPolicy,
+    ServerReport, StateStore as _,
 };
-use rpcc_core::model::{RolloutStrategy, Server};
-use rpcc_monitor::HttpHealthProbe;
+use rpcc_core::model::RolloutStrategy;
 
 use super::EXIT_INVALID;
 use super::fleet::{AbortBefore, EXIT_FAILED, Fleet, FleetArgs, fail, state_path};
@@ -44,46 +44,37 @@ pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let (servers, gens) = match fleet.selected_rendered(&args.fleet, &mut err) {
+    let results = match fleet.runtime.block_on(fleet.engine.plan(&args.fleet.selection())) {
         Ok(r) => r,
-        Err(c) => return c,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
-    let results = fleet.on_each(servers.iter().zip(&gens).map(|(s, g)| {
-        let fleet = &fleet;
-        async move {
-            let t = fleet.transport(s)?;
-            deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
-        }
-    }));
     let mut failed = false;
     if args.fleet.json {
-        let json: Vec<serde_json::Value> = servers
+        let json: Vec<serde_json::Value> = results
             .iter()
-            .zip(&results)
             .map(|(s, r)| match r {
                 Ok(p) => serde_json::to_value(p).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "server": s.name.as_str(), "error": e }),
+                Err(e) => serde_json::json!({ "server": s, "error": e }),
             })
             .collect();
         print_json(&json);
-        failed = results.iter().any(Result::is_err);
+        failed = results.iter().any(|(_, r)| r.is_err());
     } else {
         let mut out = std::io::stdout().lock();
-        for (s, r) in servers.iter().zip(&results) {
+        for (s, r) in &results {
             match r {
                 Err(e) => {
                     failed = true;
-                    let _ = writeln!(out, "{}: cannot plan: {e}", s.name);
+                    let _ = writeln!(out, "{s}: cannot plan: {e}");
                 }
                 Ok(p) if p.is_noop() => {
-                    let _ = writeln!(out, "{}: up to date (generation {})", s.name, p.next);
+                    let _ = writeln!(out, "{s}: up to date (generation {})", p.next);
                 }
                 Ok(p) => {
                     let count = |k| p.changes.iter().filter(|c| c.kind == k).count();
                     let _ = writeln!(
                         out,
-                        "{}: {} → {}: {} added, {} changed, {} removed, {} unchanged",
-                        s.name,
+                        "{s}: {} → {}: {} added, {} changed, {} removed, {} unchanged",
                         short(p.current.as_deref()),
                         p.next,
                         count(ChangeKind::Added),
@@ -157,8 +148,9 @@ pub(crate) struct ApplyArgs {
     yes: bool,
 }
 
-fn policy_for(fleet: &Fleet, servers: &[&Server], args: &ApplyArgs) -> RolloutPolicy {
-    let mut p = RolloutPolicy::strictest(fleet.groups_of(servers));
+fn policy_for(fleet: &Fleet, args: &ApplyArgs) -> RolloutPolicy {
+    let engine = &fleet.engine;
+    let mut p = RolloutPolicy::strictest(engine.groups_of(&engine.selected(&args.fleet.selection())));
     if let Some(s) = args.strategy {
         p.strategy = match s {
             Strategy::All => RolloutStrategy::All,
@@ -190,26 +182,16 @@ fn progress_bar(total: usize) -> Option<Arc<indicatif::ProgressBar>> {
     Some(Arc::new(bar))
 }
 
-fn deployer(fleet: &Fleet, options: DeployOptions, probe: bool, bar: Option<Arc<indicatif::ProgressBar>>) -> Deployer {
-    let mut d = Deployer::new(fleet.store.clone(), &local_actor()).with_options(options);
-    if probe {
-        d = d.with_probe(Arc::new(HttpHealthProbe::default()));
-    }
-    if let Some(hook) = AbortBefore::from_env() {
-        d = d.with_hook(hook);
-    }
-    if let Some(bar) = bar {
-        d = d.with_progress(Arc::new(move |e: &ProgressEvent| match e {
-            ProgressEvent::Step { server, step } => bar.set_message(format!("{server}: {step}")),
-            ProgressEvent::Finished { server, state, .. } => {
-                bar.inc(1);
-                bar.println(format!("{server}: {state}"));
-            }
-            ProgressEvent::Stopped { reason } => bar.println(format!("stopped: {reason}")),
-            _ => {}
-        }));
-    }
-    d
+fn progress(bar: Arc<indicatif::ProgressBar>) -> Arc<ProgressFn> {
+    Arc::new(move |e: &ProgressEvent| match e {
+        ProgressEvent::Step { server, step } => bar.set_message(format!("{server}: {step}")),
+        ProgressEvent::Finished { server, state, .. } => {
+            bar.inc(1);
+            bar.println(format!("{server}: {state}"));
+        }
+        ProgressEvent::Stopped { reason } => bar.println(format!("stopped: {reason}")),
+        _ => {}
+    })
 }
 
 fn print_report(out: &mut impl Write, r: &ServerReport) {
@@ -236,35 +218,27 @@ fn print_report(out: &mut impl Write, r: &ServerReport) {
     }
 }
 
-fn finish_fleet(report: &FleetReport, unreachable: &[ServerReport], json: bool) -> ExitCode {
-    let all: Vec<&ServerReport> = unreachable.iter().chain(&report.servers).collect();
+fn finish_fleet(report: &ApplyReport, json: bool) -> ExitCode {
     if json {
         print_json(&serde_json::json!({
-            "servers": all,
-            "stopped": report.stopped,
-            "rolled_back": report.rolled_back,
+            "servers": report.all().collect::<Vec<_>>(),
+            "stopped": report.fleet.stopped,
+            "rolled_back": report.fleet.rolled_back,
         }));
     } else {
         let mut out = std::io::stdout().lock();
-        for r in &all {
+        for r in report.all() {
             print_report(&mut out, r);
         }
-        if let Some(why) = &report.stopped {
+        if let Some(why) = &report.fleet.stopped {
             let _ = writeln!(out, "rollout stopped: {why}");
         }
-        for r in &report.rolled_back {
+        for r in &report.fleet.rolled_back {
             let _ = writeln!(out, "rolled back after the stop:");
             print_report(&mut out, r);
         }
     }
-    let bad = all.iter().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
-        || report.rolled_back.iter().any(|r| r.state != DeploymentState::Succeeded);
-    if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
-}
-
-fn unreachable_report(server: &Server, why: String) -> ServerReport {
-    let name = server.name.to_string();
-    ServerReport::new(&name, deploy::AuditAction::Deploy, "", DeploymentState::Failed, format!("not deployed: {why}"))
+    if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
 fn confirm(err: &mut impl Write, what: &str) -> bool {
@@ -284,35 +258,26 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let (servers, gens) = match fleet.selected_rendered(&args.fleet, &mut err) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    if !args.yes && !confirm(&mut err, &format!("deploy to {} server(s)", servers.len())) {
+    let count = fleet.engine.selected(&args.fleet.selection()).len();
+    if !args.yes && !confirm(&mut err, &format!("deploy to {count} server(s)")) {
         return ExitCode::from(EXIT_INVALID);
     }
-    let mut unreachable = Vec::new();
-    let mut targets = Vec::new();
-    for (s, g) in servers.iter().zip(&gens) {
-        match fleet.transport(s) {
-            Ok(t) => targets.push(FleetTarget {
-                server: s,
-                sites: fleet.inv.sites_for_server(s.name.as_str()).collect(),
-                source: DeploySource::Generation(g.clone()),
-                transport: t,
-            }),
-            Err(why) => unreachable.push(unreachable_report(s, why)),
-        }
-    }
-    let policy = policy_for(&fleet, &servers, args);
-    let options = DeployOptions::default().keep(args.keep).reload_timeout(Duration::from_secs(args.reload_timeout));
-    let bar = if args.fleet.json { None } else { progress_bar(targets.len()) };
-    let d = deployer(&fleet, options, !args.no_probe, bar.clone());
-    let report = fleet.runtime.block_on(d.rollout(&targets, &policy));
+    let bar = if args.fleet.json { None } else { progress_bar(count) };
+    let options = ApplyOptions {
+        deploy: DeployOptions::default().keep(args.keep).reload_timeout(Duration::from_secs(args.reload_timeout)),
+        policy: Some(policy_for(&fleet, args)),
+        skip_probe: args.no_probe,
+        progress: bar.clone().map(progress),
+        hook: AbortBefore::from_env(),
+    };
+    let report = match fleet.runtime.block_on(fleet.engine.apply(&args.fleet.selection(), options)) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    finish_fleet(&report, &unreachable, args.fleet.json)
+    finish_fleet(&report, args.fleet.json)
 }
 
 // ---------------------------------------------------------------- rollback
@@ -353,7 +318,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let Some(server) = fleet.inv.server(&args.server) else {
+    let Some(server) = fleet.inv().server(&args.server) else {
         return fail(&mut err, format!("server {:?} is not in the inventory", args.server), EXIT_INVALID);
     };
     if let Some(to) = &args.to
@@ -365,38 +330,32 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
             EXIT_INVALID,
         );
     }
-    let transport = match fleet.transport(server) {
-        Ok(t) => t,
-        Err(e) => return fail(&mut err, format!("{}: {e}", server.name), EXIT_FAILED),
-    };
     let target = match &args.to {
         Some(t) => t.clone(),
-        None => {
-            let live = fleet.runtime.block_on(deploy::status(&*transport, server, &*fleet.store)).current;
-            match fleet.runtime.block_on(deploy::previous_generation(
-                &*fleet.store,
-                server.name.as_str(),
-                live.as_deref(),
-            )) {
-                Ok(Some(g)) => g,
-                Ok(None) => {
-                    return fail(
-                        &mut err,
-                        format!("{}: no earlier generation recorded; name one with --to", server.name),
-                        EXIT_INVALID,
-                    );
-                }
-                Err(e) => return fail(&mut err, e, EXIT_FAILED),
+        None => match fleet.runtime.block_on(fleet.engine.rollback_target(server)) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return fail(
+                    &mut err,
+                    format!("{}: no earlier generation recorded; name one with --to", server.name),
+                    EXIT_INVALID,
+                );
             }
-        }
+            Err(e) => return fail(&mut err, e, EXIT_FAILED),
+        },
     };
     if !args.yes && !confirm(&mut err, &format!("roll {} back to generation {target}", server.name)) {
         return ExitCode::from(EXIT_INVALID);
     }
-    let d = deployer(&fleet, DeployOptions::default(), false, None);
-    let r = fleet.runtime.block_on(d.rollback(&*transport, server, &[], &target));
-    let report = FleetReport { servers: vec![r], stopped: None, rolled_back: vec![] };
-    finish_fleet(&report, &[], args.json)
+    let r = match fleet.runtime.block_on(fleet.engine.rollback(&args.server, Some(&target))) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_FAILED),
+    };
+    let report = ApplyReport {
+        fleet: FleetReport { servers: vec![r], stopped: None, rolled_back: vec![] },
+        unreachable: vec![],
+    };
+    finish_fleet(&report, args.json)
 }
 
 // ---------------------------------------------------------------- status / drift
@@ -407,16 +366,10 @@ pub(crate) fn status(args: &FleetArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let servers = fleet.selected(args);
-    let statuses = fleet.on_each(servers.iter().map(|s| {
-        let fleet = &fleet;
-        async move {
-            match fleet.transport(s) {
-                Ok(t) => deploy::status(&*t, s, &*fleet.store).await,
-                Err(e) => deploy::ServerStatus::unreachable(s.name.to_string(), None, e),
-            }
-        }
-    }));
+    let statuses = match fleet.runtime.block_on(fleet.engine.status(&args.selection())) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
     if args.json {
         print_json(&statuses);
     } else {
@@ -474,24 +427,20 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let servers = fleet.selected(args);
-    let results = fleet.on_each(servers.iter().map(|s| {
-        let fleet = &fleet;
-        async move {
-            let t = fleet.transport(s)?;
-            deploy::drift(&*t, s, &*fleet.store).await.map_err(|e| e.to_string())
-        }
-    }));
+    let results = match fleet.runtime.block_on(fleet.engine.drift(&args.selection())) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
     let mut bad = false;
     let mut json = Vec::new();
     let mut out = std::io::stdout().lock();
-    for (s, r) in servers.iter().zip(&results) {
+    for (name, r) in &results {
         match r {
             Err(e) => {
                 bad = true;
-                json.push(serde_json::json!({ "server": s.name.as_str(), "error": e }));
+                json.push(serde_json::json!({ "server": name, "error": e }));
                 if !args.json {
-                    let _ = writeln!(out, "{}: cannot check: {e}", s.name);
+                    let _ = writeln!(out, "{name}: cannot check: {e}");
                 }
             }
             Ok(d) => {
@@ -502,13 +451,13 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
                 }
                 let live = short(d.live.as_deref());
                 let _ = match &d.drift {
-                    DriftState::Clean => writeln!(out, "{}: clean (generation {live})", s.name),
-                    DriftState::NotDeployed => writeln!(out, "{}: nothing deployed yet", s.name),
+                    DriftState::Clean => writeln!(out, "{}: clean (generation {live})", name),
+                    DriftState::NotDeployed => writeln!(out, "{}: nothing deployed yet", name),
                     DriftState::Unknown => {
-                        writeln!(out, "{}: runs generation {live}, which this state database never recorded", s.name)
+                        writeln!(out, "{}: runs generation {live}, which this state database never recorded", name)
                     }
                     DriftState::Drifted { modified, added, removed } => {
-                        let _ = writeln!(out, "{}: DRIFT in generation {live} (edited on the server)", s.name);
+                        let _ = writeln!(out, "{}: DRIFT in generation {live} (edited on the server)", name);
                         for p in modified {
                             let _ = writeln!(out, "  ~ {p}");
                         }
