@@ -35,7 +35,7 @@ class _PinnedHostKey:
 
 
 def _connect(server: Any, password: Optional[str]) -> Any:
-    import paramiko
+    import paramiko  # type: ignore[import-untyped]
 
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(_PinnedHostKey(server.host_key))

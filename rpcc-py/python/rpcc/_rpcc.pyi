@@ -1,6 +1,6 @@
 """Type stubs of the native module (hand-written; checked by mypy --strict and stubtest)."""
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, final
 
 __version__: str
 
@@ -23,6 +23,7 @@ class RolledBack(DeployError): ...
 class KeyringError(RpccError): ...
 class PluginError(RpccError): ...
 
+@final
 class Inventory:
     @staticmethod
     def from_toml(path: str, *, allow_plaintext: bool = False) -> Inventory: ...
@@ -44,6 +45,7 @@ class Inventory:
 def render(inventory: Inventory, server: str) -> Dict[str, str]: ...
 def render_site(inventory: Inventory, server: str, domain: str) -> str: ...
 
+@final
 class Engine:
     def __init__(
         self, inventory: Inventory, state: str, *, key_file: Optional[str] = None, actor: Optional[str] = None
@@ -67,6 +69,7 @@ class Engine:
     def status(self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None) -> str: ...
     def drift(self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None) -> str: ...
 
+@final
 class SshSession:
     def __init__(self, inventory: Inventory, server: str, *, key_file: Optional[str] = None) -> None: ...
     def run(
@@ -77,6 +80,7 @@ def run_command(
     inventory: Inventory, server: str, argv: List[str], *, timeout: float = 60.0, key_file: Optional[str] = None
 ) -> Tuple[Optional[int], Optional[str], bytes, bytes, bool]: ...
 
+@final
 class Keyring:
     @staticmethod
     def load(key_file: Optional[str] = None) -> Keyring: ...
