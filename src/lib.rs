@@ -3,8 +3,11 @@
 //! rpcc keeps a fleet of nginx reverse-proxy servers configured, deployed, certified and
 //! watched, safely. This facade re-exports the crates:
 //!
+//! - [`engine`]: [`engine::Engine`], the fleet operations (plan, apply, rollback, status,
+//!   drift) over one inventory, its SQLite state and pooled SSH connections, shared by
+//!   the CLI and the Python package;
 //! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, the deploy
-//!   engine (`core::deploy`), and later the keyring;
+//!   engine (`core::deploy`) and the keyring (`core::keyring`);
 //! - [`ssh`] (russh transport), [`nginx`] (renderer), [`store`] (SQLite state),
 //!   [`monitor`] (so far the deploy's HTTP health probe), [`acme`], [`plugins`]:
 //!   adapters, each documenting its state.
