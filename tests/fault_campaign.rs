@@ -248,9 +248,20 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
             }
         }
 
-        // Invariants on every server, read from its file system and its nginx.
+        // Invariants on every server, read from its file system and its nginx. A helper
+        // whose connection was cut finishes its step on the server (it ignores SIGHUP and
+        // SIGPIPE so that a switch is always followed by its signal). Like the next rpcc
+        // run, the check holds the helper's guard while it looks, so it sees a settled
+        // server rather than nginx in the middle of that helper's reload.
         for ts in fleet.servers() {
             let root = ts.managed_root();
+            let _guard = match std::fs::File::open(root.join(".guard")) {
+                Ok(f) => {
+                    f.lock()?;
+                    Some(f)
+                }
+                Err(_) => None, // no helper ever took it
+            };
             let Some(current) = read_link_id(&root.join("current")) else {
                 continue; // never activated yet: still the hand-made config
             };
