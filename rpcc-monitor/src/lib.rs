@@ -1,12 +1,20 @@
 //! # rpcc-monitor
 //!
-//! Implemented so far: [`HttpHealthProbe`], the deploy engine's post-reload site check
-//! (an HTTP request with the site's `Host` sent to the server itself).
+//! Implemented so far:
+//! - [`HttpHealthProbe`], the deploy engine's post-reload site check (an HTTP request with
+//!   the site's `Host` sent to the server itself);
+//! - [`AlertEngine`]: alert rules as a deterministic state machine (thresholds held for a
+//!   duration or N checks, one message per incident, flap suppression, recovery);
+//! - the [`Notifier`] role with [`LogNotifier`], [`MemoryNotifier`] and [`split_message`].
 //!
 //! Still to come (issue: "rpcc-monitor"): a Glances REST API v4 client, HTTPS status /
-//! served-certificate / DNS probes per site and server, alert rules with de-duplication
-//! and recovery, Telegram and webhook notifiers, and the `rpcc watch` scheduler.
+//! served-certificate / DNS probes per site and server, Telegram and webhook notifiers,
+//! recording alerts in the store, and the `rpcc watch` scheduler.
 
+pub mod alert;
 mod health;
+mod notify;
 
+pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig, Reading, Subject};
 pub use health::HttpHealthProbe;
+pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};

@@ -1,0 +1,150 @@
+//! The `Notifier` role and what every notifier shares: message splitting and the log
+//! notifier. (Telegram and webhook notifiers come with the HTTP client.)
+
+use std::sync::Mutex;
+
+use crate::alert::AlertEvent;
+
+/// Errors of a notifier. Never contains a token or a secret: only the notifier's name,
+/// an HTTP status or a transport reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The receiver refused the message (4xx other than 429).
+    #[error("{notifier}: refused with HTTP {status}")]
+    Refused {
+        /// Notifier name.
+        notifier: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The receiver is failing or rate-limiting (5xx, 429) after all retries.
+    #[error("{notifier}: unavailable (HTTP {status}) after {attempts} attempt(s)")]
+    Unavailable {
+        /// Notifier name.
+        notifier: String,
+        /// Last HTTP status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The receiver could not be reached.
+    #[error("{notifier}: {reason}")]
+    Transport {
+        /// Notifier name.
+        notifier: String,
+        /// Why (no URL with a token in it).
+        reason: String,
+    },
+}
+
+impl NotifyError {
+    /// Whether a later retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Transport { .. })
+    }
+}
+
+/// Something to tell operators.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Notification {
+    /// Group whose routing applies (`None`: every default notifier).
+    pub group: Option<String>,
+    /// The text.
+    pub text: String,
+    /// The alert it reports, if any.
+    pub alert: Option<AlertEvent>,
+}
+
+impl Notification {
+    /// The notification for an alert.
+    pub fn alert(event: AlertEvent, group: Option<String>) -> Self {
+        Self { group, text: event.message.clone(), alert: Some(event) }
+    }
+}
+
+/// Delivers notifications (Telegram, webhook, log …).
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// A short name for messages (`telegram:ops`), never containing a secret.
+    fn name(&self) -> &str;
+
+    /// Deliver one notification (retries are the notifier's business).
+    async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
+}
+
+/// Split `text` into parts of at most `limit` characters (not bytes), at line breaks
+/// where possible, else at whitespace, else anywhere (on a character boundary). Parts
+/// keep their order; joined with nothing they give back the text.
+///
+/// ```
+/// use rpcc_monitor::split_message;
+/// let parts = split_message("line one\nline two\nline three", 18);
+/// assert_eq!(parts, ["line one\nline two\n", "line three"]);
+/// assert_eq!(parts.concat(), "line one\nline two\nline three");
+/// ```
+pub fn split_message(text: &str, limit: usize) -> Vec<String> {
+    let limit = limit.max(1);
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > limit {
+        // Byte index just after the `limit`-th character.
+        let end = rest.char_indices().nth(limit).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..end];
+        let cut = window
+            .rfind('\n')
+            .map(|i| i + 1)
+            .or_else(|| {
+                window.rfind(char::is_whitespace).map(|i| i + window[i..].chars().next().map_or(1, char::len_utf8))
+            })
+            .filter(|&i| i > 0)
+            .unwrap_or(end);
+        parts.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest.to_owned());
+    }
+    parts
+}
+
+/// Writes notifications to the log (`tracing`, target `rpcc::alert`).
+#[derive(Debug, Default)]
+pub struct LogNotifier;
+
+#[async_trait::async_trait]
+impl Notifier for LogNotifier {
+    fn name(&self) -> &str {
+        "log"
+    }
+
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        tracing::warn!(target: "rpcc::alert", group = n.group.as_deref().unwrap_or("-"), "{}", n.text);
+        Ok(())
+    }
+}
+
+/// Keeps notifications in memory (tests, dry runs, a UI's recent list).
+#[derive(Debug, Default)]
+pub struct MemoryNotifier {
+    sent: Mutex<Vec<Notification>>,
+}
+
+impl MemoryNotifier {
+    /// What was sent, in order.
+    pub fn sent(&self) -> Vec<Notification> {
+        self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for MemoryNotifier {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(n.clone());
+        Ok(())
+    }
+}
