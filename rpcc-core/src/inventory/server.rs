@@ -6,14 +6,16 @@ use super::decoder::Decoder;
 use super::node::Node;
 use crate::keyring::RecordId;
 use crate::model::{
-    DomainGroup, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy, Server, ServerAuth,
+    DomainGroup, GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy,
+    Server, ServerAuth,
 };
 use crate::validate::FieldPath;
 use crate::value::{
     FilePath, Host, HostKeyPin, Identifier, ListenAddr, Port, RemotePath, UnitName, UnixUser, ValueError,
 };
 
-const SERVER_FIELDS: &[&str] = &["name", "host", "port", "user", "host_key", "auth", "sudo", "nginx"];
+const SERVER_FIELDS: &[&str] = &["name", "host", "port", "user", "host_key", "auth", "sudo", "nginx", "glances"];
+const GLANCES_FIELDS: &[&str] = &["port", "tls", "user", "password"];
 const AUTH_FIELDS: &[&str] = &["key_file", "passphrase", "password", "agent"];
 const NGINX_FIELDS: &[&str] = &[
     "layout",
@@ -53,6 +55,10 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
         Some((n, p)) => decode_nginx(d, n, &p),
         None => default_nginx(),
     };
+    let glances = match t.get("glances") {
+        Some((n, p)) => decode_glances(d, n, &p, name.as_ref()).map(Some),
+        None => Some(None),
+    };
     t.finish(d);
     Some(Server {
         name: name?,
@@ -63,7 +69,36 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
         auth: auth?,
         sudo: sudo?,
         nginx: nginx?,
+        glances: glances?,
     })
+}
+
+fn decode_glances(
+    d: &mut Decoder<'_>,
+    node: &Node,
+    path: &FieldPath,
+    server: Option<&Identifier>,
+) -> Option<GlancesSettings> {
+    let mut t = d.table(node, path, GLANCES_FIELDS)?;
+    let port = match t.get("port") {
+        Some((n, p)) => d.int(n, &p, 1, 65535, "a port").and_then(|v| Port::from_i64(v).ok()),
+        None => Port::new(61208).ok(),
+    };
+    let tls = t.get("tls").map_or(Some(false), |(n, p)| d.bool(n, &p));
+    let user = match t.get("user") {
+        Some((n, p)) => d.parse(n, &p, UnixUser::parse).map(Some),
+        None => Some(None),
+    };
+    let record = server.and_then(|s| RecordId::server_field(s.as_str(), "glances_password").ok());
+    let password = match t.get("password") {
+        Some((n, p)) => d.secret(n, &p, record.as_ref()).map(Some),
+        None => Some(None),
+    };
+    if t.has("password") && !t.has("user") {
+        d.error(&path.field("user"), Some(node), "is required with a password (Glances --username)");
+    }
+    t.finish(d);
+    Some(GlancesSettings { port: port?, tls: tls?, user: user?, password: password? })
 }
 
 fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath, server: Option<&Identifier>) -> Option<ServerAuth> {

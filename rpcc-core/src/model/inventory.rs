@@ -150,6 +150,9 @@ impl Inventory {
                 ServerAuth::Password(s) | ServerAuth::KeyFile { passphrase: Some(s), .. } => out.push(s),
                 _ => {}
             }
+            if let Some(s) = server.glances.as_ref().and_then(|g| g.password.as_ref()) {
+                out.push(s);
+            }
         }
         out
     }

@@ -11,7 +11,7 @@ mod site;
 
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
-pub use server::{NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
+pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
     BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
     SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,

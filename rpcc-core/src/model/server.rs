@@ -24,6 +24,23 @@ pub struct Server {
     pub sudo: bool,
     /// Where and how nginx runs on the server.
     pub nginx: NginxSettings,
+    /// The server's Glances REST API (monitoring), when it runs one.
+    pub glances: Option<GlancesSettings>,
+}
+
+/// How to reach Glances (REST API v4) on a server: `http(s)://<host>:<port>/api/4/`.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct GlancesSettings {
+    /// Port (default 61208).
+    pub port: Port,
+    /// Use HTTPS.
+    pub tls: bool,
+    /// HTTP Basic user (Glances `--username`), when a password is set.
+    pub user: Option<UnixUser>,
+    /// HTTP Basic password: a keyring envelope (record `server/<name>/glances_password`).
+    #[serde(skip)]
+    pub password: Option<Secret>,
 }
 
 /// SSH authentication for a server. Secrets are [`Secret`]s (keyring envelopes, or plain
