@@ -9,16 +9,21 @@
 //! - [`GlancesSource`]: a Glances REST API v4 client (reqwest) per server, typed
 //!   [`Metrics`], unreachable/unauthorized/malformed as states, bounded concurrency.
 //!
+//! - [`TelegramNotifier`] (split over 4,096 characters, 429 `retry_after`, the token never
+//!   shown) and [`WebhookNotifier`] (JSON, HMAC-SHA256 signature, retries with backoff).
+//!
 //! Still to come (issue: "rpcc-monitor"): HTTPS status /
-//! served-certificate / DNS probes per site and server, Telegram and webhook notifiers,
+//! served-certificate / DNS probes per site and server, notifier settings in the inventory,
 //! recording alerts in the store, and the `rpcc watch` scheduler.
 
 pub mod alert;
 mod glances;
 mod health;
+mod notifiers;
 mod notify;
 
 pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig, Reading, Subject};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
 pub use health::HttpHealthProbe;
+pub use notifiers::{RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WebhookNotifier, webhook_signature};
 pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};

@@ -1,0 +1,226 @@
+//! HTTP notifiers: Telegram Bot API and a signed generic webhook. Neither ever puts its
+//! token or signing secret in a log line, an error or `Debug`.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::Sha256;
+
+use crate::notify::{Notification, Notifier, NotifyError, split_message};
+
+/// Telegram's limit on a message's length, in characters.
+pub const TELEGRAM_LIMIT: usize = 4096;
+
+/// Only the error's kind: its `Display` would include the URL, and the Bot API URL
+/// contains the token.
+fn transport(notifier: &str, e: &reqwest::Error) -> NotifyError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    NotifyError::Transport { notifier: notifier.to_owned(), reason: kind.to_owned() }
+}
+
+/// Retry policy of the HTTP notifiers.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts per message part (≥ 1).
+    pub attempts: u32,
+    /// First backoff; doubles each retry.
+    pub backoff: Duration,
+    /// Longest `retry_after` honoured from a 429 before giving up.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 4, backoff: Duration::from_millis(500), max_retry_after: Duration::from_secs(60) }
+    }
+}
+
+/// Sends to a Telegram chat through the Bot API (`sendMessage`), splitting messages over
+/// 4,096 characters and honouring 429 `retry_after`.
+pub struct TelegramNotifier {
+    name: String,
+    http: reqwest::Client,
+    api: String,
+    token: SecretString,
+    chat_id: String,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for TelegramNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramNotifier").field("name", &self.name).field("chat_id", &self.chat_id).finish()
+    }
+}
+
+impl TelegramNotifier {
+    /// A notifier for `chat_id` with bot `token`, at `https://api.telegram.org`.
+    pub fn new(name: &str, http: reqwest::Client, token: SecretString, chat_id: &str) -> Self {
+        Self {
+            name: format!("telegram:{name}"),
+            http,
+            api: "https://api.telegram.org".into(),
+            token,
+            chat_id: chat_id.to_owned(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Another API base (a local test server, a Bot API proxy).
+    pub fn with_api(mut self, base: &str) -> Self {
+        base.trim_end_matches('/').clone_into(&mut self.api);
+        self
+    }
+
+    /// Another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    async fn send_part(&self, text: &str) -> Result<(), NotifyError> {
+        let url = format!("{}/bot{}/sendMessage", self.api, self.token.expose_secret());
+        let body = serde_json::json!({ "chat_id": self.chat_id, "text": text, "disable_web_page_preview": true });
+        let mut backoff = self.retry.backoff;
+        let mut last = 0;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            let resp = match self.http.post(&url).json(&body).send().await {
+                Ok(r) => r,
+                Err(_) if attempt < self.retry.attempts => {
+                    tracing::warn!(notifier = %self.name, attempt, "send failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Err(e) => return Err(transport(&self.name, &e)),
+            };
+            let status = resp.status().as_u16();
+            last = status;
+            match status {
+                200..=299 => return Ok(()),
+                429 => {
+                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                    let wait = v.pointer("/parameters/retry_after").and_then(serde_json::Value::as_u64).unwrap_or(1);
+                    let wait = Duration::from_secs(wait);
+                    if wait > self.retry.max_retry_after || attempt == self.retry.attempts {
+                        break;
+                    }
+                    tracing::info!(notifier = %self.name, retry_after = wait.as_secs(), "rate limited");
+                    tokio::time::sleep(wait).await;
+                }
+                500..=599 if attempt < self.retry.attempts => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                500..=599 => break,
+                _ => return Err(NotifyError::Refused { notifier: self.name.clone(), status }),
+            }
+        }
+        Err(NotifyError::Unavailable { notifier: self.name.clone(), status: last, attempts: self.retry.attempts })
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for TelegramNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        for part in split_message(&n.text, TELEGRAM_LIMIT) {
+            self.send_part(&part).await?;
+        }
+        Ok(())
+    }
+}
+
+/// POSTs each notification as JSON to a URL, signed: header `X-Rpcc-Signature:
+/// sha256=<hex HMAC-SHA256 of the body>` under a shared secret; retries 5xx and
+/// transport failures with exponential backoff.
+pub struct WebhookNotifier {
+    name: String,
+    http: reqwest::Client,
+    url: String,
+    secret: SecretString,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for WebhookNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookNotifier").field("name", &self.name).finish()
+    }
+}
+
+/// The signature header's value for `body` under `secret`.
+pub fn webhook_signature(secret: &SecretString, body: &[u8]) -> String {
+    let mut mac = match <Hmac<Sha256> as hmac::Mac>::new_from_slice(secret.expose_secret().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(), // HMAC takes keys of any length
+    };
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+impl WebhookNotifier {
+    /// A webhook to `url` (never shown: it may carry a token) signed with `secret`.
+    pub fn new(name: &str, http: reqwest::Client, url: &str, secret: SecretString) -> Self {
+        Self { name: format!("webhook:{name}"), http, url: url.to_owned(), secret, retry: RetryPolicy::default() }
+    }
+
+    /// Another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for WebhookNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(n).map_err(|e| NotifyError::Transport {
+            notifier: self.name.clone(),
+            reason: format!("cannot encode: {e}"),
+        })?;
+        let signature = webhook_signature(&self.secret, &body);
+        let mut backoff = self.retry.backoff;
+        let mut last = 0;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            let sent = self
+                .http
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("X-Rpcc-Signature", &signature)
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    last = r.status().as_u16();
+                    if !(r.status().is_server_error() || last == 429) {
+                        return Err(NotifyError::Refused { notifier: self.name.clone(), status: last });
+                    }
+                }
+                Err(e) if attempt == self.retry.attempts => return Err(transport(&self.name, &e)),
+                Err(_) => {}
+            }
+            if attempt < self.retry.attempts {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(NotifyError::Unavailable { notifier: self.name.clone(), status: last, attempts: self.retry.attempts })
+    }
+}
