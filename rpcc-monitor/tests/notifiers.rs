@@ -51,7 +51,11 @@ async fn server(script: Vec<(u16, &'static str)>) -> anyhow::Result<(String, Arc
                             .unwrap_or(0);
                         if rest.len() >= len {
                             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                            log.lock().unwrap().push(Seen { path, headers: head.to_owned(), body: rest.to_owned() });
+                            log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Seen {
+                                path,
+                                headers: head.to_owned(),
+                                body: rest.to_owned(),
+                            });
                             break;
                         }
                     }
@@ -68,7 +72,7 @@ async fn server(script: Vec<(u16, &'static str)>) -> anyhow::Result<(String, Arc
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client")
 }
 
 fn fast() -> RetryPolicy {
@@ -94,12 +98,15 @@ async fn telegram_splits_long_messages_and_honours_retry_after() -> anyhow::Resu
     let started = Instant::now();
     t.send(&note(text.clone())).await?;
     assert!(started.elapsed() >= Duration::from_secs(1), "retry_after was not honoured");
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     assert_eq!(seen.len(), 4, "3 parts, one of them retried after 429");
     assert!(seen.iter().all(|s| s.path == format!("/bot{TOKEN}/sendMessage")));
     let parts: Vec<String> = seen
         .iter()
-        .map(|s| serde_json::from_str::<serde_json::Value>(&s.body).unwrap()["text"].as_str().unwrap().to_owned())
+        .map(|s| {
+            let v: serde_json::Value = serde_json::from_str(&s.body).expect("JSON body");
+            v["text"].as_str().expect("text").to_owned()
+        })
         .collect();
     assert!(parts.iter().all(|p| p.chars().count() <= 4096));
     assert_eq!(parts[1], parts[2], "the rate-limited part is sent again");
@@ -134,7 +141,7 @@ async fn webhooks_are_signed_and_retried_with_backoff() -> anyhow::Result<()> {
     let (base, seen) = server(vec![(500, "{}"), (503, "{}"), (204, "")]).await?;
     let w = WebhookNotifier::new("pager", http(), &format!("{base}/hook"), secret.clone()).with_retry(fast());
     w.send(&note("disk full on edge-1".into())).await?;
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     assert_eq!(seen.len(), 3);
     for s in &seen {
         let sig =
