@@ -12,8 +12,11 @@
 //! - [`TelegramNotifier`] (split over 4,096 characters, 429 `retry_after`, the token never
 //!   shown) and [`WebhookNotifier`] (JSON, HMAC-SHA256 signature, retries with backoff).
 //!
-//! Still to come (issue: "rpcc-monitor"): HTTPS status /
-//! served-certificate / DNS probes per site and server, notifier settings in the inventory,
+//! - [`SiteProber`]: per site and serving server, HTTP(S) status and latency with
+//!   Host/SNI pinned to that server, and the served certificate (expiry, issuer, names,
+//!   name match, trust).
+//!
+//! Still to come (issue: "rpcc-monitor"): DNS probes, notifier settings in the inventory,
 //! recording alerts in the store, and the `rpcc watch` scheduler.
 
 pub mod alert;
@@ -21,9 +24,11 @@ mod glances;
 mod health;
 mod notifiers;
 mod notify;
+mod probe;
 
 pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig, Reading, Subject};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
 pub use health::HttpHealthProbe;
 pub use notifiers::{RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WebhookNotifier, webhook_signature};
 pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};
+pub use probe::{CertInfo, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};

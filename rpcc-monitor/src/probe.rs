@@ -1,0 +1,248 @@
+//! [`SiteProber`]: per site and per serving server, the HTTP(S) status and latency with
+//! `Host`/SNI pointed at that server (not at DNS), and the certificate that server
+//! actually presents: expiry, issuer, names, whether it covers the site, whether it
+//! chains to a trusted root.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rpcc_core::model::{Server, Site, TlsMode};
+use rpcc_core::value::ListenAddr;
+
+/// What to probe: one site as one server serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteTarget {
+    /// The site's domain (Host and SNI).
+    pub domain: String,
+    /// The server's name.
+    pub server: String,
+    /// The server's HTTP listener.
+    pub http: SocketAddr,
+    /// The server's HTTPS listener, when the site has TLS.
+    pub https: Option<SocketAddr>,
+    /// Path to request (`health_path`, else `/`).
+    pub path: String,
+}
+
+impl SiteTarget {
+    /// The target for `site` on `server` (`None` when the server's address is a host
+    /// name that does not resolve).
+    pub async fn for_site(server: &Server, site: &Site) -> Option<Self> {
+        let http = listener(server, &server.nginx.listen_http).await?;
+        let https =
+            if site.tls.mode == TlsMode::Off { None } else { listener(server, &server.nginx.listen_https).await };
+        Some(Self {
+            domain: site.domain.to_string(),
+            server: server.name.to_string(),
+            http,
+            https,
+            path: site.health_path.as_ref().map_or_else(|| "/".to_owned(), ToString::to_string),
+        })
+    }
+}
+
+/// Where `listen` is reachable: its IP when specific, else the server's address.
+async fn listener(server: &Server, listen: &ListenAddr) -> Option<SocketAddr> {
+    let port = listen.port().get();
+    match listen.ip() {
+        Some(ip) if !ip.is_unspecified() => Some(SocketAddr::new(ip, port)),
+        _ => match server.host.to_string().parse::<IpAddr>() {
+            Ok(ip) => Some(SocketAddr::new(ip, port)),
+            Err(_) => tokio::net::lookup_host((server.host.to_string(), port)).await.ok()?.next(),
+        },
+    }
+}
+
+/// An HTTP answer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HttpCheck {
+    /// Status code.
+    pub status: u16,
+    /// Time to the response head, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// The certificate a server presented for a site.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CertInfo {
+    /// Subject (RFC 4514 text).
+    pub subject: String,
+    /// Issuer (RFC 4514 text).
+    pub issuer: String,
+    /// DNS names (subjectAltName, else the subject CN).
+    pub names: Vec<String>,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+    /// Days until expiry (negative: expired).
+    pub days_left: f64,
+    /// Whether a name covers the site (wildcards one label deep).
+    pub name_matches: bool,
+    /// Why a verifying client refused the chain (`None`: trusted).
+    pub untrusted: Option<String>,
+}
+
+/// One probe's outcome; failures are values naming what failed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SiteReport {
+    /// Site domain.
+    pub site: String,
+    /// Server name.
+    pub server: String,
+    /// The HTTPS answer when the site has TLS, else the HTTP one.
+    pub http: Result<HttpCheck, String>,
+    /// The served certificate (TLS sites).
+    pub cert: Option<Result<CertInfo, String>>,
+}
+
+/// Probes sites through their servers.
+#[derive(Clone, Debug)]
+pub struct SiteProber {
+    timeout: Duration,
+}
+
+impl SiteProber {
+    /// A prober with a per-request timeout.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    fn builder(&self, t: &SiteTarget, addr: SocketAddr) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&t.domain, addr)
+            .no_proxy()
+    }
+
+    /// Probe one target.
+    pub async fn probe(&self, t: &SiteTarget) -> SiteReport {
+        let (http, cert) = match t.https {
+            None => (self.get(t, t.http, false).await.map(|(c, _)| c), None),
+            Some(addr) => match self.get(t, addr, true).await {
+                Ok((check, der)) => {
+                    let cert = match der {
+                        Some(der) => {
+                            let mut info = parse_cert(&der, &t.domain);
+                            if let Ok(i) = &mut info {
+                                i.untrusted = self.verified(t, addr).await.err();
+                            }
+                            Some(info)
+                        }
+                        None => Some(Err("no certificate was presented".to_owned())),
+                    };
+                    (Ok(check), cert)
+                }
+                Err(e) => (Err(e.clone()), Some(Err(e))),
+            },
+        };
+        SiteReport { site: t.domain.clone(), server: t.server.clone(), http, cert }
+    }
+
+    async fn get(&self, t: &SiteTarget, addr: SocketAddr, tls: bool) -> Result<(HttpCheck, Option<Vec<u8>>), String> {
+        // Certificates are judged below, not trusted here: an expired or misnamed one must
+        // still be read to be reported.
+        let client = self
+            .builder(t, addr)
+            .danger_accept_invalid_certs(tls)
+            .tls_info(tls)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}:{}{}", t.domain, addr.port(), t.path);
+        let started = Instant::now();
+        let resp = client.get(&url).send().await.map_err(|e| describe(&e, tls))?;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let der =
+            resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate()).map(<[u8]>::to_vec);
+        Ok((HttpCheck { status: resp.status().as_u16(), latency_ms }, der))
+    }
+
+    /// Whether a verifying client accepts the chain and the name.
+    async fn verified(&self, t: &SiteTarget, addr: SocketAddr) -> Result<(), String> {
+        let client = self.builder(t, addr).build().map_err(|e| format!("HTTP client: {e}"))?;
+        let url = format!("https://{}:{}{}", t.domain, addr.port(), t.path);
+        client.get(&url).send().await.map(|_| ()).map_err(|e| describe(&e, true))
+    }
+}
+
+fn describe(e: &reqwest::Error, tls: bool) -> String {
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() && tls {
+        "TLS handshake or connection failed"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    if cause.is_empty() { kind.to_owned() } else { format!("{kind}: {cause}") }
+}
+
+/// Parse a DER certificate and judge it for `domain`.
+pub fn parse_cert(der: &[u8], domain: &str) -> Result<CertInfo, String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable certificate: {e}"))?;
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names =
+            cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase).collect();
+    }
+    let not_after = cert.validity().not_after.timestamp();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    #[allow(clippy::cast_precision_loss)]
+    let days_left = (not_after as f64 - now) / 86_400.0;
+    let domain = domain.to_ascii_lowercase();
+    let name_matches = names.iter().any(|n| covers(n, &domain));
+    Ok(CertInfo {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        names,
+        not_after,
+        days_left,
+        name_matches,
+        untrusted: None,
+    })
+}
+
+/// Whether certificate name `pattern` covers `domain` (`*.example.com` covers one label).
+fn covers(pattern: &str, domain: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => domain.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+        None => pattern == domain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(covers("*.example.com", "a.example.com"));
+        assert!(!covers("*.example.com", "a.b.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(covers("app.example.com", "app.example.com"));
+        assert!(!covers("app.example.com", "www.app.example.com"));
+    }
+}
