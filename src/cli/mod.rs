@@ -1,5 +1,5 @@
 //! Command-line parsing and dispatch. Only commands that work are listed; later issues
-//! add watch, check.
+//! add more.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ mod deploy;
 mod enroll;
 mod fleet;
 mod keys;
+mod monitor;
 mod render;
 mod run;
 mod secrets;
@@ -60,6 +61,10 @@ enum Command {
     /// The keyring: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// One monitoring round: Glances metrics per server, HTTP(S) and certificate per site and server.
+    Check(monitor::CheckArgs),
+    /// Monitor on the inventory's interval; alerts go to its notifiers; stops cleanly on Ctrl-C/SIGTERM.
+    Watch(monitor::WatchArgs),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -89,6 +94,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::History(args) => deploy::history(&args),
         Command::Audit(cmd) => deploy::audit(&cmd),
         Command::Keys(cmd) => keys::run(&cmd),
+        Command::Check(args) => monitor::check(&args),
+        Command::Watch(args) => monitor::watch(&args),
     }
 }
 

@@ -114,11 +114,13 @@ pub enum AuditAction {
     KeyRetire,
     /// Legacy Fernet tokens were imported.
     SecretImport,
+    /// A monitoring alert fired or recovered.
+    Alert,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         Self::Deploy,
         Self::Rollback,
         Self::Recover,
@@ -129,6 +131,7 @@ impl AuditAction {
         Self::KeyRotate,
         Self::KeyRetire,
         Self::SecretImport,
+        Self::Alert,
     ];
 
     /// The stored name.
@@ -144,6 +147,7 @@ impl AuditAction {
             Self::KeyRotate => "key_rotate",
             Self::KeyRetire => "key_retire",
             Self::SecretImport => "secret_import",
+            Self::Alert => "alert",
         }
     }
 }

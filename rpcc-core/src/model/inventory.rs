@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::Error;
-use crate::inventory::{Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_server, decode_site};
+use crate::inventory::{
+    Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_monitor, decode_server, decode_site,
+};
 use crate::keyring::Secret;
-use crate::model::{DomainGroup, Server, ServerAuth, Site};
+use crate::model::{DomainGroup, MonitorSettings, NotifierKind, Server, ServerAuth, Site};
 use crate::validate::{FieldPath, Location, ValidationErrors};
 
 /// The desired state of a fleet: servers, groups and sites, validated and cross-checked.
@@ -43,6 +45,8 @@ pub struct Inventory {
     pub groups: Vec<DomainGroup>,
     /// Sites, in input order.
     pub sites: Vec<Site>,
+    /// `[monitor]`: schedule and notifiers (defaults when absent).
+    pub monitor: MonitorSettings,
     /// Directory that relative paths (key files) are resolved against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -116,6 +120,7 @@ impl Inventory {
         let mut servers = Vec::new();
         let mut groups = Vec::new();
         let mut sites = Vec::new();
+        let mut monitor = Some(MonitorSettings::default());
         if let Some(mut t) = d.table(root, &top, TOP_LEVEL) {
             if let Some((n, p)) = t.get("servers") {
                 servers = each(&mut d, n, &p, decode_server);
@@ -125,6 +130,9 @@ impl Inventory {
             }
             if let Some((n, p)) = t.get("sites") {
                 sites = each(&mut d, n, &p, decode_site);
+            }
+            if let Some((n, p)) = t.get("monitor") {
+                monitor = decode_monitor(&mut d, n, &p);
             }
             t.finish(&mut d);
         }
@@ -137,6 +145,7 @@ impl Inventory {
             servers: servers.into_iter().flatten().collect(),
             groups: groups.into_iter().flatten().collect(),
             sites: sites.into_iter().flatten().collect(),
+            monitor: monitor.unwrap_or_default(),
             base_dir: None,
             plaintext_secrets,
         })
@@ -152,6 +161,11 @@ impl Inventory {
             }
             if let Some(s) = server.glances.as_ref().and_then(|g| g.password.as_ref()) {
                 out.push(s);
+            }
+        }
+        for n in &self.monitor.notifiers {
+            match &n.kind {
+                NotifierKind::Telegram { token: s, .. } | NotifierKind::Webhook { secret: s, .. } => out.push(s),
             }
         }
         out

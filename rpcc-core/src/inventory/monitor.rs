@@ -1,0 +1,101 @@
+//! Decoding `[monitor]`.
+
+use super::decoder::Decoder;
+use super::node::Node;
+use crate::keyring::RecordId;
+use crate::model::{MonitorSettings, NotifierKind, NotifierSettings};
+use crate::validate::FieldPath;
+use crate::value::{DurationValue, Identifier, RedirectUrl, ValueError};
+
+const MONITOR_FIELDS: &[&str] = &["interval", "timeout", "concurrency", "notifiers"];
+const NOTIFIER_FIELDS: &[&str] = &["name", "kind", "groups", "chat_id", "token", "url", "secret"];
+
+fn chat_id(s: &str) -> Result<String, ValueError> {
+    let numeric = s.strip_prefix('-').unwrap_or(s);
+    let ok_numeric = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
+    let ok_channel = s
+        .strip_prefix('@')
+        .is_some_and(|c| (5..=32).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if ok_numeric || ok_channel {
+        Ok(s.to_owned())
+    } else {
+        Err(ValueError::new("is not a Telegram chat id (a number such as -1001234567890, or @channelname)"))
+    }
+}
+
+pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<MonitorSettings> {
+    let def = MonitorSettings::default();
+    let mut t = d.table(node, path, MONITOR_FIELDS)?;
+    let interval = t.get("interval").map_or(Some(def.interval), |(n, p)| d.parse(n, &p, DurationValue::parse));
+    let timeout = t.get("timeout").map_or(Some(def.timeout), |(n, p)| d.parse(n, &p, DurationValue::parse));
+    let concurrency = t.get("concurrency").map_or(Some(def.concurrency), |(n, p)| {
+        d.int(n, &p, 1, 1024, "a concurrency").and_then(|v| u32::try_from(v).ok())
+    });
+    let notifiers = match t.get("notifiers") {
+        Some((n, p)) => d.array(n, &p, decode_notifier).map(|v| v.into_iter().flatten().collect::<Vec<_>>()),
+        None => Some(Vec::new()),
+    };
+    if let Some(list) = &notifiers {
+        for (i, a) in list.iter().enumerate() {
+            if list[..i].iter().any(|b: &NotifierSettings| b.name == a.name) {
+                d.error(
+                    &path.field("notifiers").index(i).field("name"),
+                    Some(node),
+                    format!("{:?} is used twice", a.name.as_str()),
+                );
+            }
+        }
+    }
+    t.finish(d);
+    Some(MonitorSettings { interval: interval?, timeout: timeout?, concurrency: concurrency?, notifiers: notifiers? })
+}
+
+fn decode_notifier(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Option<NotifierSettings>> {
+    let mut t = d.table(node, path, NOTIFIER_FIELDS)?;
+    let name = t.require(d, "name", "a notifier name").and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
+    let kind = t
+        .require(d, "kind", "\"telegram\" or \"webhook\"")
+        .and_then(|(n, p)| d.choice(n, &p, &[("telegram", 0u8), ("webhook", 1u8)]));
+    let groups = match t.get("groups") {
+        Some((n, p)) => d.array(n, &p, |d, n, p| d.parse(n, p, Identifier::parse)),
+        None => Some(Vec::new()),
+    };
+    let record = |field: &str| name.as_ref().and_then(|n| RecordId::parse(&format!("notifier/{n}/{field}")).ok());
+    let decoded = match kind {
+        Some(0) => {
+            let chat = t.require(d, "chat_id", "the chat id").and_then(|(n, p)| d.parse(n, &p, chat_id));
+            let token = t.require(d, "token", "the bot token (an rpcc:v1 envelope)").and_then(|(n, p)| {
+                let r = record("token");
+                d.secret(n, &p, r.as_ref())
+            });
+            for stray in ["url", "secret"] {
+                if let Some((n, p)) = t.get(stray) {
+                    d.error(&p, Some(n), "only applies to kind = \"webhook\"");
+                }
+            }
+            match (chat, token) {
+                (Some(chat_id), Some(token)) => Some(NotifierKind::Telegram { chat_id, token }),
+                _ => None,
+            }
+        }
+        Some(_) => {
+            let url = t.require(d, "url", "the webhook URL").and_then(|(n, p)| d.parse(n, &p, RedirectUrl::parse));
+            let secret = t.require(d, "secret", "the signing secret (an rpcc:v1 envelope)").and_then(|(n, p)| {
+                let r = record("secret");
+                d.secret(n, &p, r.as_ref())
+            });
+            for stray in ["chat_id", "token"] {
+                if let Some((n, p)) = t.get(stray) {
+                    d.error(&p, Some(n), "only applies to kind = \"telegram\"");
+                }
+            }
+            match (url, secret) {
+                (Some(url), Some(secret)) => Some(NotifierKind::Webhook { url, secret }),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    t.finish(d);
+    Some(Some(NotifierSettings { name: name?, groups: groups?, kind: decoded? }))
+}

@@ -1,0 +1,382 @@
+//! `rpcc check` (one monitoring round, a table or JSON) and `rpcc watch` (rounds on an
+//! interval with jitter, alerts to the inventory's notifiers, clean shutdown).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, unix_ms};
+use rpcc_core::keyring::Keyring;
+use rpcc_core::model::{Inventory, NotifierKind};
+use rpcc_monitor::{
+    AlertEngine, AlertEvent, AlertRulesConfig, GlancesSource, LogNotifier, MetricsReport, MetricsState, Notification,
+    Notifier, Reading, SiteProber, SiteReport, SiteTarget, Subject, TelegramNotifier, WebhookNotifier, collect_all,
+};
+use rpcc_store::SqliteStore;
+
+use super::fleet::{EXIT_FAILED, fail, state_path};
+use super::secrets::SecretArgs;
+use super::{EXIT_INVALID, runtime};
+
+/// Arguments of `rpcc check`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// The inventory file (TOML).
+    inventory: PathBuf,
+    /// Machine-readable output (JSON on stdout).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+/// Arguments of `rpcc watch`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    /// The inventory file (TOML); `[monitor]` sets the interval and notifiers.
+    inventory: PathBuf,
+    /// Where alerts are recorded (default as for `apply`).
+    #[arg(long, env = "RPCC_STATE")]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+struct Round {
+    metrics: Vec<MetricsReport>,
+    sites: Vec<SiteReport>,
+}
+
+struct Monitor {
+    inv: Inventory,
+    sources: Vec<Arc<GlancesSource>>,
+    targets: Vec<SiteTarget>,
+    prober: SiteProber,
+    concurrency: usize,
+}
+
+impl Monitor {
+    async fn new(inv: Inventory, keyring: Option<&Keyring>) -> Result<Self, String> {
+        let timeout = inv.monitor.timeout.as_duration();
+        let http = GlancesSource::client(timeout).map_err(|e| e.to_string())?;
+        let mut sources = Vec::new();
+        for s in &inv.servers {
+            if let Some(src) = GlancesSource::for_server(s, keyring, http.clone()).map_err(|e| e.to_string())? {
+                sources.push(Arc::new(src));
+            }
+        }
+        let mut targets = Vec::new();
+        for server in &inv.servers {
+            for site in inv.sites_for_server(server.name.as_str()) {
+                if let Some(t) = SiteTarget::for_site(server, site).await {
+                    targets.push(t);
+                }
+            }
+        }
+        let concurrency = usize::try_from(inv.monitor.concurrency).unwrap_or(32);
+        Ok(Self { inv, sources, targets, prober: SiteProber::new(timeout), concurrency })
+    }
+
+    async fn round(&self) -> Round {
+        let metrics = collect_all(&self.sources, self.concurrency);
+        let sites = futures_util::stream::iter(self.targets.iter().map(|t| self.prober.probe(t)))
+            .buffered(self.concurrency)
+            .collect::<Vec<_>>();
+        let (metrics, sites) = tokio::join!(metrics, sites);
+        Round { metrics, sites }
+    }
+
+    /// The groups an alert subject belongs to (for notifier routing).
+    fn groups_of(&self, subject: &Subject) -> Vec<String> {
+        let server = match subject {
+            Subject::Cpu { server }
+            | Subject::Memory { server }
+            | Subject::Disk { server, .. }
+            | Subject::Metrics { server } => Some(server.as_str()),
+            _ => None,
+        };
+        let site = match subject {
+            Subject::Site { site, .. } | Subject::Certificate { site, .. } | Subject::Dns { site } => {
+                Some(site.as_str())
+            }
+            _ => None,
+        };
+        self.inv
+            .groups
+            .iter()
+            .filter(|g| {
+                server.is_some_and(|s| g.servers.iter().any(|m| m.as_str() == s))
+                    || site.is_some_and(|d| self.inv.sites.iter().any(|x| x.domain.as_str() == d && x.group == g.name))
+            })
+            .map(|g| g.name.to_string())
+            .collect()
+    }
+}
+
+/// Every (subject, reading) of a round.
+fn observations(round: &Round) -> Vec<(Subject, Reading)> {
+    let mut out = Vec::new();
+    for m in &round.metrics {
+        let server = m.server.clone();
+        match &m.state {
+            MetricsState::Ok { metrics } => {
+                out.push((Subject::Metrics { server: server.clone() }, Reading::Ok));
+                out.push((Subject::Cpu { server: server.clone() }, Reading::Percent(metrics.cpu_percent)));
+                out.push((Subject::Memory { server: server.clone() }, Reading::Percent(metrics.mem_percent)));
+                for fs in &metrics.fs {
+                    out.push((
+                        Subject::Disk { server: server.clone(), mount: fs.mount.clone() },
+                        Reading::Percent(fs.percent),
+                    ));
+                }
+            }
+            other => out.push((Subject::Metrics { server }, Reading::Failed(state_text(other)))),
+        }
+    }
+    for s in &round.sites {
+        let site = Subject::Site { site: s.site.clone(), server: s.server.clone() };
+        out.push(match &s.http {
+            Ok(h) if h.status < 500 => (site, Reading::Ok),
+            Ok(h) => (site, Reading::Failed(format!("HTTP {}", h.status))),
+            Err(e) => (site, Reading::Failed(e.clone())),
+        });
+        if let Some(cert) = &s.cert {
+            let subject = Subject::Certificate { site: s.site.clone(), server: s.server.clone() };
+            out.push(match cert {
+                Ok(c) if !c.name_matches => {
+                    (subject, Reading::Failed(format!("certificate names {:?} do not cover the site", c.names)))
+                }
+                Ok(c) => (subject, Reading::DaysLeft(c.days_left)),
+                Err(e) => (subject, Reading::Failed(e.clone())),
+            });
+        }
+    }
+    out
+}
+
+fn state_text(s: &MetricsState) -> String {
+    match s {
+        MetricsState::Ok { .. } => "ok".into(),
+        MetricsState::Unreachable { reason } => format!("glances unreachable: {reason}"),
+        MetricsState::Unauthorized { status } => format!("glances refused the credentials (HTTP {status})"),
+        MetricsState::Malformed { endpoint, reason } => format!("glances answered badly on {endpoint}: {reason}"),
+        _ => "unknown".into(),
+    }
+}
+
+fn load(
+    inventory: &std::path::Path,
+    secrets: &SecretArgs,
+    err: &mut impl Write,
+) -> Result<(Inventory, Option<Keyring>), ExitCode> {
+    let inv = secrets.load(inventory, err)?;
+    let keyring = secrets.keyring_for(&inv, err)?;
+    Ok((inv, keyring))
+}
+
+pub(crate) fn check(args: &CheckArgs) -> ExitCode {
+    let mut err = std::io::stderr();
+    let (inv, keyring) = match load(&args.inventory, &args.secrets, &mut err) {
+        Ok(v) => v,
+        Err(c) => return c,
+    };
+    let rt = match runtime(&mut err) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let monitor = match rt.block_on(Monitor::new(inv, keyring.as_ref())) {
+        Ok(m) => m,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
+    let round = rt.block_on(monitor.round());
+    let bad = round.metrics.iter().any(|m| !matches!(m.state, MetricsState::Ok { .. }))
+        || round
+            .sites
+            .iter()
+            .any(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))));
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "servers": round.metrics, "sites": round.sites }),
+        );
+        let _ = writeln!(out);
+    } else {
+        let _ = writeln!(out, "{:<14} {:>6} {:>6} {:>6} {:>10}  STATE", "SERVER", "CPU", "MEM", "LOAD", "DISK MAX");
+        for m in &round.metrics {
+            match &m.state {
+                MetricsState::Ok { metrics } => {
+                    let disk = metrics.fs.iter().map(|f| f.percent).fold(0.0_f64, f64::max);
+                    let _ = writeln!(
+                        out,
+                        "{:<14} {:>5.0}% {:>5.0}% {:>6.2} {:>9.0}%  ok",
+                        m.server, metrics.cpu_percent, metrics.mem_percent, metrics.load[0], disk
+                    );
+                }
+                other => {
+                    let _ = writeln!(
+                        out,
+                        "{:<14} {:>6} {:>6} {:>6} {:>10}  {}",
+                        m.server,
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        state_text(other)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "\n{:<32} {:<12} {:>5} {:>9}  CERTIFICATE", "SITE", "SERVER", "HTTP", "LATENCY");
+        for s in &round.sites {
+            let (status, latency) = match &s.http {
+                Ok(h) => (h.status.to_string(), format!("{:.0} ms", h.latency_ms)),
+                Err(e) => ("-".into(), e.clone()),
+            };
+            let cert = match &s.cert {
+                None => "-".to_owned(),
+                Some(Ok(c)) => format!(
+                    "{:.0} days left{}{}",
+                    c.days_left,
+                    if c.name_matches { "" } else { ", WRONG NAME" },
+                    if c.untrusted.is_some() { ", untrusted" } else { "" }
+                ),
+                Some(Err(e)) => e.clone(),
+            };
+            let _ = writeln!(out, "{:<32} {:<12} {:>5} {:>9}  {cert}", s.site, s.server, status, latency);
+        }
+    }
+    if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+/// A notifier and the groups it is limited to (empty: all).
+type Routed = (Vec<String>, Box<dyn Notifier>);
+
+fn notifiers(inv: &Inventory, keyring: Option<&Keyring>) -> Result<Vec<Routed>, String> {
+    let http = GlancesSource::client(Duration::from_secs(15)).map_err(|e| e.to_string())?;
+    let mut out: Vec<Routed> = vec![(Vec::new(), Box::new(LogNotifier))];
+    for n in &inv.monitor.notifiers {
+        let groups = n.groups.iter().map(ToString::to_string).collect();
+        let notifier: Box<dyn Notifier> = match &n.kind {
+            NotifierKind::Telegram { chat_id, token } => {
+                let token = token.open(keyring).map_err(|e| e.to_string())?;
+                let mut t = TelegramNotifier::new(n.name.as_str(), http.clone(), token, chat_id);
+                if let Ok(api) = std::env::var("RPCC_TELEGRAM_API") {
+                    t = t.with_api(&api);
+                }
+                Box::new(t)
+            }
+            NotifierKind::Webhook { url, secret } => {
+                let secret = secret.open(keyring).map_err(|e| e.to_string())?;
+                Box::new(WebhookNotifier::new(n.name.as_str(), http.clone(), url.as_str(), secret))
+            }
+            _ => continue,
+        };
+        out.push((groups, notifier));
+    }
+    Ok(out)
+}
+
+pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
+    let mut err = std::io::stderr();
+    let (inv, keyring) = match load(&args.inventory, &args.secrets, &mut err) {
+        Ok(v) => v,
+        Err(c) => return c,
+    };
+    let rules = match AlertRulesConfig::default().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
+    let sinks = match notifiers(&inv, keyring.as_ref()) {
+        Ok(n) => n,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
+    let rt = match runtime(&mut err) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let state = state_path(args.state.as_deref(), &args.inventory);
+    let store = match rt.block_on(SqliteStore::open(&state)) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut err, format!("state {}: {e}", state.display()), EXIT_INVALID),
+    };
+    let interval = inv.monitor.interval.as_duration();
+    let monitor = match rt.block_on(Monitor::new(inv, keyring.as_ref())) {
+        Ok(m) => m,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
+    let _ = writeln!(
+        err,
+        "rpcc watch: {} server(s) with Glances, {} site check(s), every {:?}; stop with Ctrl-C",
+        monitor.sources.len(),
+        monitor.targets.len(),
+        interval
+    );
+    rt.block_on(run_watch(&monitor, &sinks, &store, rules, interval));
+    let _ = writeln!(err, "rpcc watch: stopped");
+    ExitCode::SUCCESS
+}
+
+async fn run_watch(
+    monitor: &Monitor,
+    sinks: &[Routed],
+    store: &SqliteStore,
+    rules: rpcc_monitor::AlertRules,
+    interval: Duration,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let mut alerts = AlertEngine::new(rules);
+    // Jitter: start at a random offset within the first tenth of the interval, so many
+    // watchers do not hit the same servers at the same moment.
+    let jitter = interval.mul_f64(f64::from(u32::from(std::process::id() as u16 % 100)) / 1000.0);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = int.recv() => return,
+            _ = term.recv() => return,
+            _ = ticks.tick() => {}
+        }
+        let started = Instant::now();
+        let round = tokio::select! {
+            _ = int.recv() => return,
+            _ = term.recv() => return,
+            r = monitor.round() => r,
+        };
+        let took = started.elapsed();
+        if took > interval {
+            tracing::warn!(took = ?took, interval = ?interval, "round took longer than the interval; the overlapping round was skipped");
+        }
+        let now = unix_ms().max(0).unsigned_abs();
+        let events: Vec<AlertEvent> =
+            observations(&round).iter().filter_map(|(s, r)| alerts.observe(s, r, now)).collect();
+        for event in events {
+            let groups = monitor.groups_of(&event.subject);
+            let outcome = match event.kind {
+                rpcc_monitor::AlertKind::Fired => "fired",
+                rpcc_monitor::AlertKind::Recovered => "recovered",
+            };
+            let record =
+                AuditEvent::now(&rpcc_core::deploy::local_actor(), AuditAction::Alert, None, outcome, &event.message);
+            if let Err(e) = store.append_audit(&record).await {
+                tracing::warn!(error = %e, "alert not recorded");
+            }
+            let note = Notification::alert(event, groups.first().cloned());
+            for (routes, sink) in sinks {
+                if !routes.is_empty() && !routes.iter().any(|r| groups.contains(r)) {
+                    continue;
+                }
+                if let Err(e) = sink.send(&note).await {
+                    tracing::warn!(notifier = sink.name(), error = %e, "notification failed");
+                }
+            }
+        }
+    }
+}

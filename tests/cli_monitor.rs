@@ -1,0 +1,205 @@
+//! `rpcc check` against a real fleet and a real Glances; `rpcc watch` firing an alert to a
+//! signed webhook (secret from the keyring), recording it, and stopping on SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rpcc::core::deploy::StateStore as _;
+use rpcc::core::keyring::{Keyring, RecordId};
+use rpcc::monitor::webhook_signature;
+use rpcc_testkit::Fleet;
+use secrecy::SecretString;
+
+fn rpcc(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
+    c.args(args)
+        .env_remove("RPCC_KEYS")
+        .env_remove("RPCC_STATE")
+        .env_remove("RPCC_FAULT_INJECT")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn glances() -> anyhow::Result<(Kill, u16)> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let bin = format!(
+        "{}/bin/glances",
+        std::env::var("RPCC_TOOLS_VENV").unwrap_or_else(|_| format!("{home}/.cache/rpcc-tools"))
+    );
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["-w", "--disable-webui", "--disable-autodiscover", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let g = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "glances did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // first samples
+    Ok((g, port))
+}
+
+fn site() -> &'static str {
+    "\n[[sites]]\ndomain = \"app.watch.example\"\ngroup = \"all\"\nupstream = { backends = [\"127.0.0.1:9\"] }\n\
+     tls = { mode = \"off\" }\nhealth_path = \"/healthz\"\n"
+}
+
+#[test]
+fn check_reports_metrics_and_sites_and_fails_on_an_unreachable_glances() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let (_g, port) = glances()?;
+    let dir = tempfile::tempdir()?;
+    let inv = dir.path().join("inv.toml");
+    let with_glances = |p: u16| {
+        fleet.deploy_inventory_toml().replacen("\nnginx = {", &format!("\nglances = {{ port = {p} }}\nnginx = {{"), 1)
+            + site()
+    };
+    std::fs::write(&inv, with_glances(port))?;
+    let state = dir.path().join("state.db");
+    let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    let out = rpcc(&["apply", &s(&inv), "--state", &s(&state), "--yes"]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = rpcc(&["check", &s(&inv), "--json"]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(v["servers"][0]["state"], "ok", "{v}");
+    assert!(v["servers"][0]["metrics"]["cpu_percent"].as_f64().is_some());
+    assert_eq!(v["sites"][0]["http"]["Ok"]["status"], 200, "{v}");
+
+    let table = rpcc(&["check", &s(&inv)]).output()?;
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("app.watch.example") && table.contains(" ok"), "{table}");
+
+    std::fs::write(&inv, with_glances(free_port()))?;
+    let out = rpcc(&["check", &s(&inv)]).output()?;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("glances unreachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+#[test]
+fn watch_fires_one_signed_webhook_records_it_and_stops_on_sigterm() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys");
+    assert!(
+        rpcc(&["keys", "generate", "--key-file", keys.to_str().unwrap_or_default(), "--id", "k1"])
+            .output()?
+            .status
+            .success()
+    );
+    let ring = Keyring::from_file(&keys)?;
+    let secret = "hook-secret-canary";
+    let sealed = ring.seal(&RecordId::parse("notifier/pager/secret")?, &SecretString::from(secret))?;
+
+    // The webhook receiver: records each request's signature header and body.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let hook_port = listener.local_addr()?.port();
+    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut sig = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("x-rpcc-signature: ") {
+                    sig = v.trim().to_owned();
+                }
+                if let Some(v) = lower.strip_prefix("content-length: ") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((sig, String::from_utf8_lossy(&body).into_owned()));
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+
+    // Glances configured on a port where nothing listens: after 3 rounds, one alert.
+    let inv = dir.path().join("inv.toml");
+    let mut toml = fleet.deploy_inventory_toml().replacen(
+        "\nnginx = {",
+        &format!("\nglances = {{ port = {} }}\nnginx = {{", free_port()),
+        1,
+    );
+    toml.push_str(site());
+    toml.push_str(&format!(
+        "\n[monitor]\ninterval = \"1s\"\ntimeout = \"1s\"\nnotifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n"
+    ));
+    std::fs::write(&inv, toml)?;
+    let state = dir.path().join("state.db");
+    let child = rpcc(&[
+        "watch",
+        inv.to_str().unwrap_or_default(),
+        "--state",
+        state.to_str().unwrap_or_default(),
+        "--key-file",
+        keys.to_str().unwrap_or_default(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    let mut watch = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500)); // more rounds: still one message
+    let pid = watch.0.id();
+    let stopped_at = Instant::now();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    let status = watch.0.wait()?;
+    assert!(stopped_at.elapsed() < Duration::from_secs(5), "took {:?} to stop", stopped_at.elapsed());
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    if let Some(mut e) = watch.0.stderr.take() {
+        e.read_to_string(&mut stderr)?;
+    }
+    assert!(!stderr.contains(secret));
+
+    let got = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    assert_eq!(got.len(), 1, "one message per incident: {got:?}");
+    let (sig, body) = &got[0];
+    assert_eq!(sig, &webhook_signature(&SecretString::from(secret), body.as_bytes()));
+    assert!(body.contains("glances unreachable") && body.contains("s0"), "{body}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let log = rt.block_on(async { rpcc::store::SqliteStore::open(&state).await?.audit_log().await })?;
+    assert!(log.iter().any(|r| r.event.action.as_str() == "alert" && r.event.outcome == "fired"), "{log:?}");
+    Ok(())
+}
