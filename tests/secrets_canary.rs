@@ -84,8 +84,22 @@ fn a_canary_secret_never_leaks_from_any_command() -> anyhow::Result<()> {
         seal(&format!("server/{s1}/passphrase"))?
     );
     toml = toml.replacen(&plain_auth, &s0_auth, 1).replacen(&plain_auth, &s1_auth, 1);
+    // s1's Glances password, a Telegram token and a webhook secret: the canary too.
+    let glances_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let glances = format!(
+        "glances = {{ port = {glances_port}, user = \"mon\", password = \"{}\" }}\nnginx = {{",
+        seal(&format!("server/{s1}/glances_password"))?
+    );
+    let at = toml.match_indices("\nnginx = {").nth(1).map(|(i, _)| i).unwrap_or(0);
+    toml.replace_range(at + 1..at + "\nnginx = {".len(), &glances);
     toml.push('\n');
     toml.push_str(&site("canary.test.example", "v1"));
+    toml.push_str(&format!(
+        "\n[monitor]\nnotifiers = [{{ name = \"ops\", kind = \"telegram\", chat_id = \"-100123\", token = \"{}\" }}, \
+         {{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:9/hook\", secret = \"{}\" }}]\n",
+        seal("notifier/ops/token")?,
+        seal("notifier/pager/secret")?
+    ));
     let inv = dir.path().join("inventory.toml");
     std::fs::write(&inv, &toml)?;
     let invs = s(&inv);
@@ -124,6 +138,9 @@ fn a_canary_secret_never_leaks_from_any_command() -> anyhow::Result<()> {
         (vec!["keys", "list", "--state", &st], None, None, Some(true)),
         (vec!["validate", &invs], None, None, Some(true)),
         (vec!["validate", &invs, "--json"], None, None, Some(true)),
+        // s1's Glances is not running: the round reports it (exit 3), with a password sent nowhere.
+        (vec!["check", &invs], None, None, Some(false)),
+        (vec!["check", &invs, "--json"], None, None, Some(false)),
         (vec!["render", &invs, "--out", &rd], None, None, Some(true)),
         // s0's password is wrong: every fleet command reports it as failed.
         (vec!["plan", &invs, "--state", &st], None, None, Some(false)),
