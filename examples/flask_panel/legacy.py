@@ -58,9 +58,13 @@ def execute_command(server: Any, argv: Sequence[str], password: Optional[str] = 
 
     client = _connect(server, password)
     try:
-        _, out, err = client.exec_command(" ".join(shlex.quote(a) for a in argv), timeout=60)
+        stdin, out, err = client.exec_command(" ".join(shlex.quote(a) for a in argv), timeout=60)
+        stdin.close()  # closed while the transport lives, not in __del__ at exit
         code = out.channel.recv_exit_status()
-        return code, out.read(), err.read()
+        result = code, out.read(), err.read()
+        out.close()
+        err.close()
+        return result
     finally:
         client.close()
 
