@@ -74,7 +74,10 @@ fn check_reports_metrics_and_sites_and_fails_on_an_unreachable_glances() -> anyh
         fleet.deploy_inventory_toml().replacen("\nnginx = {", &format!("\nglances = {{ port = {p} }}\nnginx = {{"), 1)
             + site()
     };
-    std::fs::write(&inv, with_glances(port))?;
+    // The site's name resolves to its server (127.0.0.1) on a real resolver.
+    let dns = rpcc_testkit::Resolver::start(&[("app.watch.example", Some([127, 0, 0, 1].into()))])?;
+    let dns_line = format!("\n[monitor]\ndns = \"{}\"\n", dns.addr());
+    std::fs::write(&inv, with_glances(port) + &dns_line)?;
     let state = dir.path().join("state.db");
     let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
     let out = rpcc(&["apply", &s(&inv), "--state", &s(&state), "--yes"]).output()?;
@@ -87,6 +90,8 @@ fn check_reports_metrics_and_sites_and_fails_on_an_unreachable_glances() -> anyh
     assert_eq!(v["servers"][0]["state"], "ok", "{v}");
     assert!(v["servers"][0]["metrics"]["cpu_percent"].as_f64().is_some());
     assert_eq!(v["sites"][0]["http"]["Ok"]["status"], 200, "{v}");
+    assert_eq!(v["dns"][0]["site"], "app.watch.example", "{v}");
+    assert!(v["dns"][0]["problem"].is_null(), "{v}");
 
     let table = rpcc(&["check", &s(&inv)]).output()?;
     let table = String::from_utf8_lossy(&table.stdout).into_owned();

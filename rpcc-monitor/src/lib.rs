@@ -16,10 +16,14 @@
 //!   Host/SNI pinned to that server, and the served certificate (expiry, issuer, names,
 //!   name match, trust).
 //!
-//! Still to come (issue: "rpcc-monitor"): DNS probes, notifier settings in the inventory,
-//! recording alerts in the store, and the `rpcc watch` scheduler.
+//! - [`DnsProber`]: do a site's names resolve to the servers that serve it.
+//!
+//! Still to come (issue: "rpcc-monitor"): alert rules configurable in the inventory,
+//! metric samples with retention, deploy outcomes to the notifiers, the 1,000-server
+//! benchmark. `rpcc check` and `rpcc watch` (in the CLI) drive all of the above.
 
 pub mod alert;
+mod dns;
 mod glances;
 mod health;
 mod notifiers;
@@ -27,6 +31,7 @@ mod notify;
 mod probe;
 
 pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig, Reading, Subject};
+pub use dns::{DnsProber, DnsReport};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
 pub use health::HttpHealthProbe;
 pub use notifiers::{RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WebhookNotifier, webhook_signature};

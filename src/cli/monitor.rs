@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, unix_ms};
 use rpcc_core::keyring::Keyring;
-use rpcc_core::model::{Inventory, NotifierKind};
+use std::net::IpAddr;
+
+use rpcc_core::model::{DnsResolver, Inventory, NotifierKind};
 use rpcc_monitor::{
-    AlertEngine, AlertEvent, AlertRulesConfig, GlancesSource, LogNotifier, MetricsReport, MetricsState, Notification,
-    Notifier, Reading, SiteProber, SiteReport, SiteTarget, Subject, TelegramNotifier, WebhookNotifier, collect_all,
+    AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesSource, LogNotifier, MetricsReport,
+    MetricsState, Notification, Notifier, Reading, SiteProber, SiteReport, SiteTarget, Subject, TelegramNotifier,
+    WebhookNotifier, collect_all,
 };
 use rpcc_store::SqliteStore;
 
@@ -48,6 +51,14 @@ pub(crate) struct WatchArgs {
 struct Round {
     metrics: Vec<MetricsReport>,
     sites: Vec<SiteReport>,
+    dns: Vec<DnsReport>,
+}
+
+/// A site's DNS check: its names (wildcards left out) and its servers' addresses.
+struct DnsTarget {
+    site: String,
+    names: Vec<String>,
+    expected: Vec<IpAddr>,
 }
 
 struct Monitor {
@@ -56,6 +67,7 @@ struct Monitor {
     targets: Vec<SiteTarget>,
     prober: SiteProber,
     concurrency: usize,
+    dns: Option<(DnsProber, Vec<DnsTarget>)>,
 }
 
 impl Monitor {
@@ -77,7 +89,40 @@ impl Monitor {
             }
         }
         let concurrency = usize::try_from(inv.monitor.concurrency).unwrap_or(32);
-        Ok(Self { inv, sources, targets, prober: SiteProber::new(timeout), concurrency })
+        let dns = match &inv.monitor.dns {
+            None => None,
+            Some(r) => {
+                let prober = match r {
+                    DnsResolver::Server(addr) => DnsProber::with_nameserver(*addr, timeout)?,
+                    _ => DnsProber::system(timeout)?,
+                };
+                let mut checks = Vec::new();
+                for site in &inv.sites {
+                    let mut expected = Vec::new();
+                    for server in inv
+                        .servers
+                        .iter()
+                        .filter(|s| inv.sites_for_server(s.name.as_str()).any(|x| x.domain == site.domain))
+                    {
+                        match server.host.to_string().parse::<IpAddr>() {
+                            Ok(ip) => expected.push(ip),
+                            Err(_) => {
+                                if let Ok(found) = tokio::net::lookup_host((server.host.to_string(), 0)).await {
+                                    expected.extend(found.map(|a| a.ip()));
+                                }
+                            }
+                        }
+                    }
+                    let names = std::iter::once(site.domain.to_string())
+                        .chain(site.aliases.iter().map(ToString::to_string))
+                        .filter(|n| !n.starts_with('*'))
+                        .collect();
+                    checks.push(DnsTarget { site: site.domain.to_string(), names, expected });
+                }
+                Some((prober, checks))
+            }
+        };
+        Ok(Self { inv, sources, targets, prober: SiteProber::new(timeout), concurrency, dns })
     }
 
     async fn round(&self) -> Round {
@@ -85,8 +130,19 @@ impl Monitor {
         let sites = futures_util::stream::iter(self.targets.iter().map(|t| self.prober.probe(t)))
             .buffered(self.concurrency)
             .collect::<Vec<_>>();
-        let (metrics, sites) = tokio::join!(metrics, sites);
-        Round { metrics, sites }
+        let dns = async {
+            match &self.dns {
+                None => Vec::new(),
+                Some((prober, checks)) => {
+                    futures_util::stream::iter(checks.iter().map(|c| prober.check(&c.site, &c.names, &c.expected)))
+                        .buffered(self.concurrency)
+                        .collect::<Vec<_>>()
+                        .await
+                }
+            }
+        };
+        let (metrics, sites, dns) = tokio::join!(metrics, sites, dns);
+        Round { metrics, sites, dns }
     }
 
     /// The groups an alert subject belongs to (for notifier routing).
@@ -154,6 +210,13 @@ fn observations(round: &Round) -> Vec<(Subject, Reading)> {
             });
         }
     }
+    for d in &round.dns {
+        let subject = Subject::Dns { site: d.site.clone() };
+        out.push(match &d.problem {
+            None => (subject, Reading::Ok),
+            Some(p) => (subject, Reading::Failed(p.clone())),
+        });
+    }
     out
 }
 
@@ -193,6 +256,7 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
     };
     let round = rt.block_on(monitor.round());
     let bad = round.metrics.iter().any(|m| !matches!(m.state, MetricsState::Ok { .. }))
+        || round.dns.iter().any(|d| d.problem.is_some())
         || round
             .sites
             .iter()
@@ -201,7 +265,7 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
     if args.json {
         let _ = serde_json::to_writer_pretty(
             &mut out,
-            &serde_json::json!({ "servers": round.metrics, "sites": round.sites }),
+            &serde_json::json!({ "servers": round.metrics, "sites": round.sites, "dns": round.dns }),
         );
         let _ = writeln!(out);
     } else {
@@ -247,6 +311,12 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
                 Some(Err(e)) => e.clone(),
             };
             let _ = writeln!(out, "{:<32} {:<12} {:>5} {:>9}  {cert}", s.site, s.server, status, latency);
+        }
+        if !round.dns.is_empty() {
+            let _ = writeln!(out, "\n{:<32} DNS", "SITE");
+            for d in &round.dns {
+                let _ = writeln!(out, "{:<32} {}", d.site, d.problem.as_deref().unwrap_or("ok"));
+            }
         }
     }
     if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }

@@ -26,12 +26,14 @@
 //! }
 //! ```
 
+mod dns;
 mod error;
 mod fleet;
 mod process;
 mod proxy;
 mod user;
 
+pub use dns::Resolver;
 pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
 pub use proxy::{FaultMode, FaultProxy};

@@ -3,11 +3,11 @@
 use super::decoder::Decoder;
 use super::node::Node;
 use crate::keyring::RecordId;
-use crate::model::{MonitorSettings, NotifierKind, NotifierSettings};
+use crate::model::{DnsResolver, MonitorSettings, NotifierKind, NotifierSettings};
 use crate::validate::FieldPath;
-use crate::value::{DurationValue, Identifier, RedirectUrl, ValueError};
+use crate::value::{DurationValue, Identifier, ListenAddr, RedirectUrl, ValueError};
 
-const MONITOR_FIELDS: &[&str] = &["interval", "timeout", "concurrency", "notifiers"];
+const MONITOR_FIELDS: &[&str] = &["interval", "timeout", "concurrency", "notifiers", "dns"];
 const NOTIFIER_FIELDS: &[&str] = &["name", "kind", "groups", "chat_id", "token", "url", "secret"];
 
 fn chat_id(s: &str) -> Result<String, ValueError> {
@@ -23,6 +23,18 @@ fn chat_id(s: &str) -> Result<String, ValueError> {
     }
 }
 
+fn resolver(s: &str) -> Result<DnsResolver, ValueError> {
+    if s == "system" {
+        return Ok(DnsResolver::System);
+    }
+    let listen = ListenAddr::parse(s)
+        .map_err(|_| ValueError::new("must be \"system\" or a name server's ip:port (e.g. 127.0.0.1:53)"))?;
+    match listen.ip() {
+        Some(ip) => Ok(DnsResolver::Server(std::net::SocketAddr::new(ip, listen.port().get()))),
+        None => Err(ValueError::new("must be \"system\" or a name server's ip:port (e.g. 127.0.0.1:53)")),
+    }
+}
+
 pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<MonitorSettings> {
     let def = MonitorSettings::default();
     let mut t = d.table(node, path, MONITOR_FIELDS)?;
@@ -34,6 +46,10 @@ pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath)
     let notifiers = match t.get("notifiers") {
         Some((n, p)) => d.array(n, &p, decode_notifier).map(|v| v.into_iter().flatten().collect::<Vec<_>>()),
         None => Some(Vec::new()),
+    };
+    let dns = match t.get("dns") {
+        Some((n, p)) => d.parse(n, &p, resolver).map(Some),
+        None => Some(None),
     };
     if let Some(list) = &notifiers {
         for (i, a) in list.iter().enumerate() {
@@ -47,7 +63,13 @@ pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath)
         }
     }
     t.finish(d);
-    Some(MonitorSettings { interval: interval?, timeout: timeout?, concurrency: concurrency?, notifiers: notifiers? })
+    Some(MonitorSettings {
+        interval: interval?,
+        timeout: timeout?,
+        concurrency: concurrency?,
+        notifiers: notifiers?,
+        dns: dns?,
+    })
 }
 
 fn decode_notifier(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Option<NotifierSettings>> {

@@ -12,7 +12,7 @@ mod site;
 
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
-pub use monitor::{MonitorSettings, NotifierKind, NotifierSettings};
+pub use monitor::{DnsResolver, MonitorSettings, NotifierKind, NotifierSettings};
 pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
     BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,

@@ -15,6 +15,20 @@ pub struct MonitorSettings {
     pub concurrency: u32,
     /// Where alerts and recoveries are sent (the log always gets them).
     pub notifiers: Vec<NotifierSettings>,
+    /// DNS checks of every site's names (off unless set): the system resolver or a
+    /// name server.
+    pub dns: Option<DnsResolver>,
+}
+
+/// Which resolver the DNS checks ask.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DnsResolver {
+    /// `/etc/resolv.conf`.
+    System,
+    /// This name server (`ip:port`).
+    Server(std::net::SocketAddr),
 }
 
 impl Default for MonitorSettings {
@@ -24,6 +38,7 @@ impl Default for MonitorSettings {
             timeout: DurationValue::secs(10),
             concurrency: 32,
             notifiers: Vec::new(),
+            dns: None,
         }
     }
 }
