@@ -19,8 +19,8 @@
 //! - [`DnsProber`]: do a site's names resolve to the servers that serve it.
 //!
 //! Still to come (issue: "rpcc-monitor"): alert rules configurable in the inventory,
-//! metric samples with retention, deploy outcomes to the notifiers, the 1,000-server
-//! benchmark. `rpcc check` and `rpcc watch` (in the CLI) drive all of the above.
+//! metric samples with retention, deploy outcomes to the notifiers. `rpcc check` and
+//! `rpcc watch` (in the CLI) drive all of the above.
 
 pub mod alert;
 mod dns;

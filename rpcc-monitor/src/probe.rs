@@ -94,25 +94,52 @@ pub struct SiteReport {
     pub cert: Option<Result<CertInfo, String>>,
 }
 
-/// Probes sites through their servers.
-#[derive(Clone, Debug)]
+/// Probes sites through their servers. Plain HTTP shares one client (the `Host` header
+/// names the site); TLS needs the site as SNI at the server's address, so those clients
+/// are built once per (site, server) and kept for later rounds.
+#[derive(Debug)]
 pub struct SiteProber {
     timeout: Duration,
+    plain: std::sync::OnceLock<reqwest::Client>,
+    tls: std::sync::Mutex<std::collections::HashMap<(String, SocketAddr, bool), reqwest::Client>>,
 }
 
 impl SiteProber {
     /// A prober with a per-request timeout.
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+        Self { timeout, plain: std::sync::OnceLock::new(), tls: std::sync::Mutex::default() }
     }
 
-    fn builder(&self, t: &SiteTarget, addr: SocketAddr) -> reqwest::ClientBuilder {
+    fn base(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .resolve(&t.domain, addr)
             .no_proxy()
+    }
+
+    /// The TLS client for `t` at `addr`; `verify` false reads any certificate.
+    fn tls_client(&self, t: &SiteTarget, addr: SocketAddr, verify: bool) -> Result<reqwest::Client, String> {
+        let key = (t.domain.clone(), addr, verify);
+        let mut cache = self.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut b = self.base().resolve(&t.domain, addr);
+        if !verify {
+            b = b.danger_accept_invalid_certs(true).tls_info(true);
+        }
+        let c = b.build().map_err(|e| format!("HTTP client: {e}"))?;
+        cache.insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn plain_client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = self.plain.get() {
+            return Ok(c.clone());
+        }
+        let c = self.base().build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(self.plain.get_or_init(|| c).clone())
     }
 
     /// Probe one target.
@@ -142,16 +169,15 @@ impl SiteProber {
     async fn get(&self, t: &SiteTarget, addr: SocketAddr, tls: bool) -> Result<(HttpCheck, Option<Vec<u8>>), String> {
         // Certificates are judged below, not trusted here: an expired or misnamed one must
         // still be read to be reported.
-        let client = self
-            .builder(t, addr)
-            .danger_accept_invalid_certs(tls)
-            .tls_info(tls)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        let scheme = if tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}:{}{}", t.domain, addr.port(), t.path);
+        let request = if tls {
+            self.tls_client(t, addr, false)?.get(format!("https://{}:{}{}", t.domain, addr.port(), t.path))
+        } else {
+            self.plain_client()?
+                .get(format!("http://{addr}{}", t.path))
+                .header(reqwest::header::HOST, t.domain.as_str())
+        };
         let started = Instant::now();
-        let resp = client.get(&url).send().await.map_err(|e| describe(&e, tls))?;
+        let resp = request.send().await.map_err(|e| describe(&e, tls))?;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let der =
             resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate()).map(<[u8]>::to_vec);
@@ -160,7 +186,7 @@ impl SiteProber {
 
     /// Whether a verifying client accepts the chain and the name.
     async fn verified(&self, t: &SiteTarget, addr: SocketAddr) -> Result<(), String> {
-        let client = self.builder(t, addr).build().map_err(|e| format!("HTTP client: {e}"))?;
+        let client = self.tls_client(t, addr, true)?;
         let url = format!("https://{}:{}{}", t.domain, addr.port(), t.path);
         client.get(&url).send().await.map(|_| ()).map_err(|e| describe(&e, true))
     }
