@@ -36,29 +36,6 @@ impl Drop for Kill {
     }
 }
 
-fn glances() -> anyhow::Result<(Kill, u16)> {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let bin = format!(
-        "{}/bin/glances",
-        std::env::var("RPCC_TOOLS_VENV").unwrap_or_else(|_| format!("{home}/.cache/rpcc-tools"))
-    );
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["-w", "--disable-webui", "--disable-autodiscover", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let g = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "glances did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(1500)); // first samples
-    Ok((g, port))
-}
-
 fn site() -> &'static str {
     "\n[[sites]]\ndomain = \"app.watch.example\"\ngroup = \"all\"\nupstream = { backends = [\"127.0.0.1:9\"] }\n\
      tls = { mode = \"off\" }\nhealth_path = \"/healthz\"\n"
@@ -67,7 +44,9 @@ fn site() -> &'static str {
 #[test]
 fn check_reports_metrics_and_sites_and_fails_on_an_unreachable_glances() -> anyhow::Result<()> {
     let fleet = Fleet::start(1)?;
-    let (_g, port) = glances()?;
+    let glances = rpcc_testkit::GlancesServer::start()?;
+    std::thread::sleep(Duration::from_millis(1500)); // its first samples
+    let port = glances.port();
     let dir = tempfile::tempdir()?;
     let inv = dir.path().join("inv.toml");
     let with_glances = |p: u16| {

@@ -42,6 +42,7 @@ pub mod inventory;
 pub mod keyring;
 pub mod local;
 pub mod model;
+pub mod time;
 pub mod transport;
 pub mod validate;
 pub mod value;

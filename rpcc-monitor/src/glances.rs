@@ -197,7 +197,10 @@ impl GlancesSource {
         if let Some((user, pw)) = &self.auth {
             req = req.basic_auth(user, Some(pw.expose_secret()));
         }
-        let resp = req.send().await.map_err(|e| MetricsState::Unreachable { reason: describe(&e) })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| MetricsState::Unreachable { reason: crate::http_error::describe(&e, false) })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             return Err(MetricsState::Unauthorized { status });
@@ -205,7 +208,10 @@ impl GlancesSource {
         if status != 200 {
             return Err(MetricsState::Malformed { endpoint: endpoint.into(), reason: format!("HTTP {status}") });
         }
-        let body = resp.bytes().await.map_err(|e| MetricsState::Unreachable { reason: describe(&e) })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| MetricsState::Unreachable { reason: crate::http_error::describe(&e, false) })?;
         serde_json::from_slice(&body)
             .map_err(|e| MetricsState::Malformed { endpoint: endpoint.into(), reason: format!("not JSON: {e}") })
     }
@@ -232,24 +238,6 @@ pub async fn collect_all(sources: &[Arc<GlancesSource>], concurrency: usize) -> 
         futures_util::stream::iter(jobs).buffer_unordered(concurrency.max(1)).collect().await;
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    // Never the URL (it could carry credentials in other setups): the kind and cause.
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() { kind.to_owned() } else { format!("{kind}: {cause}") }
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {

@@ -26,6 +26,7 @@ pub mod alert;
 mod dns;
 mod glances;
 mod health;
+mod http_error;
 mod notifiers;
 mod notify;
 mod probe;

@@ -15,14 +15,7 @@ pub const TELEGRAM_LIMIT: usize = 4096;
 /// Only the error's kind: its `Display` would include the URL, and the Bot API URL
 /// contains the token.
 fn transport(notifier: &str, e: &reqwest::Error) -> NotifyError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    NotifyError::Transport { notifier: notifier.to_owned(), reason: kind.to_owned() }
+    NotifyError::Transport { notifier: notifier.to_owned(), reason: crate::http_error::kind(e, false).to_owned() }
 }
 
 /// Retry policy of the HTTP notifiers.

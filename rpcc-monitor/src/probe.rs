@@ -177,7 +177,7 @@ impl SiteProber {
                 .header(reqwest::header::HOST, t.domain.as_str())
         };
         let started = Instant::now();
-        let resp = request.send().await.map_err(|e| describe(&e, tls))?;
+        let resp = request.send().await.map_err(|e| crate::http_error::describe(&e, tls))?;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let der =
             resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate()).map(<[u8]>::to_vec);
@@ -188,27 +188,8 @@ impl SiteProber {
     async fn verified(&self, t: &SiteTarget, addr: SocketAddr) -> Result<(), String> {
         let client = self.tls_client(t, addr, true)?;
         let url = format!("https://{}:{}{}", t.domain, addr.port(), t.path);
-        client.get(&url).send().await.map(|_| ()).map_err(|e| describe(&e, true))
+        client.get(&url).send().await.map(|_| ()).map_err(|e| crate::http_error::describe(&e, true))
     }
-}
-
-fn describe(e: &reqwest::Error, tls: bool) -> String {
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() && tls {
-        "TLS handshake or connection failed"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    if cause.is_empty() { kind.to_owned() } else { format!("{kind}: {cause}") }
 }
 
 /// Parse a DER certificate and judge it for `domain`.

@@ -2,7 +2,6 @@
 //! loopback, and against a hostile local HTTP server: malformed answers, refused
 //! credentials, a closed port, a server that never answers, bounded concurrency.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,44 +12,8 @@ use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-struct Glances {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Glances {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// Start the real Glances web server (installed by scripts/setup-host).
-fn start_glances() -> anyhow::Result<Glances> {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let venv = std::env::var("RPCC_TOOLS_VENV").unwrap_or_else(|_| format!("{home}/.cache/rpcc-tools"));
-    let bin = format!("{venv}/bin/glances");
-    anyhow::ensure!(std::path::Path::new(&bin).exists(), "{bin} missing: run scripts/setup-host");
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["-w", "--disable-webui", "--disable-autodiscover", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let g = Glances { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(g);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    anyhow::bail!("glances did not listen on {port} within 30 s")
 }
 
 fn client(timeout_ms: u64) -> reqwest::Client {
@@ -59,11 +22,11 @@ fn client(timeout_ms: u64) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_from_a_real_glances_through_the_inventory() -> anyhow::Result<()> {
-    let g = start_glances()?;
+    let g = rpcc_testkit::GlancesServer::start()?;
     let inv = Inventory::from_toml_str(&format!(
         "[[servers]]\nname = \"mon-1\"\nhost = \"127.0.0.1\"\nuser = \"deploy\"\nauth = {{ agent = true }}\n\
          glances = {{ port = {} }}\n",
-        g.port
+        g.port()
     ))?;
     let source = GlancesSource::for_server(&inv.servers[0], None, client(5000))?.expect("glances configured");
     // Glances answers its first requests while still sampling: retry briefly.

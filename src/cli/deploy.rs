@@ -404,21 +404,10 @@ pub(crate) fn status(args: &FleetArgs) -> ExitCode {
     if statuses.iter().any(|s| s.error.is_some()) { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-/// `2026-11-23 12:00:00 UTC` from Unix milliseconds (no date library needed).
+/// `2026-11-23 12:00:00 UTC` from Unix milliseconds.
 fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    let (y, m, d, hh, mm, ss) = rpcc_core::time::civil_utc(ms.div_euclid(1000));
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
 pub(crate) fn drift(args: &FleetArgs) -> ExitCode {

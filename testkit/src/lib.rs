@@ -29,6 +29,7 @@
 mod dns;
 mod error;
 mod fleet;
+mod glances;
 mod process;
 mod proxy;
 mod user;
@@ -36,6 +37,7 @@ mod user;
 pub use dns::Resolver;
 pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
+pub use glances::GlancesServer;
 pub use proxy::{FaultMode, FaultProxy};
 pub use user::TestUser;
 
