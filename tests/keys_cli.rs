@@ -225,9 +225,11 @@ async fn check_store(state: &Path, keys: &Path, n: usize, key: &str) -> anyhow::
     Ok(under)
 }
 
-#[test]
-fn rotation_of_10000_secrets_survives_a_crash_at_every_batch_boundary_and_mid_batch() -> anyhow::Result<()> {
-    let n = 10_000;
+/// `n` secrets in a fresh SQLite store sealed under key `a`, then key `b` added (the
+/// active one): the starting point of every rotation test.
+fn store_sealed_under_a_then_add_b(
+    n: usize,
+) -> anyhow::Result<(tempfile::TempDir, PathBuf, PathBuf, tokio::runtime::Runtime)> {
     let dir = tempfile::tempdir()?;
     let keys = dir.path().join("keys");
     let state = dir.path().join("state.db");
@@ -235,6 +237,13 @@ fn rotation_of_10000_secrets_survives_a_crash_at_every_batch_boundary_and_mid_ba
     assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "a"]).output()?.status.success());
     rt.block_on(fill_store(&state, &keys, n))?;
     assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "b"]).output()?.status.success());
+    Ok((dir, keys, state, rt))
+}
+
+#[test]
+fn rotation_of_10000_secrets_survives_a_crash_at_every_batch_boundary_and_mid_batch() -> anyhow::Result<()> {
+    let n = 10_000;
+    let (_dir, keys, state, rt) = store_sealed_under_a_then_add_b(n)?;
 
     let rotate = |fault: Option<&str>| -> anyhow::Result<Output> {
         let mut c = rpcc(&["keys", "rotate", "--state", s(&state), "--batch", "500", "--key-file", s(&keys)]);
@@ -292,13 +301,7 @@ fn rotation_of_10000_secrets_survives_a_crash_at_every_batch_boundary_and_mid_ba
 #[test]
 fn a_rotation_killed_at_random_moments_loses_nothing() -> anyhow::Result<()> {
     let n = 3_000;
-    let dir = tempfile::tempdir()?;
-    let keys = dir.path().join("keys");
-    let state = dir.path().join("state.db");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "a"]).output()?.status.success());
-    rt.block_on(fill_store(&state, &keys, n))?;
-    assert!(rpcc(&["keys", "generate", "--key-file", s(&keys), "--id", "b"]).output()?.status.success());
+    let (_dir, keys, state, rt) = store_sealed_under_a_then_add_b(n)?;
     let mut seed: u64 = 0x5eed_0fc0_ffee;
     for _ in 0..12 {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
