@@ -19,6 +19,9 @@
 //! - [`keyring`]: the versioned keyring, `rpcc:v1` envelopes, secret fields, rotation
 //!   and legacy Fernet import.
 //!
+//! - [`fragment`]: nginx fragments from template plugins, parsed and checked against an
+//!   allow-list before rpcc writes them out itself.
+//!
 //! Later work adds here: the scheduler.
 //!
 //! ```
@@ -37,6 +40,7 @@
 
 pub mod deploy;
 pub mod error;
+pub mod fragment;
 pub mod generation;
 pub mod inventory;
 pub mod keyring;

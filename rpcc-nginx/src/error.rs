@@ -34,6 +34,17 @@ pub enum RenderError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// A site extension (template plugin) refused to produce fragments, or produced
+    /// fragments that failed the allow-list.
+    #[error("server {server}, site {site}: {message}")]
+    Extension {
+        /// Server name.
+        server: String,
+        /// Site domain.
+        site: String,
+        /// The plugin and why.
+        message: String,
+    },
     /// The server is not in the inventory or serves nothing renderable.
     #[error("server {server}: {message}")]
     Server {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
+use rpcc_core::fragment::{SiteExtension, SiteFragments};
 use rpcc_core::generation::{Generation, GenerationFile, GenerationPath, Renderer, Sha256Hasher};
 use rpcc_core::model::{Inventory, NginxMode, Server, Site};
 use rpcc_core::value::NGINX_UNSAFE;
@@ -76,6 +77,26 @@ pub struct NginxRenderer {
     ocsp_domains: BTreeSet<String>,
     /// Site files of the last render of each server, by the digest of their inputs.
     cache: Mutex<HashMap<String, Arc<SiteCache>>>,
+    /// Template plugins (or any other source of checked fragments).
+    extension: Option<Arc<dyn SiteExtension>>,
+}
+
+/// Fragments as the site template sees them: canonical text, already indented.
+#[derive(serde::Serialize)]
+struct PluginView {
+    server: String,
+    main_location: String,
+    server_body: Option<String>,
+}
+
+impl PluginView {
+    fn of(f: &SiteFragments) -> Self {
+        Self {
+            server: f.server.to_nginx(1),
+            main_location: f.main_location.to_nginx(2),
+            server_body: f.server_body.as_ref().map(|b| b.to_nginx(1)),
+        }
+    }
 }
 
 /// Rendered site files keyed by the SHA-256 of everything their template sees.
@@ -83,7 +104,10 @@ type SiteCache = HashMap<[u8; 32], Arc<str>>;
 
 impl std::fmt::Debug for NginxRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NginxRenderer").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("NginxRenderer")
+            .field("options", &self.options)
+            .field("extension", &self.extension)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,6 +178,7 @@ impl std::io::Write for HashWriter<'_> {
 struct PreparedSite<'i> {
     site: &'i Site,
     ocsp: bool,
+    fragments: Result<SiteFragments, String>,
     digest: [u8; 32],
 }
 
@@ -198,6 +223,7 @@ impl NginxRenderer {
             options,
             ocsp_domains: BTreeSet::new(),
             cache: Mutex::new(HashMap::new()),
+            extension: None,
         })
     }
 
@@ -206,6 +232,24 @@ impl NginxRenderer {
     pub fn with_ocsp_domains(mut self, domains: impl IntoIterator<Item = String>) -> Self {
         self.ocsp_domains = domains.into_iter().collect();
         self
+    }
+
+    /// Add checked fragments to sites (template plugins). Their output is part of each
+    /// site's digest, so a changed fragment changes the generation.
+    pub fn with_extension(mut self, extension: Arc<dyn SiteExtension>) -> Self {
+        self.extension = Some(extension);
+        self
+    }
+
+    fn fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, RenderError> {
+        match &self.extension {
+            None => Ok(SiteFragments::default()),
+            Some(ext) => ext.site_fragments(inventory, server, site).map_err(|message| RenderError::Extension {
+                server: server.name.to_string(),
+                site: site.domain.to_string(),
+                message,
+            }),
+        }
     }
 
     fn render_template(&self, name: &str, ctx: Value) -> Result<String, RenderError> {
@@ -231,9 +275,14 @@ impl NginxRenderer {
         let view =
             site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
         let ssv = site_server_view(server, &self.options);
+        let plugin = PluginView::of(&self.fragments(inventory, server, site)?);
         self.render_template(
             "site.conf.j2",
-            context! { server => Value::from(Serde(&ssv)), site => Value::from(Serde(&view)) },
+            context! {
+                server => Value::from(Serde(&ssv)),
+                site => Value::from(Serde(&view)),
+                plugin => Value::from(Serde(&plugin)),
+            },
         )
     }
 }
@@ -275,10 +324,15 @@ impl NginxRenderer {
         for site in sites {
             let view =
                 site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
+            let plugin = PluginView::of(&self.fragments(inventory, server, site)?);
             out.push(TemplateInput {
                 template: "site.conf.j2",
                 output: format!("sites/{}.conf", site_id(site)),
-                context: context! { server => ssv.clone(), site => Value::from(Serde(&view)) },
+                context: context! {
+                    server => ssv.clone(),
+                    site => Value::from(Serde(&view)),
+                    plugin => Value::from(Serde(&plugin)),
+                },
             });
         }
         Ok(out)
@@ -340,23 +394,42 @@ impl Renderer for NginxRenderer {
         //    previous render of this server did not have.
         let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, |site| {
             let ocsp = self.ocsp_domains.contains(site.domain.as_str());
+            let fragments = match &self.extension {
+                None => Ok(SiteFragments::default()),
+                Some(ext) => ext.site_fragments(inventory, server, site),
+            };
             let mut h = Sha256Hasher::new();
             h.update(&self.templates_digest);
             h.update(&ssv_json);
             h.update(managed_root.as_bytes());
             ocsp.hash(&mut h);
             site.hash(&mut h);
-            PreparedSite { site, ocsp, digest: h.digest() }
+            if let Ok(f) = &fragments {
+                f.hash(&mut h);
+            }
+            PreparedSite { site, ocsp, fragments, digest: h.digest() }
         });
-        let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| match previous.get(&p.digest) {
-            Some(text) => Ok(Arc::clone(text)),
-            None => {
-                let view = site_view(p.site, managed_root, p.ocsp);
-                self.render_template(
-                    "site.conf.j2",
-                    context! { server => ssv_value.clone(), site => Value::from(Serde(&view)) },
-                )
-                .map(Arc::from)
+        let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| {
+            let fragments = p.fragments.as_ref().map_err(|message| RenderError::Extension {
+                server: server.name.to_string(),
+                site: p.site.domain.to_string(),
+                message: message.clone(),
+            })?;
+            match previous.get(&p.digest) {
+                Some(text) => Ok(Arc::clone(text)),
+                None => {
+                    let view = site_view(p.site, managed_root, p.ocsp);
+                    let plugin = PluginView::of(fragments);
+                    self.render_template(
+                        "site.conf.j2",
+                        context! {
+                            server => ssv_value.clone(),
+                            site => Value::from(Serde(&view)),
+                            plugin => Value::from(Serde(&plugin)),
+                        },
+                    )
+                    .map(Arc::from)
+                }
             }
         });
 

@@ -5,6 +5,7 @@ mod check;
 mod decoder;
 mod monitor;
 mod node;
+mod plugin;
 mod server;
 mod site;
 
@@ -13,8 +14,9 @@ pub use node::{Node, NodeKind, TableEntry, TomlSyntaxError};
 pub(crate) use check::cross_check;
 pub(crate) use decoder::Decoder;
 pub(crate) use monitor::decode_monitor;
+pub(crate) use plugin::decode_plugin;
 pub(crate) use server::{decode_group, decode_server};
 pub(crate) use site::decode_site;
 
 /// Known top-level fields.
-pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor"];
+pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins"];

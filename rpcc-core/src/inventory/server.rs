@@ -31,7 +31,7 @@ const NGINX_FIELDS: &[&str] = &[
     "pid",
     "log_dir",
 ];
-const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout"];
+const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout", "plugins"];
 const ROLLOUT_FIELDS: &[&str] = &["strategy", "batch", "max_failed", "concurrency", "rollback_on_failure"];
 
 pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Server> {
@@ -251,8 +251,9 @@ pub(crate) fn decode_group(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -
         Some((n, p)) => decode_rollout(d, n, &p),
         None => Some(Rollout::default()),
     };
+    let plugins = plugin_names(d, &mut t);
     t.finish(d);
-    Some(DomainGroup { name: name?, servers: servers?, rollout: rollout? })
+    Some(DomainGroup { name: name?, servers: servers?, rollout: rollout?, plugins: plugins? })
 }
 
 fn decode_rollout(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Rollout> {
@@ -280,4 +281,12 @@ fn decode_rollout(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<
         concurrency: concurrency?,
         rollback_on_failure: rollback_on_failure?,
     })
+}
+
+/// `plugins = ["name", ...]` of a group or site (names are cross-checked later).
+pub(crate) fn plugin_names(d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>) -> Option<Vec<Identifier>> {
+    match t.get("plugins") {
+        Some((n, p)) => d.array(n, &p, |d, n, p| d.parse(n, p, Identifier::parse)),
+        None => Some(Vec::new()),
+    }
 }

@@ -33,6 +33,7 @@ const SITE_FIELDS: &[&str] = &[
     "buffering",
     "health_path",
     "maintenance",
+    "plugins",
 ];
 const UPSTREAM_FIELDS: &[&str] =
     &["backends", "balance", "hash_key", "keepalive", "max_fails", "fail_timeout", "scheme"];
@@ -136,6 +137,7 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         None => Some(None),
     };
     let maintenance = opt!(t, d, "maintenance", false, |n, p| d.bool(n, &p));
+    let plugins = super::server::plugin_names(d, &mut t);
     t.finish(d);
 
     let site = Site {
@@ -159,6 +161,7 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         buffering: buffering?,
         health_path: health_path?,
         maintenance: maintenance?,
+        plugins: plugins?,
     };
     check_site(d, &site, node, path);
     Some(site)

@@ -14,6 +14,8 @@ pub struct DomainGroup {
     pub servers: Vec<Identifier>,
     /// How a deploy proceeds across the servers.
     pub rollout: Rollout,
+    /// Plugins (`[[plugins]]` names) applied to every site of the group, in order.
+    pub plugins: Vec<Identifier>,
 }
 
 /// Rollout strategy for a group.

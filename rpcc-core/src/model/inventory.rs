@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::inventory::{
-    Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_monitor, decode_server, decode_site,
+    Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_monitor, decode_plugin, decode_server,
+    decode_site,
 };
 use crate::keyring::Secret;
-use crate::model::{DomainGroup, MonitorSettings, NotifierKind, Server, ServerAuth, Site};
+use crate::model::{DomainGroup, MonitorSettings, NotifierKind, PluginSettings, Server, ServerAuth, Site};
 use crate::validate::{FieldPath, Location, ValidationErrors};
 
 /// The desired state of a fleet: servers, groups and sites, validated and cross-checked.
@@ -47,6 +48,8 @@ pub struct Inventory {
     pub sites: Vec<Site>,
     /// `[monitor]`: schedule and notifiers (defaults when absent).
     pub monitor: MonitorSettings,
+    /// `[[plugins]]`: WASM plugins and what each is granted.
+    pub plugins: Vec<PluginSettings>,
     /// Directory that relative paths (key files) are resolved against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -121,6 +124,7 @@ impl Inventory {
         let mut groups = Vec::new();
         let mut sites = Vec::new();
         let mut monitor = Some(MonitorSettings::default());
+        let mut plugins = Vec::new();
         if let Some(mut t) = d.table(root, &top, TOP_LEVEL) {
             if let Some((n, p)) = t.get("servers") {
                 servers = each(&mut d, n, &p, decode_server);
@@ -134,9 +138,13 @@ impl Inventory {
             if let Some((n, p)) = t.get("monitor") {
                 monitor = decode_monitor(&mut d, n, &p);
             }
+            if let Some((n, p)) = t.get("plugins") {
+                plugins = each(&mut d, n, &p, decode_plugin);
+            }
             t.finish(&mut d);
         }
         cross_check(&mut d, root);
+        check_plugin_refs(&mut d, &plugins, &groups, &sites);
         let plaintext_secrets = d.take_plaintext();
         if let Some(errors) = ValidationErrors::from_vec(d.into_errors()) {
             return Err(errors);
@@ -146,6 +154,7 @@ impl Inventory {
             groups: groups.into_iter().flatten().collect(),
             sites: sites.into_iter().flatten().collect(),
             monitor: monitor.unwrap_or_default(),
+            plugins: plugins.into_iter().flatten().collect(),
             base_dir: None,
             plaintext_secrets,
         })
@@ -166,6 +175,42 @@ impl Inventory {
         for n in &self.monitor.notifiers {
             match &n.kind {
                 NotifierKind::Telegram { token: s, .. } | NotifierKind::Webhook { secret: s, .. } => out.push(s),
+            }
+        }
+        out
+    }
+
+    /// The plugin configured under this name.
+    pub fn plugin(&self, name: &str) -> Option<&PluginSettings> {
+        self.plugins.iter().find(|p| p.name.as_str() == name)
+    }
+
+    /// Plugins applied to `site`: its group's, then its own (each once), in order.
+    pub fn plugins_for_site<'a>(&'a self, site: &'a Site) -> Vec<&'a PluginSettings> {
+        let group = self.group(site.group.as_str()).map(|g| g.plugins.as_slice()).unwrap_or_default();
+        let mut out: Vec<&PluginSettings> = Vec::new();
+        for name in group.iter().chain(&site.plugins) {
+            if let Some(p) = self.plugin(name.as_str())
+                && !out.iter().any(|q| q.name == p.name)
+            {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Plugins applied anywhere on `server` (its groups' and its sites'), each once.
+    pub fn plugins_for_server<'a>(&'a self, server: &'a str) -> Vec<&'a PluginSettings> {
+        let mut out: Vec<&PluginSettings> = Vec::new();
+        let names = self
+            .groups_of_server(server)
+            .flat_map(|g| g.plugins.iter())
+            .chain(self.sites_for_server(server).flat_map(|s| s.plugins.iter()));
+        for name in names {
+            if let Some(p) = self.plugin(name.as_str())
+                && !out.iter().any(|q| q.name == p.name)
+            {
+                out.push(p);
             }
         }
         out
@@ -207,6 +252,47 @@ fn each<T>(
         _ => {
             d.error(path, Some(node), format!("expected an array of tables ([[{path}]]), found {}", node.type_name()));
             Vec::new()
+        }
+    }
+}
+
+/// Every `plugins = [...]` name must be a `[[plugins]]` entry; plugin names are unique.
+fn check_plugin_refs(
+    d: &mut Decoder<'_>,
+    plugins: &[Option<PluginSettings>],
+    groups: &[Option<DomainGroup>],
+    sites: &[Option<Site>],
+) {
+    let known: Vec<&str> = plugins.iter().flatten().map(|p| p.name.as_str()).collect();
+    for (i, name) in known.iter().enumerate() {
+        if known[..i].contains(name) {
+            d.error(
+                &FieldPath::root().field("plugins").index(i).field("name"),
+                None,
+                format!("{name:?} is used twice"),
+            );
+        }
+    }
+    let mut check = |path: FieldPath, names: &[crate::value::Identifier]| {
+        for (j, n) in names.iter().enumerate() {
+            if !known.contains(&n.as_str()) {
+                let hint = if known.is_empty() {
+                    "no [[plugins]] are configured".to_owned()
+                } else {
+                    format!("configured plugins: {}", known.join(", "))
+                };
+                d.error(&path.index(j), None, format!("{:?} is not a [[plugins]] name ({hint})", n.as_str()));
+            }
+        }
+    };
+    for (i, g) in groups.iter().enumerate() {
+        if let Some(g) = g {
+            check(FieldPath::root().field("groups").index(i).field("plugins"), &g.plugins);
+        }
+    }
+    for (i, s) in sites.iter().enumerate() {
+        if let Some(s) = s {
+            check(FieldPath::root().field("sites").index(i).field("plugins"), &s.plugins);
         }
     }
 }

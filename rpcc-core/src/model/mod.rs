@@ -7,12 +7,14 @@
 mod group;
 mod inventory;
 mod monitor;
+mod plugin;
 mod server;
 mod site;
 
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
 pub use monitor::{DnsResolver, MonitorSettings, NotifierKind, NotifierSettings};
+pub use plugin::{PluginCapability, PluginLimits, PluginSettings};
 pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
     BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,

@@ -51,6 +51,8 @@ pub struct Site {
     pub health_path: Option<UrlPath>,
     /// Serve a maintenance page (503) instead of proxying.
     pub maintenance: bool,
+    /// Plugins applied to this site after its group's, in order.
+    pub plugins: Vec<Identifier>,
 }
 
 impl Site {
