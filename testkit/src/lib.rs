@@ -33,6 +33,7 @@ mod glances;
 mod process;
 mod proxy;
 mod user;
+mod wasm;
 
 pub use dns::Resolver;
 pub use error::KitError;
@@ -40,6 +41,7 @@ pub use fleet::{Fleet, TestServer};
 pub use glances::GlancesServer;
 pub use proxy::{FaultMode, FaultProxy};
 pub use user::TestUser;
+pub use wasm::wasm_plugins;
 
 /// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM` …) in KiB, 0 if unreadable:
 /// what the benchmarks report as memory.

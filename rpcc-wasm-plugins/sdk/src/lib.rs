@@ -109,7 +109,7 @@ pub use bindings::rpcc::plugin::types::{
 pub mod prelude {
     pub use crate::{
         Capability, CheckPlugin, CheckResult, CheckStatus, Directive, Finding, Fragment, FragmentBody,
-        HttpResponse, InsertionPoint, LintPlugin, Manifest, RenderedFile, ServerView, Severity, SiteView,
+        HttpResponse, InsertionPoint, LintPlugin, LogLevel, Manifest, RenderedFile, ServerView, Severity, SiteView,
         TemplateOutput, TemplatePlugin, clock, http_get, log,
     };
     pub use alloc::format;

@@ -1,0 +1,290 @@
+//! Hostile and misbehaving plugins (built from `tests/guests` for wasm32-wasip2): each
+//! fails with a `PluginError` naming the plugin and the reason, within its limit, and
+//! the host keeps serving other plugins.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rpcc_core::Inventory;
+use rpcc_core::model::{PluginCapability, PluginLimits};
+use rpcc_wasm_plugins::{HttpResponse, Plugin, PluginError, PluginHost, PluginKind, PluginSpec, SiteHttp};
+
+fn dir() -> PathBuf {
+    rpcc_testkit::wasm_plugins().expect("build the test plugins")
+}
+
+fn inventory() -> Inventory {
+    Inventory::from_toml_str(
+        r#"
+        [[servers]]
+        name = "edge-1"
+        host = "203.0.113.10"
+        user = "deploy"
+        auth = { agent = true }
+        [[groups]]
+        name = "eu"
+        servers = ["edge-1"]
+        [[sites]]
+        domain = "app.example.com"
+        group = "eu"
+        upstream = { backends = ["10.0.0.5:8080"] }
+        "#,
+    )
+    .expect("inventory")
+}
+
+fn limits(edit: impl FnOnce(&mut toml_limits::Edit)) -> PluginLimits {
+    let mut e = toml_limits::Edit::default();
+    edit(&mut e);
+    e.build()
+}
+
+/// Limits through the inventory's own parser (the only public way to build them).
+mod toml_limits {
+    use rpcc_core::model::PluginLimits;
+
+    #[derive(Default)]
+    pub struct Edit {
+        pub fuel: Option<u64>,
+        pub memory: Option<&'static str>,
+        pub timeout: Option<&'static str>,
+        pub max_output: Option<&'static str>,
+    }
+
+    impl Edit {
+        pub fn build(self) -> PluginLimits {
+            let mut fields = Vec::new();
+            if let Some(f) = self.fuel {
+                fields.push(format!("fuel = {f}"));
+            }
+            for (k, v) in [("memory", self.memory), ("timeout", self.timeout), ("max_output", self.max_output)] {
+                if let Some(v) = v {
+                    fields.push(format!("{k} = \"{v}\""));
+                }
+            }
+            let inv = rpcc_core::Inventory::from_toml_str(&format!(
+                "[[plugins]]\nname = \"x\"\npath = \"x.wasm\"\nlimits = {{ {} }}\n",
+                fields.join(", ")
+            ))
+            .expect("limits");
+            inv.plugins[0].limits
+        }
+    }
+}
+
+fn hostile(host: &PluginHost, mode: &str, limits: PluginLimits) -> Plugin {
+    let spec = PluginSpec::from_file(dir().join("hostile.wasm")).limits(limits).config("mode", mode);
+    host.load(&spec).expect("hostile plugin loads (it misbehaves only when called)")
+}
+
+fn render(plugin: &Plugin) -> Result<rpcc_core::fragment::SiteFragments, PluginError> {
+    let inv = inventory();
+    plugin.render(&inv, &inv.servers[0], &inv.sites[0])
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let host = PluginHost::new().unwrap();
+    let p = hostile(&host, "loop", limits(|e| e.timeout = Some("30s")));
+    let start = Instant::now();
+    let err = render(&p).unwrap_err();
+    assert!(matches!(err, PluginError::OutOfFuel { .. }), "{err}");
+    assert!(err.to_string().contains("plugin hostile"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+}
+
+#[test]
+fn infinite_loop_hits_the_wall_clock_limit() {
+    let host = PluginHost::new().unwrap();
+    let p = hostile(
+        &host,
+        "loop",
+        limits(|e| {
+            e.fuel = Some(100_000_000_000);
+            e.timeout = Some("300ms");
+        }),
+    );
+    let start = Instant::now();
+    let err = render(&p).unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, PluginError::Timeout { limit_ms: 300, .. }), "{err}");
+    assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn memory_bomb_is_stopped_at_the_limit() {
+    let host = PluginHost::new().unwrap();
+    let p = hostile(&host, "memory", limits(|e| e.memory = Some("32m")));
+    let err = render(&p).unwrap_err();
+    match &err {
+        PluginError::MemoryLimit { wanted, limit, .. } => {
+            assert_eq!(*limit, 32 << 20);
+            assert!(*wanted > *limit);
+        }
+        other => panic!("expected MemoryLimit, got {other}"),
+    }
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack_cleanly() {
+    let host = PluginHost::new().unwrap();
+    // Recursion on wasmtime's stack: the engine's stack limit.
+    let err = render(&hostile(&host, "deep", PluginLimits::default())).unwrap_err();
+    assert!(matches!(err, PluginError::StackOverflow { .. }), "{err}");
+    // Recursion with frames in linear memory (Rust's shadow stack) runs off the bottom of
+    // the plugin's own memory: a trap inside its sandbox.
+    let err = render(&hostile(&host, "recursion", PluginLimits::default())).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(err.to_string().contains("out of bounds memory access"), "{err}");
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_panic_message() {
+    let host = PluginHost::new().unwrap();
+    let err = render(&hostile(&host, "panic", PluginLimits::default())).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(err.to_string().contains("panicked on purpose for app.example.com"), "{err}");
+}
+
+#[test]
+fn huge_outputs_are_refused() {
+    let host = PluginHost::new().unwrap();
+    // 100 MB cannot even be built inside 64 MiB of memory.
+    let err = render(&hostile(&host, "output", PluginLimits::default())).unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err}");
+    // 2 MB fits in memory but not in the output cap.
+    let spec = PluginSpec::from_file(dir().join("hostile.wasm"))
+        .limits(limits(|e| e.max_output = Some("1m")))
+        .config("mode", "output")
+        .config("mb", "2");
+    let err = render(&host.load(&spec).unwrap()).unwrap_err();
+    match err {
+        PluginError::OutputTooLarge { size, limit, .. } => {
+            assert_eq!(limit, 1 << 20);
+            assert!(size > 2_000_000, "{size}");
+        }
+        other => panic!("expected OutputTooLarge, got {other}"),
+    }
+}
+
+#[test]
+fn forbidden_directives_and_tricks_are_rejected() {
+    let host = PluginHost::new().unwrap();
+    let cases = [
+        ("include", "\"include\" is not allowed"),
+        ("lua", "\"content_by_lua_block\" is not allowed"),
+        ("dollar", "'$'"),
+        ("quote", "\"include\" is not allowed"),
+        ("structured-include", "\"include\" is not allowed"),
+        ("bad-parent", "not an earlier directive"),
+    ];
+    for (mode, want) in cases {
+        let err = render(&hostile(&host, mode, PluginLimits::default())).unwrap_err();
+        assert!(matches!(err, PluginError::Rejected { .. }), "{mode}: {err}");
+        assert!(err.to_string().contains(want), "{mode}: {err}");
+    }
+    let err = render(&hostile(&host, "error", PluginLimits::default())).unwrap_err();
+    assert!(matches!(err, PluginError::Failed { .. }) && err.to_string().contains("refuses this site"), "{err}");
+}
+
+#[test]
+fn a_plugin_importing_the_filesystem_does_not_load() {
+    let host = PluginHost::new().unwrap();
+    let err = host.load(&PluginSpec::from_file(dir().join("fs_reader.wasm"))).unwrap_err();
+    match &err {
+        PluginError::ForbiddenImport { import, .. } => assert!(import.starts_with("wasi:filesystem/"), "{import}"),
+        other => panic!("expected ForbiddenImport, got {other}"),
+    }
+    assert!(err.to_string().contains("no filesystem"), "{err}");
+}
+
+#[test]
+fn capabilities_must_be_granted() {
+    let host = PluginHost::new().unwrap();
+    let path = dir().join("expected_status.wasm");
+    let err = host.load(&PluginSpec::from_file(&path)).unwrap_err();
+    assert!(matches!(&err, PluginError::Ungranted { capability, .. } if capability == "http-get"), "{err}");
+    assert!(err.to_string().contains("grant = [...]"), "{err}");
+    let granted = PluginSpec::from_file(&path).grant(PluginCapability::HttpGet).grant(PluginCapability::Clock);
+    let plugin = host.load(&granted).unwrap();
+    assert_eq!(plugin.kind(), PluginKind::Check);
+    assert_eq!(plugin.manifest().capabilities, vec![PluginCapability::HttpGet, PluginCapability::Clock]);
+}
+
+struct CountingHttp(AtomicUsize);
+
+impl SiteHttp for CountingHttp {
+    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(HttpResponse { status: 200, headers: Vec::new(), body: b"ok".to_vec() })
+    }
+}
+
+#[test]
+fn undeclared_capabilities_are_refused_at_call_time() {
+    let host = PluginHost::new().unwrap();
+    let inv = inventory();
+    let http = Arc::new(CountingHttp(AtomicUsize::new(0)));
+    for (mode, cap) in [("http", "http-get"), ("clock", "clock")] {
+        let p = host.load(&PluginSpec::from_file(dir().join("sneaky.wasm")).config("mode", mode)).unwrap();
+        let err = p.check(&inv, &inv.servers[0], &inv.sites[0], http.clone()).unwrap_err();
+        assert!(matches!(&err, PluginError::Ungranted { capability, .. } if capability == cap), "{mode}: {err}");
+    }
+    // Granted, it still cannot leave the site's own origin.
+    let p = host
+        .load(
+            &PluginSpec::from_file(dir().join("sneaky.wasm"))
+                .grant(PluginCapability::HttpGet)
+                .config("mode", "path")
+                .config("path", "http://evil.example/"),
+        )
+        .unwrap();
+    let out = p.check(&inv, &inv.servers[0], &inv.sites[0], http.clone()).unwrap();
+    assert_eq!(out.status, rpcc_wasm_plugins::CheckStatus::Fail);
+    assert!(out.message.contains("must start with '/'"), "{}", out.message);
+    assert_eq!(out.logs.len(), 1);
+    assert_eq!(http.0.load(Ordering::SeqCst), 0, "the host never fetched anything");
+}
+
+#[test]
+fn garbage_and_tampered_files_are_refused() {
+    let host = PluginHost::new().unwrap();
+    let err = host.load_bytes(&PluginSpec::from_file("junk.wasm"), b"\0asm\x01\0\0\0garbage").unwrap_err();
+    assert!(matches!(err, PluginError::Compile { .. }), "{err}");
+    let mut spec = PluginSpec::from_file(dir().join("maintenance_page.wasm"));
+    spec.sha256 = Some("00".repeat(32));
+    let err = host.load(&spec).unwrap_err();
+    assert!(matches!(err, PluginError::Digest { .. }), "{err}");
+    let err = host.load(&PluginSpec::from_file(dir().join("missing.wasm"))).unwrap_err();
+    assert!(matches!(err, PluginError::Read { .. }) && err.is_retryable(), "{err}");
+}
+
+#[test]
+fn the_host_keeps_serving_while_and_after_plugins_misbehave() {
+    let host = PluginHost::new().unwrap();
+    let good =
+        host.load(&PluginSpec::from_file(dir().join("maintenance_page.wasm")).config("enabled", "true")).unwrap();
+    let looping = hostile(
+        &host,
+        "loop",
+        limits(|e| {
+            e.fuel = Some(100_000_000_000);
+            e.timeout = Some("2s");
+        }),
+    );
+    let bad = std::thread::spawn(move || render(&looping));
+    // While one plugin spins, others answer at once.
+    let start = Instant::now();
+    for _ in 0..50 {
+        let f = render(&good).unwrap();
+        assert!(f.server.to_nginx(0).contains("error_page 503 @maintenance;"));
+    }
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(matches!(bad.join().unwrap(), Err(PluginError::Timeout { .. })));
+    for mode in ["panic", "memory", "recursion"] {
+        assert!(render(&hostile(&host, mode, PluginLimits::default())).is_err());
+    }
+    assert!(render(&good).is_ok());
+}
