@@ -18,6 +18,7 @@ use rpcc_monitor::HttpHealthProbe;
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 use rpcc_ssh::{SshPool, SshTarget};
 use rpcc_store::SqliteStore;
+use rpcc_wasm_plugins::{PluginFinding, PluginHost, PluginSet};
 
 /// Why an engine could not be built or an operation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,15 @@ pub enum EngineError {
     /// The deploy engine refused.
     #[error(transparent)]
     Deploy(#[from] rpcc_core::deploy::DeployError),
+    /// A configured plugin failed to load.
+    #[error(transparent)]
+    Plugin(#[from] rpcc_wasm_plugins::PluginError),
+    /// Lint plugins reported errors: nothing is deployed.
+    #[error("lint plugins reported {} error(s); nothing was deployed:{}", .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).count(), .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).map(|(s, f)| format!("\n  {s}: [{}] {}:{}: {}", f.plugin, f.finding.file, f.finding.line, f.finding.message)).collect::<String>())]
+    Lint {
+        /// (server, finding) pairs, all severities.
+        findings: Vec<(String, PluginFinding)>,
+    },
 }
 
 impl EngineError {
@@ -68,7 +78,8 @@ impl EngineError {
             Self::State { source, .. } => source.is_retryable(),
             Self::Deploy(e) => e.is_retryable(),
             Self::Server { .. } => true,
-            Self::Unknown { .. } | Self::Render { .. } => false,
+            Self::Plugin(e) => e.is_retryable(),
+            Self::Unknown { .. } | Self::Render { .. } | Self::Lint { .. } => false,
         }
     }
 }
@@ -131,6 +142,7 @@ pub struct Engine {
     keyring: Option<Keyring>,
     actor: String,
     renderer: NginxRenderer,
+    plugins: Option<Arc<PluginSet>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,8 +163,12 @@ impl Engine {
         let store = SqliteStore::open(state)
             .await
             .map_err(|source| EngineError::State { path: state.display().to_string(), source })?;
-        let renderer = NginxRenderer::new(RenderOptions::default())
+        let mut renderer = NginxRenderer::new(RenderOptions::default())
             .map_err(|e| EngineError::Render { server: "-".into(), message: e.to_string() })?;
+        let plugins = load_plugins(&inv)?;
+        if let Some(set) = &plugins {
+            renderer = renderer.with_extension(Arc::clone(set) as Arc<dyn rpcc_core::fragment::SiteExtension>);
+        }
         let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         Ok(Self {
             inv,
@@ -162,6 +178,7 @@ impl Engine {
             keyring,
             actor: deploy::local_actor(),
             renderer,
+            plugins,
         })
     }
 
@@ -227,6 +244,34 @@ impl Engine {
             .collect()
     }
 
+    /// The inventory's plugins, when it configures any.
+    pub fn plugins(&self) -> Option<&Arc<PluginSet>> {
+        self.plugins.as_ref()
+    }
+
+    /// Lint plugin findings over rendered generations, as (server, finding).
+    pub fn lint(&self, servers: &[&Server], gens: &[Arc<Generation>]) -> Vec<(String, PluginFinding)> {
+        let Some(set) = &self.plugins else { return Vec::new() };
+        servers
+            .iter()
+            .zip(gens)
+            .flat_map(|(s, g)| set.lint(&self.inv, s, g).into_iter().map(|f| (s.name.to_string(), f)))
+            .collect()
+    }
+
+    /// Render and lint; lint errors stop here.
+    fn render_checked(&self, servers: &[&Server]) -> Result<Vec<Arc<Generation>>, EngineError> {
+        let gens = self.render(servers)?;
+        let findings = self.lint(servers, &gens);
+        for (server, f) in &findings {
+            tracing::warn!(server, plugin = %f.plugin, file = %f.finding.file, line = f.finding.line, severity = ?f.finding.severity, "{}", f.finding.message);
+        }
+        if findings.iter().any(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error) {
+            return Err(EngineError::Lint { findings });
+        }
+        Ok(gens)
+    }
+
     /// The pooled SSH transport of a server.
     pub fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, EngineError> {
         let err = |message: String| EngineError::Server { server: server.name.to_string(), message };
@@ -262,7 +307,7 @@ impl Engine {
     pub async fn plan(&self, sel: &Selection) -> Result<Vec<(String, Result<ServerPlan, String>)>, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
-        let gens = self.render(&servers)?;
+        let gens = self.render_checked(&servers)?;
         let results = Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
             let t = self.transport(s).map_err(|e| e.to_string())?;
             deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
@@ -275,7 +320,7 @@ impl Engine {
     pub async fn apply(&self, sel: &Selection, options: ApplyOptions) -> Result<ApplyReport, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
-        let gens = self.render(&servers)?;
+        let gens = self.render_checked(&servers)?;
         let mut unreachable = Vec::new();
         let mut targets = Vec::new();
         for (s, g) in servers.iter().zip(&gens) {
@@ -354,4 +399,13 @@ impl Engine {
         .await;
         Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
     }
+}
+
+/// Load the inventory's `[[plugins]]` (none configured: `None`).
+pub fn load_plugins(inv: &Inventory) -> Result<Option<Arc<PluginSet>>, rpcc_wasm_plugins::PluginError> {
+    if inv.plugins.is_empty() {
+        return Ok(None);
+    }
+    let host = PluginHost::new()?;
+    Ok(Some(Arc::new(PluginSet::load(&host, inv)?)))
 }

@@ -37,4 +37,4 @@ pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, 
 pub use health::HttpHealthProbe;
 pub use notifiers::{RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WebhookNotifier, webhook_signature};
 pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};
-pub use probe::{CertInfo, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};
+pub use probe::{CertInfo, FetchedResponse, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};

@@ -184,12 +184,56 @@ impl SiteProber {
         Ok((HttpCheck { status: resp.status().as_u16(), latency_ms }, der))
     }
 
+    /// GET `path` of the site `t` on its server (HTTPS when the site has TLS, the
+    /// certificate verified; Host/SNI the site's name; redirects not followed), with the
+    /// body cut at `max_body` bytes. For check plugins' `http-get`.
+    pub async fn fetch(&self, t: &SiteTarget, path: &str, max_body: usize) -> Result<FetchedResponse, String> {
+        if !path.starts_with('/') || path.starts_with("//") {
+            return Err(format!("path {path:?} must be an absolute path on the site"));
+        }
+        let request = match t.https {
+            Some(addr) => self.tls_client(t, addr, true)?.get(format!("https://{}:{}{path}", t.domain, addr.port())),
+            None => self
+                .plain_client()?
+                .get(format!("http://{}{path}", t.http))
+                .header(reqwest::header::HOST, t.domain.as_str()),
+        };
+        let mut resp = request.send().await.map_err(|e| crate::http_error::describe(&e, t.https.is_some()))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        while body.len() < max_body {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(crate::http_error::describe(&e, t.https.is_some())),
+            }
+        }
+        body.truncate(max_body);
+        Ok(FetchedResponse { status, headers, body })
+    }
+
     /// Whether a verifying client accepts the chain and the name.
     async fn verified(&self, t: &SiteTarget, addr: SocketAddr) -> Result<(), String> {
         let client = self.tls_client(t, addr, true)?;
         let url = format!("https://{}:{}{}", t.domain, addr.port(), t.path);
         client.get(&url).send().await.map(|_| ()).map_err(|e| crate::http_error::describe(&e, true))
     }
+}
+
+/// A response read by [`SiteProber::fetch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers (values that are not visible ASCII are left out).
+    pub headers: Vec<(String, String)>,
+    /// Body, at most the requested size.
+    pub body: Vec<u8>,
 }
 
 /// Parse a DER certificate and judge it for `domain`.

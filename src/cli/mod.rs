@@ -10,6 +10,7 @@ mod enroll;
 mod fleet;
 mod keys;
 mod monitor;
+mod plugin;
 mod render;
 mod run;
 mod secrets;
@@ -65,6 +66,9 @@ enum Command {
     Check(monitor::CheckArgs),
     /// Monitor on the inventory's interval; alerts go to its notifiers; stops cleanly on Ctrl-C/SIGTERM.
     Watch(monitor::WatchArgs),
+    /// WASM plugins: `rpcc plugin check <file.wasm>` loads one and runs it on a sample site.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
@@ -96,6 +100,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(&cmd),
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
+        Command::Plugin(cmd) => plugin::run(&cmd),
     }
 }
 

@@ -48,10 +48,39 @@ pub(crate) struct WatchArgs {
     secrets: SecretArgs,
 }
 
+/// A check plugin's verdict on a site on a server.
+#[derive(Debug, serde::Serialize)]
+struct PluginCheckRow {
+    site: String,
+    server: String,
+    plugin: String,
+    status: String,
+    message: String,
+}
+
+/// A check plugin's `http-get`: one site on one server, through the monitor's prober.
+struct ProberHttp {
+    prober: Arc<SiteProber>,
+    target: SiteTarget,
+    runtime: tokio::runtime::Handle,
+}
+
+impl rpcc_wasm_plugins::SiteHttp for ProberHttp {
+    fn get(&self, path: &str, timeout: Duration) -> Result<rpcc_wasm_plugins::HttpResponse, String> {
+        let fetch = self.prober.fetch(&self.target, path, 64 * 1024);
+        match self.runtime.block_on(tokio::time::timeout(timeout, fetch)) {
+            Ok(Ok(r)) => Ok(rpcc_wasm_plugins::HttpResponse { status: r.status, headers: r.headers, body: r.body }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+}
+
 struct Round {
     metrics: Vec<MetricsReport>,
     sites: Vec<SiteReport>,
     dns: Vec<DnsReport>,
+    plugins: Vec<PluginCheckRow>,
 }
 
 /// A site's DNS check: its names (wildcards left out) and its servers' addresses.
@@ -62,10 +91,11 @@ struct DnsTarget {
 }
 
 struct Monitor {
-    inv: Inventory,
+    inv: Arc<Inventory>,
     sources: Vec<Arc<GlancesSource>>,
     targets: Vec<SiteTarget>,
-    prober: SiteProber,
+    prober: Arc<SiteProber>,
+    plugins: Option<Arc<rpcc_wasm_plugins::PluginSet>>,
     concurrency: usize,
     dns: Option<(DnsProber, Vec<DnsTarget>)>,
 }
@@ -122,7 +152,16 @@ impl Monitor {
                 Some((prober, checks))
             }
         };
-        Ok(Self { inv, sources, targets, prober: SiteProber::new(timeout), concurrency, dns })
+        let plugins = rpcc::engine::load_plugins(&inv).map_err(|e| e.to_string())?;
+        Ok(Self {
+            inv: Arc::new(inv),
+            sources,
+            targets,
+            prober: Arc::new(SiteProber::new(timeout)),
+            plugins,
+            concurrency,
+            dns,
+        })
     }
 
     async fn round(&self) -> Round {
@@ -141,8 +180,49 @@ impl Monitor {
                 }
             }
         };
-        let (metrics, sites, dns) = tokio::join!(metrics, sites, dns);
-        Round { metrics, sites, dns }
+        let (metrics, sites, dns, plugins) = tokio::join!(metrics, sites, dns, self.plugin_checks());
+        Round { metrics, sites, dns, plugins }
+    }
+
+    /// Check plugins of every (site, server), each on a blocking thread (plugins are
+    /// synchronous; their `http-get` goes through the prober on this runtime).
+    async fn plugin_checks(&self) -> Vec<PluginCheckRow> {
+        let Some(set) = &self.plugins else { return Vec::new() };
+        let runtime = tokio::runtime::Handle::current();
+        let jobs = self.targets.iter().filter_map(|t| {
+            let site = self.inv.sites.iter().find(|s| s.domain.as_str() == t.domain)?;
+            if !set.has_checks(&self.inv, site) {
+                return None;
+            }
+            let (inv, set, target) = (Arc::clone(&self.inv), Arc::clone(set), t.clone());
+            let http: Arc<dyn rpcc_wasm_plugins::SiteHttp> =
+                Arc::new(ProberHttp { prober: Arc::clone(&self.prober), target: t.clone(), runtime: runtime.clone() });
+            Some(tokio::task::spawn_blocking(move || {
+                let (Some(server), Some(site)) =
+                    (inv.server(&target.server), inv.sites.iter().find(|s| s.domain.as_str() == target.domain))
+                else {
+                    return Vec::new();
+                };
+                set.checks(&inv, server, site, &http)
+                    .into_iter()
+                    .map(|(plugin, r)| {
+                        let (status, message) = match r {
+                            Ok(o) => (format!("{:?}", o.status).to_lowercase(), o.message),
+                            Err(e) => ("error".to_owned(), e.to_string()),
+                        };
+                        PluginCheckRow {
+                            site: target.domain.clone(),
+                            server: target.server.clone(),
+                            plugin,
+                            status,
+                            message,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }))
+        });
+        let done = futures_util::stream::iter(jobs).buffered(self.concurrency.min(8)).collect::<Vec<_>>().await;
+        done.into_iter().filter_map(Result::ok).flatten().collect()
     }
 
     /// The groups an alert subject belongs to (for notifier routing).
@@ -260,12 +340,18 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
         || round
             .sites
             .iter()
-            .any(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))));
+            .any(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))))
+        || round.plugins.iter().any(|p| p.status == "fail" || p.status == "error");
     let mut out = std::io::stdout().lock();
     if args.json {
         let _ = serde_json::to_writer_pretty(
             &mut out,
-            &serde_json::json!({ "servers": round.metrics, "sites": round.sites, "dns": round.dns }),
+            &serde_json::json!({
+                "servers": round.metrics,
+                "sites": round.sites,
+                "dns": round.dns,
+                "plugins": round.plugins,
+            }),
         );
         let _ = writeln!(out);
     } else {
@@ -316,6 +402,12 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
             let _ = writeln!(out, "\n{:<32} DNS", "SITE");
             for d in &round.dns {
                 let _ = writeln!(out, "{:<32} {}", d.site, d.problem.as_deref().unwrap_or("ok"));
+            }
+        }
+        if !round.plugins.is_empty() {
+            let _ = writeln!(out, "\n{:<32} {:<12} {:<18} {:<6} MESSAGE", "SITE", "SERVER", "PLUGIN", "STATUS");
+            for p in &round.plugins {
+                let _ = writeln!(out, "{:<32} {:<12} {:<18} {:<6} {}", p.site, p.server, p.plugin, p.status, p.message);
             }
         }
     }

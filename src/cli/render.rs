@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rpcc_core::fragment::SiteExtension;
 use rpcc_core::generation::{Generation, Renderer};
 use rpcc_core::value::RemotePath;
 use rpcc_nginx::{NginxRenderer, RenderOptions};
@@ -50,13 +51,23 @@ pub(crate) fn run(args: &RenderArgs) -> ExitCode {
     if let Some(dir) = &args.templates {
         options = options.with_override_dir(dir);
     }
-    let renderer = match NginxRenderer::new(options) {
+    let mut renderer = match NginxRenderer::new(options) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let plugins = match rpcc::engine::load_plugins(&inv) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if let Some(set) = &plugins {
+        renderer = renderer.with_extension(std::sync::Arc::clone(set) as std::sync::Arc<dyn SiteExtension>);
+    }
     let servers: Vec<_> = match &args.server {
         Some(name) => match inv.server(name) {
             Some(s) => vec![s],
@@ -78,6 +89,28 @@ pub(crate) fn run(args: &RenderArgs) -> ExitCode {
             }
         }
     }
+    // Lint plugins: findings go to stderr; errors make the exit status 1 (the files are
+    // still written, for inspection; `rpcc apply` refuses to deploy them).
+    let mut lint_errors = 0;
+    if let Some(set) = &plugins {
+        for (name, generation) in &generations {
+            let Some(server) = inv.server(name) else { continue };
+            for f in set.lint(&inv, server, generation) {
+                if f.finding.severity == rpcc_wasm_plugins::Severity::Error {
+                    lint_errors += 1;
+                }
+                let _ = writeln!(
+                    err,
+                    "{}: {name}: {}:{}: [{}] {}",
+                    severity_word(f.finding.severity),
+                    f.finding.file,
+                    f.finding.line,
+                    f.plugin,
+                    f.finding.message
+                );
+            }
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (name, generation) in &generations {
@@ -95,7 +128,23 @@ pub(crate) fn run(args: &RenderArgs) -> ExitCode {
             dir.display()
         );
     }
+    if lint_errors > 0 {
+        let _ = writeln!(
+            err,
+            "error: lint plugins reported {lint_errors} error(s); `rpcc apply` will refuse this configuration"
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     ExitCode::SUCCESS
+}
+
+/// `error`, `warning` or `note`.
+pub(crate) fn severity_word(s: rpcc_wasm_plugins::Severity) -> &'static str {
+    match s {
+        rpcc_wasm_plugins::Severity::Error => "error",
+        rpcc_wasm_plugins::Severity::Warning => "warning",
+        _ => "note",
+    }
 }
 
 /// Write a tree into a fresh sibling directory, then swap it into place.
