@@ -25,6 +25,7 @@ fn engine_error(py: Python<'_>, e: EngineError) -> PyErr {
         }
         EngineError::Server { .. } => errors::TransportError::new_err(text),
         EngineError::Deploy(d) => errors::deploy(py, d),
+        EngineError::Plugin(_) | EngineError::Lint { .. } => errors::PluginError::new_err(text),
         _ => RpccError::new_err(text),
     }
 }

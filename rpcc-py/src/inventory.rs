@@ -113,8 +113,14 @@ impl PyInventory {
     }
 }
 
-fn renderer() -> PyResult<NginxRenderer> {
-    NginxRenderer::new(RenderOptions::default()).map_err(|e| RpccError::new_err(e.to_string()))
+/// The renderer for `inv`, with its template plugins when it configures any.
+fn renderer(inv: &Inventory) -> PyResult<NginxRenderer> {
+    let r = NginxRenderer::new(RenderOptions::default()).map_err(|e| RpccError::new_err(e.to_string()))?;
+    match rpcc::engine::load_plugins(inv) {
+        Ok(None) => Ok(r),
+        Ok(Some(set)) => Ok(r.with_extension(set)),
+        Err(e) => Err(errors::PluginError::new_err(e.to_string())),
+    }
 }
 
 /// Render one server's configuration tree: `{path: text}`.
@@ -130,8 +136,11 @@ pub fn render(py: Python<'_>, inventory: &PyInventory, server: &str) -> PyResult
             ));
         };
         py.detach(|| {
-            let r = renderer()?;
-            let generation = r.render(&inv, &s).map_err(|e| RpccError::new_err(e.to_string()))?;
+            let r = renderer(&inv)?;
+            let generation = r.render(&inv, &s).map_err(|e| match e {
+                rpcc::nginx::RenderError::Extension { .. } => errors::PluginError::new_err(e.to_string()),
+                e => RpccError::new_err(e.to_string()),
+            })?;
             Ok::<_, PyErr>(
                 generation
                     .files()

@@ -18,6 +18,7 @@ mod engine;
 mod errors;
 mod inventory;
 mod keyring;
+mod plugin;
 mod runtime;
 
 pub use errors::{
@@ -33,6 +34,7 @@ fn _rpcc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<keyring::PyKeyring>()?;
     m.add_class::<engine::PySshSession>()?;
+    m.add_class::<plugin::PyPlugin>()?;
     m.add_function(wrap_pyfunction!(inventory::render, m)?)?;
     m.add_function(wrap_pyfunction!(inventory::render_site, m)?)?;
     m.add_function(wrap_pyfunction!(engine::run_command, m)?)?;

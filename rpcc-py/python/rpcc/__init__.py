@@ -32,7 +32,16 @@ from ._rpcc import (
     TransportError,
     ValidationError,
 )
-from ._types import CommandResult, DriftReport, FileChange, FleetReport, ServerPlan, ServerReport, ServerStatus
+from ._types import (
+    CommandResult,
+    DriftReport,
+    FileChange,
+    FleetReport,
+    LintFinding,
+    ServerPlan,
+    ServerReport,
+    ServerStatus,
+)
 
 __version__: str = _rpcc.__version__
 
@@ -49,6 +58,8 @@ __all__ = [
     "Inventory",
     "Keyring",
     "KeyringError",
+    "LintFinding",
+    "Plugin",
     "PluginError",
     "ReloadFailed",
     "RolledBack",
@@ -334,6 +345,74 @@ class Keyring:
     def import_fernet(self, token: str, legacy_key: str, record: str) -> str:
         """A legacy Fernet token (the Flask panel's) re-sealed as an envelope."""
         return str(self._native.import_fernet(record, token, legacy_key))
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+class Plugin:
+    """A WASM plugin (``template``, ``check`` or ``lint``) loaded as rpcc loads it: no
+    filesystem, network or clock beyond what ``grant`` allows; fuel, memory, time and
+    output limits on every call. Failures raise :class:`PluginError`."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: "_rpcc.Plugin") -> None:
+        self._native = native
+
+    @classmethod
+    def load(
+        cls,
+        path: PathLike,
+        *,
+        grant: Sequence[str] = (),
+        config: Optional[Mapping[str, str]] = None,
+        allow: Optional[Sequence[str]] = None,
+    ) -> "Plugin":
+        """Load ``path`` granting ``grant`` (``"http-get"``, ``"clock"``), passing
+        ``config`` with every site; ``allow`` lists the directives a template plugin may
+        emit (rpcc's default set when ``None``)."""
+        return cls(
+            _rpcc.Plugin.load(
+                os.fspath(path),
+                grant=list(grant),
+                config=dict(config or {}),
+                allow=None if allow is None else list(allow),
+            )
+        )
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    @property
+    def version(self) -> str:
+        return self._native.version
+
+    @property
+    def description(self) -> str:
+        return self._native.description
+
+    @property
+    def kind(self) -> str:
+        """``template``, ``check`` or ``lint``."""
+        return self._native.kind
+
+    @property
+    def capabilities(self) -> List[str]:
+        return list(self._native.capabilities)
+
+    @property
+    def sha256(self) -> str:
+        return self._native.sha256
+
+    def render_site(self, inventory: Inventory, server: str, domain: str) -> str:
+        """A template plugin: the site's configuration on ``server`` with its fragments."""
+        return str(self._native.render_site(inventory._native, server, domain))
+
+    def lint(self, inventory: Inventory, server: str) -> List[LintFinding]:
+        """A lint plugin: its findings over ``server``'s rendered configuration."""
+        return [LintFinding(**f) for f in json.loads(self._native.lint_json(inventory._native, server))]
 
     def __repr__(self) -> str:
         return repr(self._native)

@@ -212,3 +212,13 @@ class CommandResult:
     @classmethod
     def _from(cls, t: Tuple[Optional[int], Optional[str], bytes, bytes, bool]) -> "CommandResult":
         return cls(exit_code=t[0], signal=t[1], stdout=bytes(t[2]), stderr=bytes(t[3]), truncated=bool(t[4]))
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """A lint plugin's finding over a rendered configuration."""
+
+    file: str
+    line: int
+    severity: str
+    message: str
