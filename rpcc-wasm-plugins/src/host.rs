@@ -19,6 +19,17 @@ use crate::bindings::{check, lint, shared, template};
 use crate::state::{CapabilityDenied, HasTable, HostState};
 use crate::view::{server_view, site_view};
 
+/// Plugin instances alive at once (calls beyond it wait for nothing: they fail with a
+/// host error, so keep it above the number of threads calling plugins).
+const POOL_INSTANCES: u32 = 64;
+
+/// The largest memory a plugin may be granted (`limits.memory` is at most 1g).
+const MAX_MEMORY: usize = 1 << 30;
+
+/// Bytes of each pooled memory reset with memset instead of being unmapped and faulted
+/// in again by the next call (the stack and heap a small plugin touches).
+const KEEP_RESIDENT: usize = 256 * 1024;
+
 /// How often the epoch advances (the resolution of wall-clock limits).
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 
@@ -280,6 +291,21 @@ impl PluginHost {
     pub fn new() -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true).max_wasm_stack(512 * 1024);
+        // Instances come from pre-reserved slots that are reset and reused: a call does
+        // not mmap/munmap its memories (which serialises threads on the kernel's mm lock).
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 8)
+            .max_memories_per_component(4)
+            .max_memory_size(MAX_MEMORY)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        // 1 GiB of address space per memory slot (not 4 GiB + guards): a host reserves
+        // about 130 GiB of virtual (never committed) memory, not 800 GiB.
+        config.memory_reservation(MAX_MEMORY as u64).memory_guard_size(64 << 10);
         let engine = Engine::new(&config).map_err(host_err)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         shared::Sdk::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(host_err)?;

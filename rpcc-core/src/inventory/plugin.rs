@@ -111,8 +111,8 @@ fn decode_limits(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<P
     let memory = t.get("memory").map_or(Some(def.memory), |(n, p)| {
         d.parse(n, &p, |s| {
             let size = Size::parse(s)?;
-            if !(1 << 20..=4 << 30).contains(&size.bytes()) {
-                return Err(ValueError::new("must be between 1m and 4g"));
+            if !(1 << 20..=1 << 30).contains(&size.bytes()) {
+                return Err(ValueError::new("must be between 1m and 1g"));
             }
             Ok(size)
         })
