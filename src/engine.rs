@@ -198,6 +198,11 @@ impl Engine {
         &self.store
     }
 
+    /// The keyring (for notifier secrets and SSH credentials), when configured.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
     /// Check that every named server and group exists.
     pub fn check(&self, sel: &Selection) -> Result<(), EngineError> {
         if let Some(n) = sel.servers.iter().find(|n| self.inv.server(n).is_none()) {

@@ -61,6 +61,11 @@ impl Notification {
     pub fn alert(event: AlertEvent, group: Option<String>) -> Self {
         Self { group, text: event.message.clone(), alert: Some(event) }
     }
+
+    /// A deploy outcome (or any other message that is not an alert).
+    pub fn deploy(text: String, group: Option<String>) -> Self {
+        Self { group, text, alert: None }
+    }
 }
 
 /// Delivers notifications (Telegram, webhook, log …).

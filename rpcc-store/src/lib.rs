@@ -17,9 +17,11 @@
 mod legacy;
 mod lock;
 mod migrate;
+mod samples;
 mod secrets;
 
 pub use legacy::{LegacyColumn, read_legacy_column};
+pub use samples::MetricSample;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;

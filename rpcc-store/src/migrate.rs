@@ -11,6 +11,7 @@ use rpcc_core::deploy::StoreError;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "secrets", include_str!("migrations/0002_secrets.sql")),
+    (3, "samples", include_str!("migrations/0003_samples.sql")),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -277,7 +277,46 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if fleet.inv().monitor.notify_deploys {
+        notify_deploy(&fleet, &report);
+    }
     finish_fleet(&report, args.fleet.json)
+}
+
+/// Send the outcome of an apply to the inventory's notifiers (`[monitor]
+/// notify_deploys = true`), routed by the groups of the servers it touched.
+fn notify_deploy(fleet: &Fleet, report: &ApplyReport) {
+    let inv = fleet.inv();
+    let sinks = match super::monitor::notifiers(inv, fleet.engine.keyring()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "deploy notification not sent");
+            return;
+        }
+    };
+    let reports: Vec<_> = report.all().collect();
+    let count = |f: &dyn Fn(&DeploymentState) -> bool| reports.iter().filter(|r| f(&r.state)).count();
+    let ok = count(&|s| *s == DeploymentState::Succeeded);
+    let failed = count(&|s| s.is_failure());
+    let skipped = count(&|s| *s == DeploymentState::Skipped);
+    let mut text = format!(
+        "rpcc apply by {}: {ok} succeeded, {failed} failed, {skipped} skipped, of {} server(s)",
+        rpcc_core::deploy::local_actor(),
+        reports.len()
+    );
+    for r in reports.iter().filter(|r| r.state != DeploymentState::Succeeded) {
+        text.push_str(&format!("\n{}: {} {}", r.server, r.state.as_str(), r.detail));
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for r in &reports {
+        for g in inv.groups_of_server(&r.server) {
+            if !groups.iter().any(|x| x == g.name.as_str()) {
+                groups.push(g.name.to_string());
+            }
+        }
+    }
+    let note = rpcc_monitor::Notification::deploy(text, groups.first().cloned());
+    fleet.runtime.block_on(super::monitor::deliver(&sinks, &note, &groups));
 }
 
 // ---------------------------------------------------------------- rollback

@@ -12,7 +12,7 @@ use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, unix_ms};
 use rpcc_core::keyring::Keyring;
 use std::net::IpAddr;
 
-use rpcc_core::model::{DnsResolver, Inventory, NotifierKind};
+use rpcc_core::model::{AlertRuleSettings, DnsResolver, Inventory, NotifierKind};
 use rpcc_monitor::{
     AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesSource, LogNotifier, MetricsReport,
     MetricsState, Notification, Notifier, Reading, SiteProber, SiteReport, SiteTarget, Subject, TelegramNotifier,
@@ -415,9 +415,87 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
 }
 
 /// A notifier and the groups it is limited to (empty: all).
-type Routed = (Vec<String>, Box<dyn Notifier>);
+pub(crate) type Routed = (Vec<String>, Box<dyn Notifier>);
 
-fn notifiers(inv: &Inventory, keyring: Option<&Keyring>) -> Result<Vec<Routed>, String> {
+/// The alert thresholds of `settings` over the built-in defaults.
+fn alert_config(settings: &AlertRuleSettings) -> AlertRulesConfig {
+    let d = AlertRulesConfig::default();
+    let secs = |v: Option<rpcc_core::value::DurationValue>, def: u64| v.map_or(def, |v| v.as_duration().as_secs());
+    let mut c = d.clone();
+    c.cpu_above = settings.cpu_above.map_or(d.cpu_above, f64::from);
+    c.cpu_for_secs = secs(settings.cpu_for, d.cpu_for_secs);
+    c.memory_above = settings.memory_above.map_or(d.memory_above, f64::from);
+    c.memory_for_secs = secs(settings.memory_for, d.memory_for_secs);
+    c.disk_above = settings.disk_above.map_or(d.disk_above, f64::from);
+    c.cert_days = settings.cert_days.map_or(d.cert_days, f64::from);
+    c.site_down_checks = settings.site_down_checks.unwrap_or(d.site_down_checks);
+    c.dns_mismatch_checks = settings.dns_mismatch_checks.unwrap_or(d.dns_mismatch_checks);
+    c.metrics_down_checks = settings.metrics_down_checks.unwrap_or(d.metrics_down_checks);
+    c.clear_for_secs = secs(settings.clear_for, d.clear_for_secs);
+    c
+}
+
+/// Alert engines: the inventory's rules, and one per group with overrides.
+struct Alerting {
+    default: AlertEngine,
+    groups: Vec<(String, AlertEngine)>,
+}
+
+impl Alerting {
+    fn new(inv: &Inventory) -> Result<Self, String> {
+        let base = &inv.monitor.rules;
+        let default = AlertEngine::new(alert_config(base).build().map_err(|e| format!("[monitor.rules]: {e}"))?);
+        let mut groups = Vec::new();
+        for (i, g) in inv.monitor.group_rules.iter().enumerate() {
+            let rules = alert_config(&base.overlaid(&g.rules))
+                .build()
+                .map_err(|e| format!("monitor.group_rules[{i}] ({}): {e}", g.group))?;
+            groups.push((g.group.to_string(), AlertEngine::new(rules)));
+        }
+        Ok(Self { default, groups })
+    }
+
+    /// The engine for a subject in `groups`: the first group with its own rules.
+    fn engine_for(&mut self, groups: &[String]) -> &mut AlertEngine {
+        match self.groups.iter().position(|(g, _)| groups.contains(g)) {
+            Some(i) => &mut self.groups[i].1,
+            None => &mut self.default,
+        }
+    }
+}
+
+/// Metric samples of a round (servers whose Glances answered).
+fn samples(round: &Round, at_ms: i64) -> Vec<rpcc_store::MetricSample> {
+    round
+        .metrics
+        .iter()
+        .filter_map(|m| match &m.state {
+            MetricsState::Ok { metrics } => Some(rpcc_store::MetricSample {
+                server: m.server.clone(),
+                at_ms,
+                cpu: metrics.cpu_percent,
+                mem: metrics.mem_percent,
+                load1: metrics.load[0],
+                disk_max: metrics.fs.iter().map(|f| f.percent).fold(0.0_f64, f64::max),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Send `note` to every notifier whose groups (if any) include one of `groups`.
+pub(crate) async fn deliver(sinks: &[Routed], note: &Notification, groups: &[String]) {
+    for (routes, sink) in sinks {
+        if !routes.is_empty() && !routes.iter().any(|r| groups.contains(r)) {
+            continue;
+        }
+        if let Err(e) = sink.send(note).await {
+            tracing::warn!(notifier = sink.name(), error = %e, "notification failed");
+        }
+    }
+}
+
+pub(crate) fn notifiers(inv: &Inventory, keyring: Option<&Keyring>) -> Result<Vec<Routed>, String> {
     let http = GlancesSource::client(Duration::from_secs(15)).map_err(|e| e.to_string())?;
     let mut out: Vec<Routed> = vec![(Vec::new(), Box::new(LogNotifier))];
     for n in &inv.monitor.notifiers {
@@ -448,10 +526,11 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         Ok(v) => v,
         Err(c) => return c,
     };
-    let rules = match AlertRulesConfig::default().build() {
-        Ok(r) => r,
+    let alerting = match Alerting::new(&inv) {
+        Ok(a) => a,
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
+    let retention = inv.monitor.retention.as_duration();
     let sinks = match notifiers(&inv, keyring.as_ref()) {
         Ok(n) => n,
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
@@ -477,7 +556,7 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         monitor.targets.len(),
         interval
     );
-    rt.block_on(run_watch(&monitor, &sinks, &store, rules, interval));
+    rt.block_on(run_watch(&monitor, &sinks, &store, alerting, interval, retention));
     let _ = writeln!(err, "rpcc watch: stopped");
     ExitCode::SUCCESS
 }
@@ -486,15 +565,15 @@ async fn run_watch(
     monitor: &Monitor,
     sinks: &[Routed],
     store: &SqliteStore,
-    rules: rpcc_monitor::AlertRules,
+    mut alerting: Alerting,
     interval: Duration,
+    retention: Duration,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    let mut alerts = AlertEngine::new(rules);
     // Jitter: start at a random offset within the first tenth of the interval, so many
     // watchers do not hit the same servers at the same moment.
     let jitter = interval.mul_f64(f64::from(u32::from(std::process::id() as u16 % 100)) / 1000.0);
@@ -516,9 +595,21 @@ async fn run_watch(
         if took > interval {
             tracing::warn!(took = ?took, interval = ?interval, "round took longer than the interval; the overlapping round was skipped");
         }
-        let now = unix_ms().max(0).unsigned_abs();
-        let events: Vec<AlertEvent> =
-            observations(&round).iter().filter_map(|(s, r)| alerts.observe(s, r, now)).collect();
+        let now_ms = unix_ms();
+        if let Err(e) = store.record_samples(&samples(&round, now_ms)).await {
+            tracing::warn!(error = %e, "metric samples not recorded");
+        }
+        let horizon = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        match store.prune_samples(horizon).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "old metric samples pruned"),
+            Err(e) => tracing::warn!(error = %e, "metric samples not pruned"),
+        }
+        let now = now_ms.max(0).unsigned_abs();
+        let events: Vec<AlertEvent> = observations(&round)
+            .iter()
+            .filter_map(|(s, r)| alerting.engine_for(&monitor.groups_of(s)).observe(s, r, now))
+            .collect();
         for event in events {
             let groups = monitor.groups_of(&event.subject);
             let outcome = match event.kind {
@@ -531,14 +622,7 @@ async fn run_watch(
                 tracing::warn!(error = %e, "alert not recorded");
             }
             let note = Notification::alert(event, groups.first().cloned());
-            for (routes, sink) in sinks {
-                if !routes.is_empty() && !routes.iter().any(|r| groups.contains(r)) {
-                    continue;
-                }
-                if let Err(e) = sink.send(&note).await {
-                    tracing::warn!(notifier = sink.name(), error = %e, "notification failed");
-                }
-            }
+            deliver(sinks, &note, &groups).await;
         }
     }
 }

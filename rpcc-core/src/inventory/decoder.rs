@@ -13,11 +13,13 @@ pub(crate) struct Decoder<'s> {
     errors: Vec<FieldError>,
     allow_plaintext: bool,
     plaintext: Vec<FieldPath>,
+    /// Names of the groups decoded so far (for references checked while decoding).
+    pub(crate) group_names: Vec<String>,
 }
 
 impl<'s> Decoder<'s> {
     pub(crate) fn new(source: Option<&'s str>, allow_plaintext: bool) -> Self {
-        Self { source, errors: Vec::new(), allow_plaintext, plaintext: Vec::new() }
+        Self { source, errors: Vec::new(), allow_plaintext, plaintext: Vec::new(), group_names: Vec::new() }
     }
 
     /// Paths of plain-text secrets that were accepted (for warnings).

@@ -3,11 +3,24 @@
 use super::decoder::Decoder;
 use super::node::Node;
 use crate::keyring::RecordId;
-use crate::model::{DnsResolver, MonitorSettings, NotifierKind, NotifierSettings};
+use crate::model::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, NotifierKind, NotifierSettings};
 use crate::validate::FieldPath;
 use crate::value::{DurationValue, Identifier, ListenAddr, RedirectUrl, ValueError};
 
-const MONITOR_FIELDS: &[&str] = &["interval", "timeout", "concurrency", "notifiers", "dns"];
+const MONITOR_FIELDS: &[&str] =
+    &["interval", "timeout", "concurrency", "notifiers", "dns", "rules", "group_rules", "retention", "notify_deploys"];
+const RULE_FIELDS: &[&str] = &[
+    "cpu_above",
+    "cpu_for",
+    "memory_above",
+    "memory_for",
+    "disk_above",
+    "cert_days",
+    "site_down_checks",
+    "dns_mismatch_checks",
+    "metrics_down_checks",
+    "clear_for",
+];
 const NOTIFIER_FIELDS: &[&str] = &["name", "kind", "groups", "chat_id", "token", "url", "secret"];
 
 fn chat_id(s: &str) -> Result<String, ValueError> {
@@ -51,6 +64,24 @@ pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath)
         Some((n, p)) => d.parse(n, &p, resolver).map(Some),
         None => Some(None),
     };
+    let rules = match t.get("rules") {
+        Some((n, p)) => decode_rules(d, n, &p),
+        None => Some(AlertRuleSettings::default()),
+    };
+    let group_rules = match t.get("group_rules") {
+        Some((n, p)) => d.array(n, &p, decode_group_rules),
+        None => Some(Vec::new()),
+    };
+    let retention = t.get("retention").map_or(Some(def.retention), |(n, p)| {
+        d.parse(n, &p, |s| {
+            let v = DurationValue::parse(s)?;
+            if v.as_duration() < std::time::Duration::from_secs(3600) {
+                return Err(ValueError::new("must be at least 1h"));
+            }
+            Ok(v)
+        })
+    });
+    let notify_deploys = t.get("notify_deploys").map_or(Some(false), |(n, p)| d.bool(n, &p));
     if let Some(list) = &notifiers {
         for (i, a) in list.iter().enumerate() {
             if list[..i].iter().any(|b: &NotifierSettings| b.name == a.name) {
@@ -69,7 +100,115 @@ pub(crate) fn decode_monitor(d: &mut Decoder<'_>, node: &Node, path: &FieldPath)
         concurrency: concurrency?,
         notifiers: notifiers?,
         dns: dns?,
+        rules: rules?,
+        group_rules: group_rules?,
+        retention: retention?,
+        notify_deploys: notify_deploys?,
     })
+}
+
+fn decode_rules(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<AlertRuleSettings> {
+    let mut t = d.table(node, path, RULE_FIELDS)?;
+    let rules = rule_fields(d, &mut t);
+    t.finish(d);
+    rules
+}
+
+/// A `[[monitor.group_rules]]` entry: (rules, group name when valid).
+fn decode_rules_with_group(
+    d: &mut Decoder<'_>,
+    node: &Node,
+    path: &FieldPath,
+) -> Option<(AlertRuleSettings, Option<Identifier>)> {
+    let mut t = d.table(node, path, GROUP_RULE_FIELDS)?;
+    let group = t.require(d, "group", "the group these rules apply to").and_then(|(n, p)| {
+        let g = d.parse(n, &p, Identifier::parse)?;
+        if d.group_names.iter().any(|x| x == g.as_str()) {
+            Some(g)
+        } else {
+            d.error(&p, Some(n), format!("{:?} is not a group of this inventory", g.as_str()));
+            None
+        }
+    });
+    let rules = rule_fields(d, &mut t);
+    t.finish(d);
+    Some((rules?, group))
+}
+
+fn rule_fields(d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>) -> Option<AlertRuleSettings> {
+    let mut ok = true;
+    let mut percent = |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str| match t.get(key) {
+        Some((n, p)) => match d.int(n, &p, 1, 100, "a percentage") {
+            Some(v) => u8::try_from(v).ok(),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let cpu_above = percent(d, t, "cpu_above");
+    let memory_above = percent(d, t, "memory_above");
+    let disk_above = percent(d, t, "disk_above");
+    let mut count =
+        |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str, max: i64, what: &str| match t.get(key) {
+            Some((n, p)) => match d.int(n, &p, 1, max, what) {
+                Some(v) => u32::try_from(v).ok(),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+    let cert_days = count(d, t, "cert_days", 365, "a number of days");
+    let site_down_checks = count(d, t, "site_down_checks", 100, "a number of checks");
+    let dns_mismatch_checks = count(d, t, "dns_mismatch_checks", 100, "a number of checks");
+    let metrics_down_checks = count(d, t, "metrics_down_checks", 100, "a number of rounds");
+    let mut duration = |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str| match t.get(key) {
+        Some((n, p)) => match d.parse(n, &p, DurationValue::parse) {
+            Some(v) => Some(v),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let cpu_for = duration(d, t, "cpu_for");
+    let memory_for = duration(d, t, "memory_for");
+    let clear_for = duration(d, t, "clear_for");
+    ok.then_some(AlertRuleSettings {
+        cpu_above,
+        cpu_for,
+        memory_above,
+        memory_for,
+        disk_above,
+        cert_days,
+        site_down_checks,
+        dns_mismatch_checks,
+        metrics_down_checks,
+        clear_for,
+    })
+}
+
+const GROUP_RULE_FIELDS: &[&str] = &[
+    "group",
+    "cpu_above",
+    "cpu_for",
+    "memory_above",
+    "memory_for",
+    "disk_above",
+    "cert_days",
+    "site_down_checks",
+    "dns_mismatch_checks",
+    "metrics_down_checks",
+    "clear_for",
+];
+
+fn decode_group_rules(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<GroupRules> {
+    let (rules, group) = decode_rules_with_group(d, node, path)?;
+    Some(GroupRules { group: group?, rules })
 }
 
 fn decode_notifier(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Option<NotifierSettings>> {

@@ -131,6 +131,7 @@ impl Inventory {
             }
             if let Some((n, p)) = t.get("groups") {
                 groups = each(&mut d, n, &p, decode_group);
+                d.group_names = groups.iter().flatten().map(|g| g.name.to_string()).collect();
             }
             if let Some((n, p)) = t.get("sites") {
                 sites = each(&mut d, n, &p, decode_site);

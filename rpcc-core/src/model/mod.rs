@@ -13,7 +13,7 @@ mod site;
 
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
-pub use monitor::{DnsResolver, MonitorSettings, NotifierKind, NotifierSettings};
+pub use monitor::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, NotifierKind, NotifierSettings};
 pub use plugin::{PluginCapability, PluginLimits, PluginSettings};
 pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{

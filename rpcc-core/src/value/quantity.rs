@@ -138,6 +138,11 @@ impl DurationValue {
         Self { number: secs, unit: "s" }
     }
 
+    /// `n` times this duration, in the same unit (saturating; for built-in defaults).
+    pub(crate) const fn times(self, n: u64) -> Self {
+        Self { number: self.number.saturating_mul(n), unit: self.unit }
+    }
+
     /// As a `std::time::Duration`.
     pub fn as_duration(self) -> std::time::Duration {
         let ms = match self.unit {
