@@ -287,3 +287,45 @@ fn apply_sends_its_outcome_to_the_notifiers_when_asked() -> anyhow::Result<()> {
     assert_eq!(received_now(&received).len(), 1);
     Ok(())
 }
+
+#[test]
+fn watch_alerts_once_when_a_check_plugin_fails() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let dir = tempfile::tempdir()?;
+    let plugin = rpcc_testkit::wasm_plugins()?.join("expected_status.wasm");
+    let secret = "plugin-alert-hook-secret";
+    let (keys, sealed) = sealed_hook_secret(dir.path(), secret)?;
+    let (hook_port, received) = webhook_receiver()?;
+    let inv = dir.path().join("inv.toml");
+    let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    // The site answers 200 on its health path; the plugin expects 418.
+    let toml = fleet.deploy_inventory_toml()
+        + &site().replace("health_path = \"/healthz\"\n", "health_path = \"/healthz\"\nplugins = [\"teapot\"]\n")
+        + &format!(
+            "\n[[plugins]]\nname = \"teapot\"\npath = \"{}\"\ngrant = [\"http-get\", \"clock\"]\nconfig = {{ status = \"418\" }}\n\
+             \n[monitor]\ninterval = \"1s\"\ntimeout = \"2s\"\nrules = {{ site_down_checks = 2 }}\n\
+             notifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n",
+            s(&plugin)
+        );
+    std::fs::write(&inv, toml)?;
+    let state = dir.path().join("state.db");
+    let out = rpcc(&["apply", &s(&inv), "--state", &s(&state), "--yes", "--key-file", &s(&keys)]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let child = rpcc(&["watch", &s(&inv), "--state", &s(&state), "--key-file", &s(&keys)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut watch = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received_now(&received).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500)); // more failing rounds: still one message
+    Command::new("kill").args(["-TERM", &watch.0.id().to_string()]).status()?;
+    assert!(watch.0.wait()?.success());
+    let got = received_now(&received);
+    assert_eq!(got.len(), 1, "one message per incident: {got:?}");
+    let body = &got[0].1;
+    assert!(body.contains("check teapot") && body.contains("status 200, expected 418"), "{body}");
+    Ok(())
+}

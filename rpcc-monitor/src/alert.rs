@@ -58,6 +58,15 @@ pub enum Subject {
         /// Server name.
         server: String,
     },
+    /// A check plugin's verdict on a site as one server serves it.
+    Plugin {
+        /// Plugin name (from the inventory).
+        plugin: String,
+        /// Site domain.
+        site: String,
+        /// Server name.
+        server: String,
+    },
 }
 
 impl std::fmt::Display for Subject {
@@ -70,6 +79,7 @@ impl std::fmt::Display for Subject {
             Self::Certificate { site, server } => write!(f, "{site} on {server}: certificate"),
             Self::Dns { site } => write!(f, "{site}: DNS"),
             Self::Metrics { server } => write!(f, "{server}: metrics"),
+            Self::Plugin { plugin, site, server } => write!(f, "{site} on {server}: check {plugin}"),
         }
     }
 }
@@ -222,7 +232,9 @@ impl AlertRules {
                 }),
                 Hold::Checks(1),
             ),
-            (Subject::Site { .. }, Reading::Failed(why)) => (Some(why.clone()), Hold::Checks(c.site_down_checks)),
+            (Subject::Site { .. } | Subject::Plugin { .. }, Reading::Failed(why)) => {
+                (Some(why.clone()), Hold::Checks(c.site_down_checks))
+            }
             (Subject::Dns { .. }, Reading::Failed(why)) => (Some(why.clone()), Hold::Checks(c.dns_mismatch_checks)),
             (Subject::Metrics { .. }, Reading::Failed(why)) => (Some(why.clone()), Hold::Checks(c.metrics_down_checks)),
             // The certificate could not be read at all (handshake failure): at once.

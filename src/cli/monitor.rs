@@ -235,9 +235,10 @@ impl Monitor {
             _ => None,
         };
         let site = match subject {
-            Subject::Site { site, .. } | Subject::Certificate { site, .. } | Subject::Dns { site } => {
-                Some(site.as_str())
-            }
+            Subject::Site { site, .. }
+            | Subject::Certificate { site, .. }
+            | Subject::Dns { site }
+            | Subject::Plugin { site, .. } => Some(site.as_str()),
             _ => None,
         };
         self.inv
@@ -289,6 +290,14 @@ fn observations(round: &Round) -> Vec<(Subject, Reading)> {
                 Err(e) => (subject, Reading::Failed(e.clone())),
             });
         }
+    }
+    for p in &round.plugins {
+        let subject = Subject::Plugin { plugin: p.plugin.clone(), site: p.site.clone(), server: p.server.clone() };
+        let reading = match p.status.as_str() {
+            "fail" | "error" => Reading::Failed(p.message.clone()),
+            _ => Reading::Ok,
+        };
+        out.push((subject, reading));
     }
     for d in &round.dns {
         let subject = Subject::Dns { site: d.site.clone() };

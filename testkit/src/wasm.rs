@@ -8,8 +8,15 @@ use std::sync::OnceLock;
 
 use crate::KitError;
 
-/// The repository root (this crate lives in `<root>/testkit`).
+/// The repository root: found from the *running* test's package directory (cargo and
+/// nextest set `CARGO_MANIFEST_DIR` at run time), since a build cached from another
+/// checkout may carry that checkout's compile-time path.
 fn repo_root() -> PathBuf {
+    let is_root = |p: &Path| p.join("examples/plugins/Cargo.toml").is_file();
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    if let Some(found) = runtime.as_deref().and_then(|start| start.ancestors().find(|p| is_root(p))) {
+        return found.to_path_buf();
+    }
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
