@@ -7,22 +7,12 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use rpcc::nginx::{NginxRenderer, RenderOptions};
 use rpcc::plugins::{Plugin, PluginHost, PluginKind, PluginSpec};
-use rpcc_core::fragment::{FragmentPolicy, SiteExtension, SiteFragments};
+use rpcc_core::fragment::FragmentPolicy;
 use rpcc_core::generation::Renderer as _;
-use rpcc_core::model::{Inventory, PluginCapability, Server, Site};
+use rpcc_core::model::{Inventory, PluginCapability, Server};
 
 use crate::errors::{self, PluginError, guarded};
 use crate::inventory::PyInventory;
-
-/// One plugin as the renderer's extension.
-#[derive(Debug)]
-struct OnePlugin(Plugin);
-
-impl SiteExtension for OnePlugin {
-    fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
-        self.0.render(inventory, server, site).map_err(|e| e.to_string())
-    }
-}
 
 /// A loaded WASM plugin (every call in a fresh sandbox, with its limits).
 #[pyclass(name = "Plugin", module = "rpcc._rpcc", frozen)]
@@ -126,7 +116,7 @@ impl PyPlugin {
         guarded(|| {
             let inv = Arc::clone(&inventory.inv);
             let s = self::server(py, &inv, server)?;
-            let ext = Arc::new(OnePlugin(self.plugin.clone()));
+            let ext = Arc::new(self.plugin.clone());
             py.detach(|| {
                 let r = NginxRenderer::new(RenderOptions::default()).map_err(plugin_err)?.with_extension(ext);
                 r.render_site(&inv, s, domain).map_err(plugin_err)
@@ -146,12 +136,7 @@ impl PyPlugin {
             py.detach(|| {
                 let r = NginxRenderer::new(RenderOptions::default()).map_err(plugin_err)?;
                 let g = r.render(&inv, s).map_err(plugin_err)?;
-                let files: Vec<(String, String)> = g
-                    .files()
-                    .iter()
-                    .map(|(p, f)| (p.as_str().to_owned(), String::from_utf8_lossy(&f.bytes).into_owned()))
-                    .collect();
-                let findings = self.plugin.lint(&inv, s, &files).map_err(plugin_err)?;
+                let findings = self.plugin.lint_generation(&inv, s, &g).map_err(plugin_err)?;
                 serde_json::to_string(&findings).map_err(plugin_err)
             })
         })

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpcc_core::fragment::{Directive, Fragment, FragmentPolicy, SiteFragments};
+use rpcc_core::fragment::{Directive, Fragment, FragmentPolicy, SiteExtension, SiteFragments};
+use rpcc_core::generation::Generation;
 use rpcc_core::model::{Inventory, PluginCapability, PluginLimits, PluginSettings, Server, Site};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
@@ -729,6 +730,16 @@ impl Plugin {
         Ok(CheckOutcome { status, message: clean(&out.message, 2000), logs })
     }
 
+    /// Run a lint plugin over a rendered generation of `server`.
+    pub fn lint_generation(
+        &self,
+        inventory: &Inventory,
+        server: &Server,
+        generation: &Generation,
+    ) -> Result<Vec<Finding>, PluginError> {
+        self.lint(inventory, server, &generation_files(generation))
+    }
+
     /// Run a lint plugin over one server's rendered files (path, contents).
     pub fn lint(
         &self,
@@ -761,6 +772,23 @@ impl Plugin {
                 message: clean(&f.message, 2000),
             })
             .collect())
+    }
+}
+
+/// A generation's files as (path, text) for lint plugins.
+pub(crate) fn generation_files(generation: &Generation) -> Vec<(String, String)> {
+    generation
+        .files()
+        .iter()
+        .map(|(path, file)| (path.as_str().to_owned(), String::from_utf8_lossy(&file.bytes).into_owned()))
+        .collect()
+}
+
+/// One template plugin on its own as the renderer's extension (what `rpcc plugin check`
+/// and Python's `Plugin.render_site` use); a [`crate::PluginSet`] applies an inventory's.
+impl SiteExtension for Plugin {
+    fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
+        self.render(inventory, server, site).map_err(|e| e.to_string())
     }
 }
 

@@ -92,11 +92,7 @@ impl PluginSet {
         if lints.is_empty() {
             return Vec::new();
         }
-        let files: Vec<(String, String)> = generation
-            .files()
-            .iter()
-            .map(|(path, file)| (path.as_str().to_owned(), String::from_utf8_lossy(&file.bytes).into_owned()))
-            .collect();
+        let files = crate::host::generation_files(generation);
         let mut out = Vec::new();
         for plugin in lints {
             match plugin.lint(inventory, server, &files) {

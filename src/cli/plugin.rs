@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpcc_core::Inventory;
-use rpcc_core::fragment::{FragmentPolicy, SiteExtension, SiteFragments};
+use rpcc_core::fragment::FragmentPolicy;
 use rpcc_core::generation::Renderer;
 use rpcc_core::model::{PluginCapability, Server, Site};
 use rpcc_nginx::{NginxRenderer, RenderOptions};
@@ -69,16 +69,6 @@ impl SiteHttp for SampleHttp {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"ok\n".to_vec(),
         })
-    }
-}
-
-/// One plugin as the renderer's extension.
-#[derive(Debug)]
-struct OnePlugin(Plugin);
-
-impl SiteExtension for OnePlugin {
-    fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
-        self.0.render(inventory, server, site).map_err(|e| e.to_string())
     }
 }
 
@@ -153,7 +143,7 @@ fn run_template(
 ) -> Result<(), String> {
     let renderer = NginxRenderer::new(RenderOptions::default())
         .map_err(|e| e.to_string())?
-        .with_extension(Arc::new(OnePlugin(plugin.clone())));
+        .with_extension(Arc::new(plugin.clone()));
     let text = renderer.render_site(inv, server, site.domain.as_str()).map_err(|e| e.to_string())?;
     let _ = writeln!(out, "rendered site config:\n{text}");
     Ok(())
@@ -162,13 +152,8 @@ fn run_template(
 fn run_lint(out: &mut impl Write, plugin: &Plugin, inv: &Inventory, server: &Server) -> Result<(), String> {
     let renderer = NginxRenderer::new(RenderOptions::default()).map_err(|e| e.to_string())?;
     let generation = renderer.render(inv, server).map_err(|e| e.to_string())?;
-    let files: Vec<(String, String)> = generation
-        .files()
-        .iter()
-        .map(|(p, f)| (p.as_str().to_owned(), String::from_utf8_lossy(&f.bytes).into_owned()))
-        .collect();
-    let findings = plugin.lint(inv, server, &files).map_err(|e| e.to_string())?;
-    let _ = writeln!(out, "{} finding(s) over {} files:", findings.len(), files.len());
+    let findings = plugin.lint_generation(inv, server, &generation).map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "{} finding(s) over {} files:", findings.len(), generation.files().len());
     for f in findings {
         let _ = writeln!(out, "  {}: {}:{}: {}", super::render::severity_word(f.severity), f.file, f.line, f.message);
     }
