@@ -178,7 +178,8 @@ impl std::io::Write for HashWriter<'_> {
 struct PreparedSite<'i> {
     site: &'i Site,
     ocsp: bool,
-    fragments: Result<SiteFragments, String>,
+    /// The extension's fragments as the template will insert them (`None`: no extension).
+    plugin: Result<Option<PluginView>, String>,
     digest: [u8; 32],
 }
 
@@ -394,9 +395,11 @@ impl Renderer for NginxRenderer {
         //    previous render of this server did not have.
         let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, |site| {
             let ocsp = self.ocsp_domains.contains(site.domain.as_str());
-            let fragments = match &self.extension {
-                None => Ok(SiteFragments::default()),
-                Some(ext) => ext.site_fragments(inventory, server, site),
+            // The canonical text is what the site file will hold, so it is what the
+            // digest covers (cheaper than hashing the directive tree, and computed once).
+            let plugin = match &self.extension {
+                None => Ok(None),
+                Some(ext) => ext.site_fragments(inventory, server, site).map(|f| Some(PluginView::of(&f))),
             };
             let mut h = Sha256Hasher::new();
             h.update(&self.templates_digest);
@@ -404,13 +407,15 @@ impl Renderer for NginxRenderer {
             h.update(managed_root.as_bytes());
             ocsp.hash(&mut h);
             site.hash(&mut h);
-            if let Ok(f) = &fragments {
-                f.hash(&mut h);
+            if let Ok(Some(v)) = &plugin {
+                v.server.hash(&mut h);
+                v.main_location.hash(&mut h);
+                v.server_body.hash(&mut h);
             }
-            PreparedSite { site, ocsp, fragments, digest: h.digest() }
+            PreparedSite { site, ocsp, plugin, digest: h.digest() }
         });
         let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| {
-            let fragments = p.fragments.as_ref().map_err(|message| RenderError::Extension {
+            let plugin = p.plugin.as_ref().map_err(|message| RenderError::Extension {
                 server: server.name.to_string(),
                 site: p.site.domain.to_string(),
                 message: message.clone(),
@@ -419,13 +424,13 @@ impl Renderer for NginxRenderer {
                 Some(text) => Ok(Arc::clone(text)),
                 None => {
                     let view = site_view(p.site, managed_root, p.ocsp);
-                    let plugin = PluginView::of(fragments);
+                    let plugin = plugin.as_ref().map_or(Value::UNDEFINED, |v| Value::from(Serde(v)));
                     self.render_template(
                         "site.conf.j2",
                         context! {
                             server => ssv_value.clone(),
                             site => Value::from(Serde(&view)),
-                            plugin => Value::from(Serde(&plugin)),
+                            plugin => plugin,
                         },
                     )
                     .map(Arc::from)

@@ -28,8 +28,9 @@ const POOL_INSTANCES: u32 = 64;
 const MAX_MEMORY: usize = 1 << 30;
 
 /// Bytes of each pooled memory reset with memset instead of being unmapped and faulted
-/// in again by the next call (the stack and heap a small plugin touches).
-const KEEP_RESIDENT: usize = 256 * 1024;
+/// in again by the next call (the stack, data and heap a small plugin touches; see the
+/// SDK README for the link flags that keep a plugin inside them).
+const KEEP_RESIDENT: usize = 128 * 1024;
 
 /// How often the epoch advances (the resolution of wall-clock limits).
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -601,7 +602,13 @@ impl Plugin {
         }
         let stderr = store.data().stderr.contents();
         let printed = String::from_utf8_lossy(&stderr);
-        let printed: String = printed.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let mut printed: String = printed.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        if printed.is_empty() {
+            // A `no_std` plugin (SDK runtime) logs its panic message instead of printing it.
+            if let Some(last) = store.data().logs.iter().rev().find(|l| l.level == "error") {
+                printed.clone_from(&last.message);
+            }
+        }
         let trap = err.downcast_ref::<Trap>().map_or_else(|| format!("{err}"), ToString::to_string);
         let message = if printed.is_empty() { trap } else { format!("{trap}; it printed: {printed}") };
         PluginError::Trap { plugin, call, message }

@@ -288,3 +288,22 @@ fn the_host_keeps_serving_while_and_after_plugins_misbehave() {
     }
     assert!(render(&good).is_ok());
 }
+
+#[test]
+fn no_std_plugins_report_panics_and_memory_bombs() {
+    // Built on the SDK's `no-std-runtime` (bump allocator, logging panic handler).
+    let host = PluginHost::new().unwrap();
+    let load = |mode: &str| {
+        let spec = PluginSpec::from_file(dir().join("nostd_hostile.wasm"))
+            .limits(limits(|e| e.memory = Some("8m")))
+            .config("mode", mode);
+        host.load(&spec).unwrap()
+    };
+    let err = render(&load("panic")).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(err.to_string().contains("no_std plugin panicked for app.example.com"), "{err}");
+    let err = render(&load("memory")).unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit { limit, .. } if limit == 8 << 20), "{err}");
+    let ok = render(&load("fine")).unwrap();
+    assert_eq!(ok.server.to_nginx(0), "add_header X-No-Std yes always;\n");
+}

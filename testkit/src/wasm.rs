@@ -1,5 +1,6 @@
 //! WASM plugins for tests: the example plugins (`examples/plugins`) and the hostile
-//! ones (`rpcc-wasm-plugins/tests/guests`), built once per test process for
+//! ones (`rpcc-wasm-plugins/tests/guests` on std, `tests/guests-nostd` without), built
+//! once per test process for
 //! `wasm32-wasip2` (cargo's own lock serialises concurrent test processes).
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub fn wasm_plugins() -> Result<PathBuf, KitError> {
             let root = repo_root();
             build(&root.join("examples/plugins")).map_err(|e| e.to_string())?;
             build(&root.join("rpcc-wasm-plugins/tests/guests")).map_err(|e| e.to_string())?;
+            build(&root.join("rpcc-wasm-plugins/tests/guests-nostd")).map_err(|e| e.to_string())?;
             Ok(target_dir().join("wasm32-wasip2/release"))
         })
         .clone()

@@ -26,7 +26,9 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2` and a `[lib] crate-type =
-//! ["cdylib"]`. The host gives a plugin no filesystem, network, environment or clock
+//! ["cdylib"]`. A `#![no_std]` plugin (with the SDK's `no-std-runtime` feature for its
+//! allocator and panic handler) imports no WASI at all and is about twice as fast per
+//! call as one built on std. The host gives a plugin no filesystem, network, environment or clock
 //! beyond the capabilities the operator grants; every call runs with fuel, memory, time
 //! and output limits.
 
@@ -281,4 +283,119 @@ macro_rules! export_plugin {
         type __RpccLintPlugin = $crate::LintAdapter<$ty>;
         $crate::lint_world::__export_lint!(__RpccLintPlugin with_types_in $crate::lint_world);
     };
+}
+
+/// The runtime of `#![no_std]` plugins (feature `no-std-runtime`).
+#[cfg(all(feature = "no-std-runtime", target_arch = "wasm32"))]
+mod no_std_runtime {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::UnsafeCell;
+
+    const PAGE: usize = 65_536;
+
+    /// Hands out memory upwards and never frees it: each call runs in a fresh instance,
+    /// so whatever a call allocates is gone when it returns.
+    struct Bump {
+        next: UnsafeCell<usize>,
+        end: UnsafeCell<usize>,
+    }
+
+    // SAFETY: a wasm32 plugin instance is single-threaded.
+    unsafe impl Sync for Bump {}
+
+    unsafe extern "C" {
+        /// First byte after the data and the stack (set by the linker).
+        static __heap_base: u8;
+    }
+
+    // SAFETY: blocks never overlap (`next` only moves up) and are aligned as asked.
+    unsafe impl GlobalAlloc for Bump {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: single-threaded; no other reference to these cells exists.
+            let (next, end) = unsafe { (&mut *self.next.get(), &mut *self.end.get()) };
+            if *end == 0 {
+                // First use: the free part of the initial memory.
+                *next = core::ptr::addr_of!(__heap_base) as usize;
+                *end = core::arch::wasm32::memory_size(0) * PAGE;
+            }
+            let align = layout.align().max(1);
+            let start = (*next + align - 1) & !(align - 1);
+            let stop = start.saturating_add(layout.size());
+            if stop > *end {
+                let pages = (stop - *end).div_ceil(PAGE);
+                let prev = core::arch::wasm32::memory_grow(0, pages);
+                if prev == usize::MAX || prev * PAGE != *end {
+                    return core::ptr::null_mut();
+                }
+                *end = (prev + pages) * PAGE;
+            }
+            *next = stop;
+            start as *mut u8
+        }
+
+        unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Bump = Bump { next: UnsafeCell::new(0), end: UnsafeCell::new(0) };
+
+    /// `memcmp`/`bcmp` (there is no libc under `no_std`; `memcpy`/`memset` become
+    /// bulk-memory instructions). Volatile reads keep the optimiser from turning the loop
+    /// back into a call to itself.
+    ///
+    /// # Safety
+    /// `a` and `b` must be readable for `n` bytes.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+        for i in 0..n {
+            // SAFETY: the caller guarantees `n` readable bytes behind both pointers.
+            let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+            if x != y {
+                return i32::from(x) - i32::from(y);
+            }
+        }
+        0
+    }
+
+    /// `bcmp`: like `memcmp`, only equality matters.
+    ///
+    /// # Safety
+    /// As [`memcmp`].
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+        // SAFETY: same contract.
+        unsafe { memcmp(a, b, n) }
+    }
+
+    /// The canonical ABI's allocator export (std provides it on wasip2; `no_std` does not).
+    ///
+    /// # Safety
+    /// Called by the host as the component model specifies.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn cabi_realloc(old_ptr: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8 {
+        use alloc::alloc::{Layout, alloc, realloc};
+        if new_len == 0 {
+            return align as *mut u8;
+        }
+        // SAFETY: the host passes a valid alignment, and `old_ptr`/`old_len` from an
+        // earlier call of this function.
+        let ptr = unsafe {
+            if old_len == 0 {
+                alloc(Layout::from_size_align_unchecked(new_len, align))
+            } else {
+                realloc(old_ptr, Layout::from_size_align_unchecked(old_len, align), new_len)
+            }
+        };
+        if ptr.is_null() {
+            core::arch::wasm32::unreachable();
+        }
+        ptr
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        let message = alloc::format!("panicked: {info}");
+        crate::log(crate::LogLevel::Error, &message);
+        core::arch::wasm32::unreachable()
+    }
 }

@@ -1,6 +1,7 @@
 //! `expected-status`: a check plugin. GETs `path` (config, default the site's health
 //! path or `/`) on the checked server and compares the status with `status` (config,
 //! default 200); warns when the answer takes longer than `slow_ms` (default 1000).
+#![no_std]
 
 use rpcc_plugin_sdk::prelude::*;
 

@@ -4,6 +4,7 @@
 //!
 //! Config keys: `enabled` ("true"/"false", default "false"), `message` (text shown),
 //! `retry_after` (seconds, default 600).
+#![no_std]
 
 use rpcc_plugin_sdk::prelude::*;
 

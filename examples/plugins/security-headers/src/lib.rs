@@ -1,5 +1,6 @@
 //! `security-headers`: a lint plugin. Flags TLS sites whose server blocks send no
 //! `Strict-Transport-Security`, and sites without a `Content-Security-Policy`.
+#![no_std]
 
 use rpcc_plugin_sdk::prelude::*;
 
