@@ -135,60 +135,52 @@ fn decode_rules_with_group(
     Some((rules?, group))
 }
 
+/// An optional field: `Some(None)` when absent, `None` when present but invalid
+/// (already reported).
+fn optional<T>(
+    d: &mut Decoder<'_>,
+    t: &mut super::decoder::Table<'_>,
+    key: &str,
+    read: impl FnOnce(&mut Decoder<'_>, &Node, &FieldPath) -> Option<T>,
+) -> Option<Option<T>> {
+    match t.get(key) {
+        None => Some(None),
+        Some((n, p)) => read(d, n, &p).map(Some),
+    }
+}
+
 fn rule_fields(d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>) -> Option<AlertRuleSettings> {
-    let mut ok = true;
-    let mut percent = |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str| match t.get(key) {
-        Some((n, p)) => match d.int(n, &p, 1, 100, "a percentage") {
-            Some(v) => u8::try_from(v).ok(),
-            None => {
-                ok = false;
-                None
-            }
-        },
-        None => None,
+    let percent = |d: &mut Decoder<'_>, n: &Node, p: &FieldPath| {
+        d.int(n, p, 1, 100, "a percentage").and_then(|v| u8::try_from(v).ok())
     };
-    let cpu_above = percent(d, t, "cpu_above");
-    let memory_above = percent(d, t, "memory_above");
-    let disk_above = percent(d, t, "disk_above");
-    let mut count =
-        |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str, max: i64, what: &str| match t.get(key) {
-            Some((n, p)) => match d.int(n, &p, 1, max, what) {
-                Some(v) => u32::try_from(v).ok(),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-            None => None,
-        };
-    let cert_days = count(d, t, "cert_days", 365, "a number of days");
-    let site_down_checks = count(d, t, "site_down_checks", 100, "a number of checks");
-    let dns_mismatch_checks = count(d, t, "dns_mismatch_checks", 100, "a number of checks");
-    let metrics_down_checks = count(d, t, "metrics_down_checks", 100, "a number of rounds");
-    let mut duration = |d: &mut Decoder<'_>, t: &mut super::decoder::Table<'_>, key: &str| match t.get(key) {
-        Some((n, p)) => match d.parse(n, &p, DurationValue::parse) {
-            Some(v) => Some(v),
-            None => {
-                ok = false;
-                None
-            }
-        },
-        None => None,
+    let count = |max: i64, what: &'static str| {
+        move |d: &mut Decoder<'_>, n: &Node, p: &FieldPath| {
+            d.int(n, p, 1, max, what).and_then(|v| u32::try_from(v).ok())
+        }
     };
-    let cpu_for = duration(d, t, "cpu_for");
-    let memory_for = duration(d, t, "memory_for");
-    let clear_for = duration(d, t, "clear_for");
-    ok.then_some(AlertRuleSettings {
-        cpu_above,
-        cpu_for,
-        memory_above,
-        memory_for,
-        disk_above,
-        cert_days,
-        site_down_checks,
-        dns_mismatch_checks,
-        metrics_down_checks,
-        clear_for,
+    let duration = |d: &mut Decoder<'_>, n: &Node, p: &FieldPath| d.parse(n, p, DurationValue::parse);
+    // Every field is read before any `?`, so each bad one is reported.
+    let cpu_above = optional(d, t, "cpu_above", percent);
+    let memory_above = optional(d, t, "memory_above", percent);
+    let disk_above = optional(d, t, "disk_above", percent);
+    let cert_days = optional(d, t, "cert_days", count(365, "a number of days"));
+    let site_down_checks = optional(d, t, "site_down_checks", count(100, "a number of checks"));
+    let dns_mismatch_checks = optional(d, t, "dns_mismatch_checks", count(100, "a number of checks"));
+    let metrics_down_checks = optional(d, t, "metrics_down_checks", count(100, "a number of rounds"));
+    let cpu_for = optional(d, t, "cpu_for", duration);
+    let memory_for = optional(d, t, "memory_for", duration);
+    let clear_for = optional(d, t, "clear_for", duration);
+    Some(AlertRuleSettings {
+        cpu_above: cpu_above?,
+        cpu_for: cpu_for?,
+        memory_above: memory_above?,
+        memory_for: memory_for?,
+        disk_above: disk_above?,
+        cert_days: cert_days?,
+        site_down_checks: site_down_checks?,
+        dns_mismatch_checks: dns_mismatch_checks?,
+        metrics_down_checks: metrics_down_checks?,
+        clear_for: clear_for?,
     })
 }
 
