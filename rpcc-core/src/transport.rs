@@ -59,6 +59,41 @@ impl Argv {
     pub fn as_slice(&self) -> &[String] {
         &self.0
     }
+
+    /// The command line a POSIX shell (dash, bash, zsh, ksh) parses back into exactly
+    /// this argument vector: every word single-quoted, so no expansion of any kind
+    /// (variables, globs, braces, `~`, history `!`, `^`, `=cmd`) applies.
+    ///
+    /// ```
+    /// # use rpcc_core::transport::Argv;
+    /// let argv = Argv::new("find", ["{/,-delete}", "it's"]).unwrap();
+    /// assert_eq!(argv.shell_line(), r#"'find' '{/,-delete}' 'it'\''s'"#);
+    /// ```
+    pub fn shell_line(&self) -> String {
+        let mut line = String::with_capacity(self.0.iter().map(|a| a.len() + 3).sum());
+        for (i, word) in self.0.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            push_single_quoted(&mut line, word);
+        }
+        line
+    }
+}
+
+/// Append `word` to `out` in single quotes; a `'` inside becomes `'\''` (close the
+/// quote, an escaped quote, open again), which every POSIX shell reads the same way,
+/// zsh with `RC_QUOTES` included.
+fn push_single_quoted(out: &mut String, word: &str) {
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
 }
 
 impl fmt::Debug for Argv {

@@ -324,11 +324,10 @@ impl SshTransport {
                 });
             }
         };
-        let command = if self.target.sudo {
-            format!("sudo -n -- {}", shell_words::join(req.argv.as_slice()))
-        } else {
-            shell_words::join(req.argv.as_slice())
-        };
+        // Every word single-quoted (Argv::shell_line): the login shell may be dash,
+        // bash or zsh, and none of them may expand anything in it.
+        let command =
+            if self.target.sudo { format!("sudo -n -- {}", req.argv.shell_line()) } else { req.argv.shell_line() };
         let work = async {
             channel.exec(true, command.as_bytes()).await.map_err(|e| e.to_string())?;
             if let Some(bytes) = &req.stdin {

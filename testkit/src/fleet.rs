@@ -493,7 +493,10 @@ fn write_sshd_config(
             hk = host_key.display(),
             pid = dir.join("sshd.pid").display(),
             auth = authorized.display(),
-            user = user.name,
+            user = std::iter::once(user.name.as_str())
+                .chain(crate::user::SHELL_TEST_USERS.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" "),
         ),
     )?;
     Ok(())

@@ -40,7 +40,7 @@ pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
 pub use glances::GlancesServer;
 pub use proxy::{FaultMode, FaultProxy};
-pub use user::TestUser;
+pub use user::{SHELL_TEST_USERS, TestUser};
 pub use wasm::wasm_plugins;
 
 /// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM` …) in KiB, 0 if unreadable:

@@ -5,6 +5,11 @@ use crate::KitError;
 /// The default test user, created by `scripts/setup-host` with a `/bin/sh` shell.
 pub const DEFAULT_TEST_USER: &str = "rpcc-test";
 
+/// Users that `scripts/setup-host` creates with bash and zsh login shells; the kit's
+/// sshd lets them log in with the fleet's client key, so remote quoting is tested under
+/// dash (the default user's `/bin/sh`), bash and zsh.
+pub const SHELL_TEST_USERS: &[&str] = &["rpcc-bash", "rpcc-zsh"];
+
 /// A local user account read from `/etc/passwd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestUser {
