@@ -120,14 +120,15 @@ pub enum PluginError {
         /// The trap, and what the plugin printed to stderr (capped).
         message: String,
     },
-    /// The call returned more than the output cap.
-    #[error("plugin {plugin}: {call} returned {size} bytes (limit {limit})")]
+    /// The call returned more than the output cap (refused before the host copied it
+    /// all: `size` is what was counted when it stopped).
+    #[error("plugin {plugin}: {call} returned at least {size} bytes (limit {limit})")]
     OutputTooLarge {
         /// Plugin name.
         plugin: String,
         /// Which call.
         call: &'static str,
-        /// Bytes returned.
+        /// Bytes counted (at least).
         size: u64,
         /// The limit.
         limit: u64,

@@ -32,6 +32,11 @@ const MAX_MEMORY: usize = 1 << 30;
 /// SDK README for the link flags that keep a plugin inside them).
 const KEEP_RESIDENT: usize = 128 * 1024;
 
+/// What the host may copy out of a guest in one call beyond `limits.max_output`: the
+/// host-side size of the values that hold the bytes (a `String` per list entry, a
+/// record per directive), which wasmtime counts too.
+const OUTPUT_OVERHEAD: u64 = 256 * 1024;
+
 /// How often the epoch advances (the resolution of wall-clock limits).
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 
@@ -575,6 +580,13 @@ impl Plugin {
         let mut store = Store::new(&self.inner.host.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(limits.fuel).map_err(host_err)?;
+        // Results are lifted out of the guest by generated bindings that copy every
+        // string; neither fuel nor the epoch covers that copy. Wasmtime charges each
+        // lifted string and list against the store's hostcall fuel *before* it
+        // allocates, so a million entries aliasing one buffer stop at the cap instead of
+        // costing the host a terabyte (the exact cap is checked again after lifting).
+        let copy_budget = limits.max_output.bytes().saturating_add(OUTPUT_OVERHEAD);
+        store.set_hostcall_fuel(usize::try_from(copy_budget).unwrap_or(usize::MAX));
         let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
@@ -587,6 +599,15 @@ impl Plugin {
         let limits = &self.inner.spec.limits;
         if let Some(denied) = err.downcast_ref::<CapabilityDenied>() {
             return PluginError::Ungranted { plugin, capability: denied.0.as_str().to_owned() };
+        }
+        if is_copy_budget_exhausted(err) {
+            let limit = limits.max_output.bytes();
+            return PluginError::OutputTooLarge {
+                plugin,
+                call,
+                size: limit.saturating_add(OUTPUT_OVERHEAD) + 1,
+                limit,
+            };
         }
         if let Some(wanted) = store.data().limiter.refused {
             return PluginError::MemoryLimit { plugin, call, wanted: wanted as u64, limit: limits.memory.bytes() };
@@ -797,6 +818,13 @@ impl SiteExtension for Plugin {
     fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
         self.render(inventory, server, site).map_err(|e| e.to_string())
     }
+}
+
+/// True when wasmtime refused to copy more of a guest's data into the host (the
+/// hostcall fuel set in `Plugin::store` ran out). Its error type is private, so it is
+/// recognised by its message; a test pins that message (`tests/output_bombs.rs`).
+fn is_copy_budget_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain().any(|e| e.to_string().contains("fuel allocated for hostcalls has been exhausted"))
 }
 
 /// Printable text, cut at `max` bytes.
