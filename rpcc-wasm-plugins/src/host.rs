@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpcc_core::fragment::{Directive, Fragment, FragmentPolicy, SiteExtension, SiteFragments};
+use rpcc_core::fragment::{Directive, Fragment, FragmentPolicy, FragmentScope, SiteExtension, SiteFragments};
 use rpcc_core::generation::Generation;
 use rpcc_core::model::{Inventory, PluginCapability, PluginLimits, PluginSettings, Server, Site};
 use sha2::{Digest, Sha256};
@@ -697,16 +697,18 @@ impl Plugin {
             message: clean(&message, 2000),
         })?;
         self.cap_output("render", output_len(&out))?;
-        self.fragments(out)
+        self.fragments(out, &FragmentScope::for_server(server))
     }
 
-    fn fragments(&self, out: tt::TemplateOutput) -> Result<SiteFragments, PluginError> {
+    fn fragments(&self, out: tt::TemplateOutput, scope: &FragmentScope) -> Result<SiteFragments, PluginError> {
         let policy = &self.inner.spec.allow;
         let rejected = |message: String| PluginError::Rejected { plugin: self.inner.name.to_string(), message };
         let parse = |body: tt::FragmentBody| -> Result<Fragment, PluginError> {
             match body {
-                tt::FragmentBody::Text(text) => Fragment::parse(&text, policy),
-                tt::FragmentBody::Directives(list) => Fragment::from_directives(tree(list).map_err(&rejected)?, policy),
+                tt::FragmentBody::Text(text) => Fragment::parse(&text, policy, scope),
+                tt::FragmentBody::Directives(list) => {
+                    Fragment::from_directives(tree(list).map_err(&rejected)?, policy, scope)
+                }
             }
             .map_err(|e| rejected(e.to_string()))
         };

@@ -2,12 +2,10 @@
 //! fails with a `PluginError` naming the plugin and the reason, within its limit, and
 //! the host keeps serving other plugins.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rpcc_core::Inventory;
 use rpcc_core::model::{PluginCapability, PluginLimits};
 mod common;
 use common::{dir, inventory, limits};
@@ -128,6 +126,65 @@ fn forbidden_directives_and_tricks_are_rejected() {
     }
     let err = render(&hostile(&host, "error", PluginLimits::default())).unwrap_err();
     assert!(matches!(err, PluginError::Failed { .. }) && err.to_string().contains("refuses this site"), "{err}");
+}
+
+/// A template plugin that emits `text` (nginx), allowed `allow` (or the defaults).
+fn emitting(host: &PluginHost, mode: &str, text: &str, allow: Option<&[&str]>) -> Plugin {
+    let mut spec = PluginSpec::from_file(dir().join("hostile.wasm")).config("mode", mode).config("text", text);
+    if let Some(names) = allow {
+        spec = spec.allow(rpcc_core::fragment::FragmentPolicy::new(names.iter().copied()).expect("policy"));
+    }
+    host.load(&spec).expect("plugin loads")
+}
+
+#[test]
+fn fragments_that_make_nginx_touch_files_are_refused() {
+    let host = PluginHost::new().unwrap();
+    // The inventory's server has the default log directory, /var/log/nginx.
+    let refused: &[(&str, &str)] = &[
+        ("access_log /etc/profile.d/zz.sh;", "log directory"),
+        ("access_log /var/log/nginx/../../../etc/profile.d/zz.log;", "'..'"),
+        ("access_log /var/log/nginx/zz.sh;", ".log file"),
+        ("access_log syslog:server=127.0.0.1:514;", "only 'off'"),
+        ("error_log /etc/cron.d/zz;", "never"),
+        ("root /;", "never"),
+        ("location /x { alias /etc/; }", "never"),
+        ("ssl_certificate /etc/shadow;", "names a file"),
+        ("ssl_certificate_key /etc/ssl/private/other.key;", "never"),
+        ("ssl_stapling_file /etc/shadow;", "names a file"),
+        ("client_body_temp_path /etc;", "names a file"),
+        ("proxy_temp_path /etc;", "names a file"),
+        ("proxy_cache_path /etc keys_zone=x:1m;", "names a file"),
+        ("proxy_store /etc/zz;", "never"),
+        ("auth_basic_user_file /etc/shadow;", "names a file"),
+        ("open_log_file_cache max=10;", "never"),
+        ("dav_methods PUT;", "never"),
+        ("return 302 file:///etc/passwd;", "http"),
+        ("error_page 404 file:///etc/passwd;", "/path"),
+    ];
+    // With access_log allowed by the operator: its argument rule still confines it.
+    let allow: &[&str] = &["access_log", "add_header", "return", "error_page", "location"];
+    for (text, want) in refused {
+        for mode in ["text", "text-location"] {
+            if mode == "text-location" && text.starts_with("location") {
+                continue;
+            }
+            let err = render(&emitting(&host, mode, text, Some(allow))).unwrap_err();
+            assert!(matches!(err, PluginError::Rejected { .. }), "{mode} {text}: {err}");
+            assert!(err.to_string().contains(want), "{mode} {text}: {err}");
+        }
+    }
+    // Under the default allow-list access_log is not allowed at all.
+    let err = render(&emitting(&host, "text", "access_log /var/log/nginx/a.log;", None)).unwrap_err();
+    assert!(err.to_string().contains("allow_directives"), "{err}");
+    // What the rules allow still renders, in rpcc's own canonical text.
+    let ok =
+        render(&emitting(&host, "text", "access_log /var/log/nginx/app.log combined; access_log off;", Some(allow)));
+    assert_eq!(ok.unwrap().server.to_nginx(0), "access_log /var/log/nginx/app.log combined;\naccess_log off;\n");
+    // An operator cannot allow a file-naming directive in the first place.
+    for name in ["error_log", "root", "alias", "ssl_certificate", "client_body_temp_path"] {
+        assert!(rpcc_core::fragment::FragmentPolicy::new([name]).is_err(), "{name}");
+    }
 }
 
 #[test]

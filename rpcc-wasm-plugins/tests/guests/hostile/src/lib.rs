@@ -62,6 +62,13 @@ impl TemplatePlugin for Hostile {
                 InsertionPoint::Server,
                 vec![Directive::new("return", &["204"]).inside(5)],
             )])),
+            // Whatever nginx text the test puts in config `text`, at the server level, or
+            // (`text-location`) in the site's main location.
+            "text" => text(site.config("text").unwrap_or_default()),
+            "text-location" => Ok(TemplateOutput::Fragments(vec![Fragment::text(
+                InsertionPoint::MainLocation,
+                site.config("text").unwrap_or_default(),
+            )])),
             "error" => Err("the plugin refuses this site".to_string()),
             _ => text("add_header X-Hostile fine always;"),
         }

@@ -4,56 +4,27 @@
 //! into a generation is always rpcc's canonical text, never the plugin's bytes.
 //!
 //! ```
-//! use rpcc_core::fragment::{Fragment, FragmentPolicy};
+//! use rpcc_core::fragment::{Fragment, FragmentPolicy, FragmentScope};
+//! use rpcc_core::value::RemotePath;
 //!
-//! let policy = FragmentPolicy::new(["add_header", "location", "return"]).unwrap();
-//! let f = Fragment::parse("location = /ping { return 200 'pong'; }", &policy).unwrap();
+//! let policy = FragmentPolicy::new(["add_header", "location", "return", "access_log"]).unwrap();
+//! let scope = FragmentScope::with_log_dir(&RemotePath::parse("/var/log/nginx").unwrap());
+//! let f = Fragment::parse("location = /ping { return 200 'pong'; }", &policy, &scope).unwrap();
 //! assert_eq!(f.to_nginx(1), "    location = /ping {\n        return 200 pong;\n    }\n");
 //!
-//! let err = Fragment::parse("include /etc/shadow;", &policy).unwrap_err();
+//! let err = Fragment::parse("include /etc/shadow;", &policy, &scope).unwrap_err();
 //! assert!(err.to_string().contains("include"));
+//! // Files only in the server's log directory, never elsewhere.
+//! assert!(Fragment::parse("access_log /var/log/nginx/ping.log;", &policy, &scope).is_ok());
+//! assert!(Fragment::parse("access_log /etc/profile.d/zz.sh;", &policy, &scope).is_err());
 //! ```
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-/// Directive names no policy can allow: they read files, load code, run scripts or
-/// change the process.
-const NEVER_ALLOWED: &[&str] = &[
-    "include",
-    "load_module",
-    "env",
-    "user",
-    "pid",
-    "daemon",
-    "master_process",
-    "working_directory",
-    "lock_file",
-    "ssl_engine",
-    "thread_pool",
-    "server",
-    "http",
-    "events",
-    "stream",
-    "upstream",
-    "map",
-    "geo",
-    "split_clients",
-    "ssl_certificate_key",
-    "ssl_password_file",
-    "auth_basic_user_file",
-];
+mod rules;
 
-/// Name prefixes and substrings no policy can allow (embedded scripting and process
-/// control).
-fn never_allowed(name: &str) -> bool {
-    NEVER_ALLOWED.contains(&name)
-        || name.contains("lua")
-        || name.starts_with("perl")
-        || name.starts_with("js_")
-        || name.starts_with("worker_")
-        || name.starts_with("njs")
-}
+pub use rules::FragmentScope;
 
 /// Directives that take a block (`location … { … }`).
 const BLOCK_DIRECTIVES: &[&str] = &["location", "limit_except", "if", "types"];
@@ -70,7 +41,6 @@ pub const DEFAULT_ALLOWED: &[&str] = &[
     "deny",
     "client_max_body_size",
     "proxy_hide_header",
-    "access_log",
 ];
 
 /// At most this many directives in one fragment.
@@ -110,6 +80,14 @@ pub enum FragmentError {
         /// What is wrong.
         message: String,
     },
+    /// A directive's arguments break its argument rule.
+    #[error("arguments of {directive:?} refused: {message}")]
+    Arguments {
+        /// The directive.
+        directive: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
     /// Block structure is wrong (a block on a simple directive, a missing block, too
     /// deep, too many directives).
     #[error("{0}")]
@@ -141,11 +119,8 @@ impl FragmentPolicy {
         for n in names {
             let n = n.as_ref();
             check_name(n)?;
-            if never_allowed(n) {
-                return Err(FragmentError::Forbidden {
-                    name: n.to_owned(),
-                    reason: ": it can never be allowed in plugin output".into(),
-                });
+            if let Some(why) = rules::never_allowed(n) {
+                return Err(FragmentError::Forbidden { name: n.to_owned(), reason: format!(": {why}") });
             }
             allowed.insert(n.to_owned());
         }
@@ -162,7 +137,13 @@ impl FragmentPolicy {
         self.allowed.iter().map(String::as_str)
     }
 
-    fn check(&self, d: &Directive, depth: usize, count: &mut usize) -> Result<(), FragmentError> {
+    fn check(
+        &self,
+        d: &Directive,
+        scope: &FragmentScope,
+        depth: usize,
+        count: &mut usize,
+    ) -> Result<(), FragmentError> {
         *count += 1;
         if *count > MAX_DIRECTIVES {
             return Err(FragmentError::Structure(format!("more than {MAX_DIRECTIVES} directives")));
@@ -171,11 +152,8 @@ impl FragmentPolicy {
             return Err(FragmentError::Structure(format!("blocks nested deeper than {MAX_DEPTH}")));
         }
         check_name(&d.name)?;
-        if never_allowed(&d.name) {
-            return Err(FragmentError::Forbidden {
-                name: d.name.clone(),
-                reason: ": it can never be allowed in plugin output".into(),
-            });
+        if let Some(why) = rules::never_allowed(&d.name) {
+            return Err(FragmentError::Forbidden { name: d.name.clone(), reason: format!(": {why}") });
         }
         if !self.allowed.contains(&d.name) {
             let list = self.allowed.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
@@ -191,11 +169,12 @@ impl FragmentPolicy {
                 message,
             })?;
         }
+        rules::check_args(&d.name, &d.args, scope)?;
         let takes_block = BLOCK_DIRECTIVES.contains(&d.name.as_str());
         match (&d.block, takes_block) {
             (Some(_), false) => Err(FragmentError::Structure(format!("{:?} cannot have a block", d.name))),
             (None, true) => Err(FragmentError::Structure(format!("{:?} needs a block {{ … }}", d.name))),
-            (Some(inner), true) => inner.iter().try_for_each(|c| self.check(c, depth + 1, count)),
+            (Some(inner), true) => inner.iter().try_for_each(|c| self.check(c, scope, depth + 1, count)),
             (None, false) => Ok(()),
         }
     }
@@ -241,17 +220,21 @@ pub struct Fragment {
 }
 
 impl Fragment {
-    /// Parse nginx text and check it.
-    pub fn parse(text: &str, policy: &FragmentPolicy) -> Result<Self, FragmentError> {
+    /// Parse nginx text and check it against `policy` and the argument rules in `scope`.
+    pub fn parse(text: &str, policy: &FragmentPolicy, scope: &FragmentScope) -> Result<Self, FragmentError> {
         let directives = Parser::new(text).parse_all()?;
-        Self::from_directives(directives, policy)
+        Self::from_directives(directives, policy, scope)
     }
 
-    /// Check a directive tree.
-    pub fn from_directives(directives: Vec<Directive>, policy: &FragmentPolicy) -> Result<Self, FragmentError> {
+    /// Check a directive tree against `policy` and the argument rules in `scope`.
+    pub fn from_directives(
+        directives: Vec<Directive>,
+        policy: &FragmentPolicy,
+        scope: &FragmentScope,
+    ) -> Result<Self, FragmentError> {
         let mut count = 0;
         for d in &directives {
-            policy.check(d, 0, &mut count)?;
+            policy.check(d, scope, 0, &mut count)?;
         }
         Ok(Self { directives })
     }
@@ -477,11 +460,16 @@ mod tests {
         FragmentPolicy::default_set()
     }
 
+    fn scope() -> FragmentScope {
+        FragmentScope::with_log_dir(&crate::value::RemotePath::parse("/var/log/nginx").unwrap())
+    }
+
     #[test]
     fn canonical_output_requotes_and_indents() {
         let f = Fragment::parse(
             "# comment\nadd_header X-A 'a b' always;\nlocation /x {\n return 302 https://example.com/;\n}",
             &p(),
+            &scope(),
         )
         .unwrap();
         assert_eq!(
@@ -489,7 +477,7 @@ mod tests {
             "add_header X-A \"a b\" always;\nlocation /x {\n    return 302 https://example.com/;\n}\n"
         );
         // Round trip: our output parses to the same tree.
-        assert_eq!(Fragment::parse(&f.to_nginx(2), &p()).unwrap(), f);
+        assert_eq!(Fragment::parse(&f.to_nginx(2), &p(), &scope()).unwrap(), f);
     }
 
     #[test]
@@ -511,15 +499,15 @@ mod tests {
             ("add_header X \u{7};", "control character"),
         ];
         for (text, want) in cases {
-            let err = Fragment::parse(text, &p()).unwrap_err().to_string();
+            let err = Fragment::parse(text, &p(), &scope()).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
-        let csp = Fragment::parse("add_header CSP \"default-src 'self'\";", &p());
+        let csp = Fragment::parse("add_header CSP \"default-src 'self'\";", &p(), &scope());
         assert_eq!(csp.unwrap().to_nginx(0), "add_header CSP \"default-src 'self'\";\n");
-        let semi = Fragment::parse("add_header X \"a;b\";", &p()).unwrap();
+        let semi = Fragment::parse("add_header X \"a;b\";", &p(), &scope()).unwrap();
         assert_eq!(semi.to_nginx(0), "add_header X \"a;b\";\n");
         let many = "add_header X Y;\n".repeat(MAX_DIRECTIVES + 1);
-        assert!(Fragment::parse(&many, &p()).unwrap_err().to_string().contains("more than"));
+        assert!(Fragment::parse(&many, &p(), &scope()).unwrap_err().to_string().contains("more than"));
     }
 
     #[test]
@@ -529,20 +517,128 @@ mod tests {
         }
         assert!(FragmentPolicy::new(["Bad Name"]).is_err());
         let only = FragmentPolicy::new(["return"]).unwrap();
-        assert!(Fragment::parse("return 204;", &only).is_ok());
-        assert!(Fragment::parse("add_header X Y;", &only).is_err());
+        assert!(Fragment::parse("return 204;", &only, &scope()).is_ok());
+        assert!(Fragment::parse("add_header X Y;", &only, &scope()).is_err());
     }
 
     #[test]
     fn structured_directives_are_checked_like_text() {
         let d = Directive { name: "include".into(), args: vec!["/etc/passwd".into()], block: None };
-        assert!(Fragment::from_directives(vec![d], &p()).is_err());
+        assert!(Fragment::from_directives(vec![d], &p(), &scope()).is_err());
         let ok = Directive {
             name: "location".into(),
             args: vec!["=".into(), "/x".into()],
             block: Some(vec![Directive { name: "return".into(), args: vec!["204".into()], block: None }]),
         };
-        let f = Fragment::from_directives(vec![ok], &p()).unwrap();
+        let f = Fragment::from_directives(vec![ok], &p(), &scope()).unwrap();
         assert_eq!(f.to_nginx(0), "location = /x {\n    return 204;\n}\n");
+    }
+
+    #[test]
+    fn directives_that_name_files_are_never_allowed() {
+        for name in [
+            "error_log",
+            "root",
+            "alias",
+            "ssl_certificate",
+            "ssl_dhparam",
+            "proxy_ssl_certificate_key",
+            "client_body_temp_path",
+            "proxy_cache_path",
+            "proxy_store",
+            "auth_basic_user_file",
+            "dav_methods",
+            "open_log_file_cache",
+            "xslt_stylesheet",
+        ] {
+            let err = FragmentPolicy::new([name]).unwrap_err().to_string();
+            assert!(err.contains("never") || err.contains("names a file"), "{name}: {err}");
+            let err = Fragment::parse(&format!("{name} /etc/x;"), &p(), &scope()).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+        assert!(!p().allowed().any(|n| n == "access_log"), "access_log is not in the defaults");
+    }
+
+    #[test]
+    fn access_log_is_off_or_a_log_file_under_the_log_dir() {
+        let policy = FragmentPolicy::new(["access_log"]).unwrap();
+        let ok = [
+            "access_log off;",
+            "access_log /var/log/nginx/app.log;",
+            "access_log /var/log/nginx/sites/app.log combined buffer=32k flush=5s gzip=4;",
+        ];
+        for text in ok {
+            Fragment::parse(text, &policy, &scope()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        let bad = [
+            ("access_log /etc/profile.d/zz.sh;", "log directory"),
+            ("access_log /var/log/nginx/../../../etc/profile.d/zz.log;", "'..'"),
+            ("access_log /var/log/nginxevil/a.log;", "log directory"),
+            ("access_log /var/log/nginx/zz.sh;", ".log file"),
+            ("access_log /var/log/nginx;", ".log file"),
+            ("access_log syslog:server=10.0.0.1 combined;", "only 'off'"),
+            ("access_log memory:32m;", "only 'off'"),
+            ("access_log relative.log;", "absolute"),
+            ("access_log /var/log/nginx/a.log combined if=x;", "not allowed"),
+            ("access_log /var/log/nginx/a.log combined buffer=lots;", "not allowed"),
+            ("access_log off extra;", "takes 1"),
+        ];
+        for (text, want) in bad {
+            let err = Fragment::parse(text, &policy, &scope()).unwrap_err();
+            assert!(matches!(err, FragmentError::Arguments { .. }), "{text}: {err}");
+            assert!(err.to_string().contains(want), "{text}: {err}");
+        }
+        // A scope that knows no log directory allows `off` only.
+        assert!(Fragment::parse("access_log off;", &policy, &FragmentScope::none()).is_ok());
+        let err = Fragment::parse("access_log /var/log/nginx/a.log;", &policy, &FragmentScope::none()).unwrap_err();
+        assert!(err.to_string().contains("may only be 'off'"), "{err}");
+        let root = FragmentScope::with_log_dir(&crate::value::RemotePath::parse("/").unwrap());
+        assert!(Fragment::parse("access_log /etc/x.log;", &policy, &root).is_err(), "a log dir of / confines nothing");
+    }
+
+    #[test]
+    fn default_directives_have_argument_rules() {
+        let ok = [
+            "add_header X-Frame-Options DENY always;",
+            "return 301 https://example.com/;",
+            "return https://example.com/;",
+            "return 204;",
+            "error_page 404 500 =200 /oops.html;",
+            "error_page 502 @fallback;",
+            "location ^~ /static/ { expires 30d; }",
+            "location @fallback { return 503; }",
+            "default_type text/plain;",
+            "expires modified 1h30m;",
+            "expires -1;",
+            "allow 10.0.0.0/8;",
+            "deny all;",
+            "allow 2001:db8::/32;",
+            "client_max_body_size 10m;",
+            "proxy_hide_header X-Powered-By;",
+        ];
+        for text in ok {
+            Fragment::parse(text, &p(), &scope()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        let bad = [
+            "add_header X-A b sometimes;",
+            "add_header \"X A\" b;",
+            "add_header X;",
+            "return 999 x;",
+            "return file:///etc/passwd;",
+            "error_page 404 file:///etc/passwd;",
+            "error_page 200 /x;",
+            "location ~~ /x { return 204; }",
+            "location x { return 204; }",
+            "default_type text;",
+            "expires tomorrow;",
+            "allow 10.0.0.0/33;",
+            "deny everyone;",
+            "client_max_body_size 10q;",
+            "proxy_hide_header \"X Y\";",
+        ];
+        for text in bad {
+            let err = Fragment::parse(text, &p(), &scope()).unwrap_err();
+            assert!(matches!(err, FragmentError::Arguments { .. }), "{text}: {err}");
+        }
     }
 }
