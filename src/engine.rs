@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use rpcc_core::deploy::{
-    self, DeployOptions, DeploySource, Deployer, DeploymentState, DriftReport, FleetReport, FleetTarget, HealthProbe,
-    ProgressFn, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
+    self, AuditSeal, DeployOptions, DeploySource, Deployer, DeploymentState, DriftReport, FleetReport, FleetTarget,
+    HealthProbe, ProgressFn, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
 };
 use rpcc_core::generation::{Generation, Renderer as _};
 use rpcc_core::keyring::Keyring;
@@ -160,9 +160,14 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Open the state store at `state` (created when missing) for `inv`.
     pub async fn open(inv: Inventory, state: &Path, keyring: Option<Keyring>) -> Result<Self, EngineError> {
-        let store = SqliteStore::open(state)
+        let mut store = SqliteStore::open(state)
             .await
             .map_err(|source| EngineError::State { path: state.display().to_string(), source })?;
+        // With a keyring, audit entries are keyed (HMAC) and checkpointed beside the key
+        // file; a keyring whose keys are all retired cannot key anything.
+        if let Some(seal) = keyring.as_ref().and_then(|k| AuditSeal::for_keyring(k).ok()) {
+            store = store.with_audit_seal(seal);
+        }
         let mut renderer = NginxRenderer::new(RenderOptions::default())
             .map_err(|e| EngineError::Render { server: "-".into(), message: e.to_string() })?;
         let plugins = load_plugins(&inv)?;

@@ -29,14 +29,18 @@ use std::time::Duration;
 
 pub use rpcc_core::deploy::StoreError;
 use rpcc_core::deploy::{
-    AUDIT_GENESIS, AuditEvent, AuditRecord, DeploymentRecord, DeploymentState, LocalLock, NewDeployment, StateStore,
-    unix_ms,
+    AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, DeploymentRecord, DeploymentState, LocalLock, NewDeployment,
+    StateStore, next_hash, rekey_chain, unix_ms,
 };
 use rpcc_core::generation::Manifest;
+use rpcc_core::keyring::Keyring;
 use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+
+/// Every audit entry, in sequence order.
+const AUDIT_SELECT: &str = "SELECT seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq";
 
 /// The SQLite store.
 #[derive(Clone, Debug)]
@@ -44,6 +48,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
     lock_dir: PathBuf,
+    seal: Option<std::sync::Arc<AuditSeal>>,
 }
 
 /// sqlx errors → the core role's error (busy/locked/pool timeouts are retryable).
@@ -84,7 +89,7 @@ impl SqliteStore {
         migrate::run(&pool).await?;
         let mut lock_dir = path.as_os_str().to_owned();
         lock_dir.push(".locks");
-        Ok(Self { pool, path: path.to_owned(), lock_dir: PathBuf::from(lock_dir) })
+        Ok(Self { pool, path: path.to_owned(), lock_dir: PathBuf::from(lock_dir), seal: None })
     }
 
     /// Open from a URL: `sqlite:///abs/path.db`, `sqlite://rel/path.db` or a plain path.
@@ -104,6 +109,58 @@ impl SqliteStore {
     /// The underlying pool (for tests and tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Key new audit entries with `seal` (HMAC under a keyring key, checkpoint file).
+    pub fn with_audit_seal(mut self, seal: AuditSeal) -> Self {
+        self.seal = Some(std::sync::Arc::new(seal));
+        self
+    }
+
+    /// Re-key the audit chain under this store's seal (after `rpcc keys rotate`, so the
+    /// old key can be retired): the whole chain is verified with `keyring` first, then
+    /// every keyed entry's MAC and link is rewritten in one transaction, and the
+    /// checkpoint moves to the new head. Returns how many entries changed.
+    pub async fn rekey_audit(&self, keyring: &Keyring) -> Result<u64, StoreError> {
+        let Some(seal) = &self.seal else { return Ok(0) };
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend)?;
+        let result: Result<Vec<AuditRecord>, StoreError> = async {
+            let rows = sqlx::query(AUDIT_SELECT).fetch_all(&mut *conn).await.map_err(backend)?;
+            let records = rows.iter().map(audit_record).collect::<Result<Vec<_>, _>>()?;
+            let changed = rekey_chain(&records, keyring, seal).map_err(|v| {
+                let (seq, why) =
+                    v.broken.unwrap_or((0, format!("{} entries under keys not in the keyring", v.unverifiable)));
+                StoreError::Corrupt {
+                    reason: format!("audit log does not verify (entry {seq}: {why}); nothing re-keyed"),
+                }
+            })?;
+            for r in &changed {
+                sqlx::query("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?")
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash)
+                    .bind(r.seq)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(changed)
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(backend)?;
+        let changed = result?;
+        if let Some(head) = changed.last()
+            && let Err(e) = seal.rewrite_checkpoint(head)
+        {
+            tracing::error!(error = %e, "audit checkpoint not moved to the re-keyed head");
+        }
+        Ok(changed.len() as u64)
+    }
+
+    /// The seal new audit entries are keyed with, if any.
+    pub fn audit_seal(&self) -> Option<&AuditSeal> {
+        self.seal.as_deref()
     }
 
     /// Close the pool.
@@ -253,7 +310,7 @@ impl StateStore for SqliteStore {
                 Some(r) => (r.try_get::<i64, _>("seq").map_err(backend)? + 1, r.try_get::<String, _>("hash").map_err(backend)?),
                 None => (1, AUDIT_GENESIS.to_owned()),
             };
-            let hash = event.chain_hash(seq, &prev_hash);
+            let hash = next_hash(self.seal.as_deref(), event, seq, &prev_hash)?;
             sqlx::query(
                 "INSERT INTO audit_log (seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -276,17 +333,16 @@ impl StateStore for SqliteStore {
         .await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         sqlx::raw_sql(end).execute(&mut *conn).await.map_err(backend)?;
+        if let (Ok(record), Some(seal)) = (&result, &self.seal)
+            && let Err(e) = seal.advance(record)
+        {
+            tracing::error!(error = %e, "audit checkpoint not written: a deleted tail would go unnoticed");
+        }
         result
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash \
-             FROM audit_log ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let rows = sqlx::query(AUDIT_SELECT).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(audit_record).collect()
     }
 

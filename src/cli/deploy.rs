@@ -17,7 +17,7 @@ use super::EXIT_INVALID;
 use super::fleet::{AbortBefore, EXIT_FAILED, Fleet, FleetArgs, fail, state_path};
 use super::secrets::SecretArgs;
 
-fn print_json(value: &impl serde::Serialize) {
+pub(crate) fn print_json(value: &impl serde::Serialize) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);
@@ -444,7 +444,7 @@ pub(crate) fn status(args: &FleetArgs) -> ExitCode {
 }
 
 /// `2026-11-23 12:00:00 UTC` from Unix milliseconds.
-fn format_ms(ms: i64) -> String {
+pub(crate) fn format_ms(ms: i64) -> String {
     let (y, m, d, hh, mm, ss) = rpcc_core::time::civil_utc(ms.div_euclid(1000));
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
@@ -514,7 +514,7 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
     if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-// ---------------------------------------------------------------- history / audit
+// ---------------------------------------------------------------- history
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct HistoryArgs {
@@ -533,7 +533,7 @@ pub(crate) struct HistoryArgs {
     json: bool,
 }
 
-fn open_store(
+pub(crate) fn open_store(
     state: Option<&std::path::Path>,
     inventory: &std::path::Path,
     err: &mut impl Write,
@@ -584,43 +584,6 @@ pub(crate) fn history(args: &HistoryArgs) -> ExitCode {
         let _ = writeln!(out, "no deployments recorded for {}", args.server);
     }
     ExitCode::SUCCESS
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum AuditCommand {
-    /// Recompute the hash chain of the audit log; exit 3 if any entry was edited or removed.
-    Verify(AuditVerifyArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct AuditVerifyArgs {
-    /// The inventory file (locates the default state database).
-    inventory: PathBuf,
-    /// The state database.
-    #[arg(long, env = "RPCC_STATE")]
-    state: Option<PathBuf>,
-}
-
-pub(crate) fn audit(cmd: &AuditCommand) -> ExitCode {
-    let AuditCommand::Verify(args) = cmd;
-    let mut err = std::io::stderr();
-    let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    match rt.block_on(store.verify_audit()) {
-        Ok(v) => match v.broken {
-            None => {
-                let _ = writeln!(std::io::stdout(), "audit log intact: {} entries, hash chain verified", v.entries);
-                ExitCode::SUCCESS
-            }
-            Some((seq, why)) => {
-                let _ = writeln!(std::io::stdout(), "audit log TAMPERED: entry {seq}: {why}");
-                ExitCode::from(EXIT_FAILED)
-            }
-        },
-        Err(e) => fail(&mut err, e, EXIT_FAILED),
-    }
 }
 
 #[cfg(test)]

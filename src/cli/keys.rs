@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, local_actor};
+use rpcc_core::deploy::{AuditAction, AuditEvent, AuditSeal, StateStore as _, local_actor};
 use rpcc_core::keyring::rotate::{RotatePoint, key_usage, rotate_inventory_file, rotate_store};
 use rpcc_core::keyring::{FernetKey, KeyId, KeySource, Keyring, KeyringError, RecordId, SecretStore as _};
 use rpcc_store::{LegacyColumn, SqliteStore, read_legacy_column};
@@ -203,12 +203,25 @@ fn audit(
     }
 }
 
-fn open_store(state: &Path, err: &mut impl Write) -> Result<(tokio::runtime::Runtime, SqliteStore), ExitCode> {
+/// Open the state store; its audit entries are keyed under `ring` (HMAC, checkpoint).
+fn open_store(
+    state: &Path,
+    ring: &Keyring,
+    err: &mut impl Write,
+) -> Result<(tokio::runtime::Runtime, SqliteStore), ExitCode> {
     let rt = runtime(err)?;
     let store = rt
         .block_on(SqliteStore::open(state))
         .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
-    Ok((rt, store))
+    Ok((rt, sealed(store, ring)))
+}
+
+/// `store`, keying its new audit entries under `ring` when it has an active key.
+fn sealed(store: SqliteStore, ring: &Keyring) -> SqliteStore {
+    match AuditSeal::for_keyring(ring) {
+        Ok(seal) => store.with_audit_seal(seal),
+        Err(_) => store,
+    }
 }
 
 fn list(args: &ListArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
@@ -232,7 +245,7 @@ fn list(args: &ListArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
         let _ = writeln!(out, "  {id}  {role}");
     }
     if let Some(state) = &args.state {
-        let (rt, store) = open_store(state, err)?;
+        let (rt, store) = open_store(state, &ring, err)?;
         let counts = rt.block_on(store.secret_counts()).map_err(|e| fail(err, e, EXIT_INVALID))?;
         let _ = writeln!(out, "state {}:", state.display());
         for (id, n) in counts {
@@ -277,7 +290,7 @@ fn encrypt(args: &EncryptArgs, err: &mut impl Write) -> Result<ExitCode, ExitCod
     let secret = read_secret_from_stdin(err)?;
     let envelope = ring.seal(&record, &secret).map_err(|e| fail(err, e, EXIT_INVALID))?;
     if let Some(state) = &args.state {
-        let (rt, store) = open_store(state, err)?;
+        let (rt, store) = open_store(state, &ring, err)?;
         rt.block_on(store.put_secret(&record, &envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
         let detail = format!("{record} sealed under {}", envelope.key_id());
         audit(&rt, &store, AuditAction::SecretStore, "ok", &detail, err);
@@ -365,7 +378,7 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         }
     }
     if let Some(state) = store {
-        let (rt, store) = open_store(&state, err)?;
+        let (rt, store) = open_store(&state, &ring, err)?;
         let batch = usize::try_from(args.batch).unwrap_or(500);
         let result = rt.block_on(rotate_store(&ring, &store, batch, Some(&hook)));
         let (outcome, detail) = match &result {
@@ -380,6 +393,18 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
             ),
             Err(e) => ("failed", e.to_string()),
         };
+        // The audit chain too: verified under the old keys, then re-keyed under the new
+        // one, so the old key can be retired without leaving entries nobody can check.
+        match rt.block_on(store.rekey_audit(&ring)) {
+            Ok(0) => {}
+            Ok(n) => {
+                let _ = writeln!(out, "state {}: {n} audit entr(ies) re-keyed under {active}", state.display());
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(err, "error: state {}: {e}", state.display());
+            }
+        }
         audit(&rt, &store, AuditAction::KeyRotate, outcome, &detail, err);
         match result {
             Ok(r) => {
@@ -439,6 +464,7 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
     let store = match &state {
         Some(p) => Some(
             rt.block_on(SqliteStore::open(p))
+                .map(|s| sealed(s, &ring))
                 .map_err(|e| fail(err, format!("state {}: {e}", p.display()), EXIT_INVALID))?,
         ),
         None => None,
@@ -451,6 +477,17 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
             50,
         ))
         .map_err(|e| fail(err, e, EXIT_INVALID))?;
+    if let Some(store) = &store {
+        let log = rt.block_on(store.audit_log()).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        let keyed = rpcc_core::deploy::keyed_under(&log, id.as_str());
+        if keyed > 0 {
+            let _ = writeln!(
+                err,
+                "error: key {id} still keys {keyed} audit entr(ies); run `rpcc keys rotate --state` first (it re-keys the audit log)"
+            );
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    }
     if !usage.is_empty() {
         let _ = writeln!(err, "error: key {id} still seals {} secret(s); run `rpcc keys rotate` first:", usage.len());
         for place in &usage {
@@ -542,6 +579,7 @@ fn import_fernet(args: &ImportFernetArgs, err: &mut impl Write) -> Result<ExitCo
     if let Some(state) = &args.state {
         let store = rt
             .block_on(SqliteStore::open(state))
+            .map(|s| self::sealed(s, &ring))
             .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
         rt.block_on(store.put_secrets(&sealed)).map_err(|e| fail(err, e, EXIT_INVALID))?;
         let detail = format!(

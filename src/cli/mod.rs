@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod deploy;
 mod enroll;
 mod fleet;
@@ -56,9 +57,9 @@ enum Command {
     Drift(fleet::FleetArgs),
     /// A server's deployments, newest first.
     History(deploy::HistoryArgs),
-    /// The hash-chained audit log.
+    /// The audit log: `verify` its keyed chain and checkpoint, `list` its entries.
     #[command(subcommand)]
-    Audit(deploy::AuditCommand),
+    Audit(audit::AuditCommand),
     /// The keyring: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -96,7 +97,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => deploy::status(&args),
         Command::Drift(args) => deploy::drift(&args),
         Command::History(args) => deploy::history(&args),
-        Command::Audit(cmd) => deploy::audit(&cmd),
+        Command::Audit(cmd) => audit::run(&cmd),
         Command::Keys(cmd) => keys::run(&cmd),
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),

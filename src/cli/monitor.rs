@@ -549,10 +549,13 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         Err(c) => return c,
     };
     let state = state_path(args.state.as_deref(), &args.inventory);
-    let store = match rt.block_on(SqliteStore::open(&state)) {
+    let mut store = match rt.block_on(SqliteStore::open(&state)) {
         Ok(s) => s,
         Err(e) => return fail(&mut err, format!("state {}: {e}", state.display()), EXIT_INVALID),
     };
+    if let Some(seal) = keyring.as_ref().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok()) {
+        store = store.with_audit_seal(seal);
+    }
     let interval = inv.monitor.interval.as_duration();
     let monitor = match rt.block_on(Monitor::new(inv, keyring.as_ref())) {
         Ok(m) => m,

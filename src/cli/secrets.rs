@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rpcc_core::LoadOptions;
-use rpcc_core::keyring::Keyring;
+use rpcc_core::keyring::{Keyring, KeyringError};
 use rpcc_core::model::Inventory;
 
 use super::{EXIT_INVALID, report_load_error};
@@ -39,12 +39,20 @@ impl SecretArgs {
         Ok(inv)
     }
 
-    /// The keyring, when the inventory holds sealed secrets (`None` otherwise).
+    /// The keyring: required when the inventory holds sealed secrets; otherwise the
+    /// configured one if any (it also keys the audit log), `None` when none is set.
     pub(crate) fn keyring_for(&self, inv: &Inventory, err: &mut impl Write) -> Result<Option<Keyring>, ExitCode> {
-        if !inv.secrets().iter().any(|s| s.envelope().is_some()) {
-            return Ok(None);
+        if inv.secrets().iter().any(|s| s.envelope().is_some()) {
+            return self.keyring(err).map(Some);
         }
-        self.keyring(err).map(Some)
+        match Keyring::load(self.key_file.as_deref()) {
+            Ok(ring) => Ok(Some(ring)),
+            Err(KeyringError::NoKeys) => Ok(None),
+            Err(e) => {
+                let _ = writeln!(err, "warning: keyring not loaded ({e}); audit entries stay unkeyed");
+                Ok(None)
+            }
+        }
     }
 
     /// The configured keyring; its absence or a problem with it is an error.

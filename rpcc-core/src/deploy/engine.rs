@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+use super::audit::AuditEvent;
 use super::probe::HealthProbe;
 use super::remote::{RemoteCommands, RemoteExit, RemoteState};
-use super::state::{AuditAction, AuditEvent, DeploymentState, NewDeployment, StateStore, StoreError};
+use super::state::{AuditAction, DeploymentState, NewDeployment, StateStore, StoreError};
 use crate::generation::{Generation, Sha256Digest};
 use crate::model::{Server, Site};
 use crate::transport::{ExecRequest, ExitStatus, Output, Transport, TransportError, TreeFile, tar_archive};

@@ -30,6 +30,7 @@
 //! assert_eq!(RolloutPolicy::default().waves(3), vec![vec![0, 1, 2]]);
 //! ```
 
+mod audit;
 mod engine;
 mod fleet;
 mod ops;
@@ -37,6 +38,10 @@ mod probe;
 pub mod remote;
 mod state;
 
+pub use audit::{
+    AUDIT_GENESIS, AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal, AuditVerification, ENV_AUDIT_CHECKPOINT,
+    default_checkpoint, keyed_under, next_hash, read_checkpoint, rekey_chain, verify_chain, verify_chain_keyed,
+};
 pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
     ServerReport, StepHook, StepTiming, local_actor,
@@ -48,6 +53,6 @@ pub use ops::{
 };
 pub use probe::HealthProbe;
 pub use state::{
-    AUDIT_GENESIS, AuditAction, AuditEvent, AuditRecord, AuditVerification, DeploymentRecord, DeploymentState,
-    LocalLock, MemoryStore, NewDeployment, StateStore, StoreError, unix_ms, verify_chain,
+    AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,
+    unix_ms,
 };

@@ -8,8 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
+use super::audit::{AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, AuditVerification, next_hash, verify_chain};
 use crate::generation::Manifest;
 use crate::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
 
@@ -208,112 +207,6 @@ pub struct DeploymentRecord {
     pub detail: String,
 }
 
-/// An event for the audit log (the store adds sequence number and hashes).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditEvent {
-    /// When, Unix milliseconds.
-    pub at_ms: i64,
-    /// Who (`user@host`).
-    pub actor: String,
-    /// What.
-    pub action: AuditAction,
-    /// Which server, if any.
-    pub server: Option<String>,
-    /// Which generation, if any.
-    pub generation: Option<String>,
-    /// Outcome (`succeeded`, `rolled_back`, `ok` …).
-    pub outcome: String,
-    /// Why, in words (never secrets).
-    pub detail: String,
-}
-
-impl AuditEvent {
-    /// An event stamped now.
-    pub fn now(actor: &str, action: AuditAction, server: Option<&str>, outcome: &str, detail: &str) -> Self {
-        Self {
-            at_ms: unix_ms(),
-            actor: actor.to_owned(),
-            action,
-            server: server.map(str::to_owned),
-            generation: None,
-            outcome: outcome.to_owned(),
-            detail: detail.to_owned(),
-        }
-    }
-
-    /// With a generation.
-    pub fn with_generation(mut self, generation: &str) -> Self {
-        self.generation = Some(generation.to_owned());
-        self
-    }
-
-    /// The chained hash of this event as entry `seq` after an entry hashed `prev`:
-    /// SHA-256 over the previous hash and every field, length-prefixed, hex.
-    pub fn chain_hash(&self, seq: i64, prev: &str) -> String {
-        let mut h = Sha256::new();
-        let mut field = |b: &[u8]| {
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
-        };
-        field(prev.as_bytes());
-        field(&seq.to_le_bytes());
-        field(&self.at_ms.to_le_bytes());
-        field(self.actor.as_bytes());
-        field(self.action.as_str().as_bytes());
-        field(self.server.as_deref().unwrap_or("\0").as_bytes());
-        field(self.generation.as_deref().unwrap_or("\0").as_bytes());
-        field(self.outcome.as_bytes());
-        field(self.detail.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// The hash the first audit entry chains from.
-pub const AUDIT_GENESIS: &str = "rpcc-audit-genesis";
-
-/// One stored audit entry.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AuditRecord {
-    /// 1, 2, 3 … without gaps.
-    pub seq: i64,
-    /// The event.
-    pub event: AuditEvent,
-    /// Previous entry's hash (or [`AUDIT_GENESIS`]).
-    pub prev_hash: String,
-    /// This entry's hash.
-    pub hash: String,
-}
-
-/// Result of checking the audit chain.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AuditVerification {
-    /// Entries checked.
-    pub entries: u64,
-    /// The first broken entry and why; `None` when the chain is intact.
-    pub broken: Option<(i64, String)>,
-}
-
-/// Check a chain of records in sequence order.
-pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> AuditVerification {
-    let mut prev = AUDIT_GENESIS.to_owned();
-    let mut entries = 0;
-    for (expected_seq, r) in (1..).zip(records) {
-        entries += 1;
-        let broken = |why: String| AuditVerification { entries, broken: Some((r.seq, why)) };
-        if r.seq != expected_seq {
-            return broken(format!("entry {expected_seq} is missing (found {} next)", r.seq));
-        }
-        if r.prev_hash != prev {
-            return broken("does not chain to the entry before it (an entry was removed or replaced)".into());
-        }
-        if r.event.chain_hash(r.seq, &prev) != r.hash {
-            return broken("its contents do not match its hash (the entry was edited)".into());
-        }
-        prev = r.hash.clone();
-    }
-    AuditVerification { entries, broken: None }
-}
-
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -336,6 +229,14 @@ pub enum StoreError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The audit log is keyed and this store has no key to extend it with.
+    #[error(
+        "the audit log is keyed under key {key_id}; configure the keyring (RPCC_KEYS, --key-file or RPCC_KEY_FILE) to append to it"
+    )]
+    AuditKeyRequired {
+        /// The key the newest entry is sealed under.
+        key_id: String,
+    },
     /// Stored data does not parse.
     #[error("state store holds invalid data: {reason}")]
     Corrupt {
@@ -350,7 +251,7 @@ impl StoreError {
         match self {
             Self::Backend { retryable, .. } => *retryable,
             Self::LockTimeout { .. } => true,
-            Self::Corrupt { .. } => false,
+            Self::Corrupt { .. } | Self::AuditKeyRequired { .. } => false,
         }
     }
 }
@@ -387,11 +288,12 @@ pub trait StateStore: Send + Sync {
     async fn abandon_running(&self, server: &str) -> Result<u64, StoreError>;
     /// Newest first; `server = None` for all servers.
     async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError>;
-    /// Append to the hash-chained audit log.
+    /// Append to the audit chain (keyed when the store was given an [`AuditSeal`]).
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
     /// The audit log in sequence order.
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Check the whole chain.
+    /// Check the whole chain without keys (see [`super::verify_chain_keyed`] for MACs
+    /// and the checkpoint).
     async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
         Ok(verify_chain(&self.audit_log().await?))
     }
@@ -411,6 +313,7 @@ pub fn unix_ms() -> i64 {
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<MemoryInner>>,
+    seal: Option<Arc<AuditSeal>>,
 }
 
 #[derive(Default)]
@@ -426,6 +329,12 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Key new audit entries with `seal`.
+    pub fn with_audit_seal(mut self, seal: AuditSeal) -> Self {
+        self.seal = Some(Arc::new(seal));
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> T {
@@ -517,14 +426,20 @@ impl StateStore for MemoryStore {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
-        Ok(self.with(|s| {
+        let rec = self.with(|s| {
             let seq = s.audit.len() as i64 + 1;
             let prev_hash = s.audit.last().map_or_else(|| AUDIT_GENESIS.to_owned(), |r| r.hash.clone());
-            let hash = event.chain_hash(seq, &prev_hash);
+            let hash = next_hash(self.seal.as_deref(), event, seq, &prev_hash)?;
             let rec = AuditRecord { seq, event: event.clone(), prev_hash, hash };
             s.audit.push(rec.clone());
-            rec
-        }))
+            Ok::<_, StoreError>(rec)
+        })?;
+        if let Some(seal) = &self.seal
+            && let Err(e) = seal.advance(&rec)
+        {
+            tracing::error!(error = %e, "audit checkpoint not written: a deleted tail would go unnoticed");
+        }
+        Ok(rec)
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
@@ -622,7 +537,7 @@ mod tests {
             store.append_audit(&e).await.unwrap();
         }
         let log = store.audit_log().await.unwrap();
-        assert_eq!(verify_chain(&log), AuditVerification { entries: 5, broken: None });
+        assert_eq!(verify_chain(&log), AuditVerification { entries: 5, unkeyed: 5, ..Default::default() });
 
         let mut edited = log.clone();
         edited[2].event.outcome = "rolled_back".into();

@@ -10,7 +10,7 @@
 mod envelope;
 mod error;
 mod fernet;
-mod keys;
+pub(crate) mod keys;
 mod record;
 pub mod rotate;
 mod secret;
