@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rpcc::core::deploy::StateStore as _;
 use rpcc::core::keyring::{Keyring, RecordId};
-use rpcc::monitor::webhook_signature;
+use rpcc::monitor::verify_webhook_signature;
 use rpcc_testkit::Fleet;
 use secrecy::SecretString;
 
@@ -105,7 +105,7 @@ fn watch_fires_one_signed_webhook_records_it_and_stops_on_sigterm() -> anyhow::R
     );
     toml.push_str(site());
     toml.push_str(&format!(
-        "\n[monitor]\ninterval = \"1s\"\ntimeout = \"1s\"\nnotifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n"
+        "\n[monitor]\ninterval = \"1s\"\ntimeout = \"1s\"\nnotifiers = [{{ name = \"pager\", kind = \"webhook\", insecure_http = true, url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n"
     ));
     std::fs::write(&inv, toml)?;
     let state = dir.path().join("state.db");
@@ -141,13 +141,18 @@ fn watch_fires_one_signed_webhook_records_it_and_stops_on_sigterm() -> anyhow::R
     let got = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     assert_eq!(got.len(), 1, "one message per incident: {got:?}");
     let (sig, body) = &got[0];
-    assert_eq!(sig, &webhook_signature(&SecretString::from(secret), body.as_bytes()));
+    assert_eq!(verify_webhook_signature(&SecretString::from(secret), sig, body.as_bytes(), now()), Ok(()));
     assert!(body.contains("glances unreachable") && body.contains("s0"), "{body}");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let log = rt.block_on(async { rpcc::store::SqliteStore::open(&state).await?.audit_log().await })?;
     assert!(log.iter().any(|r| r.event.action.as_str() == "alert" && r.event.outcome == "fired"), "{log:?}");
     Ok(())
+}
+
+/// The receiver's clock, Unix seconds.
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A webhook receiver on loopback: records each request's signature header and body.
@@ -225,7 +230,7 @@ fn watch_applies_group_rules_and_keeps_metric_samples() -> anyhow::Result<()> {
     toml.push_str(site());
     toml.push_str(&format!(
         "\n[monitor]\ninterval = \"1s\"\ntimeout = \"3s\"\nretention = \"1h\"\nrules = {{ disk_above = 100 }}\n\
-         notifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n\
+         notifiers = [{{ name = \"pager\", kind = \"webhook\", insecure_http = true, url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n\
          [[monitor.group_rules]]\ngroup = \"all\"\ndisk_above = 1\n"
     ));
     std::fs::write(&inv, toml)?;
@@ -246,7 +251,15 @@ fn watch_applies_group_rules_and_keeps_metric_samples() -> anyhow::Result<()> {
 
     let got = received_now(&received);
     assert!(!got.is_empty(), "no alert from the group's disk rule");
-    assert!(got.iter().all(|(sig, body)| sig == &webhook_signature(&SecretString::from(secret), body.as_bytes())));
+    assert!(
+        got.iter().all(|(sig, body)| verify_webhook_signature(
+            &SecretString::from(secret),
+            sig,
+            body.as_bytes(),
+            now()
+        )
+        .is_ok())
+    );
     assert!(got.iter().any(|(_, body)| body.contains("s0") && body.to_lowercase().contains("disk")), "{got:?}");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -266,7 +279,7 @@ fn apply_sends_its_outcome_to_the_notifiers_when_asked() -> anyhow::Result<()> {
     let inv = dir.path().join("inv.toml");
     let monitor = format!(
         "\n[monitor]\nnotify_deploys = true\n\
-         notifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n"
+         notifiers = [{{ name = \"pager\", kind = \"webhook\", insecure_http = true, url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n"
     );
     std::fs::write(&inv, fleet.deploy_inventory_toml() + site() + &monitor)?;
     let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
@@ -276,7 +289,7 @@ fn apply_sends_its_outcome_to_the_notifiers_when_asked() -> anyhow::Result<()> {
     let got = received_now(&received);
     assert_eq!(got.len(), 1, "{got:?}");
     let (sig, body) = &got[0];
-    assert_eq!(sig, &webhook_signature(&SecretString::from(secret), body.as_bytes()));
+    assert_eq!(verify_webhook_signature(&SecretString::from(secret), sig, body.as_bytes(), now()), Ok(()));
     assert!(body.contains("rpcc apply by") && body.contains("1 succeeded, 0 failed"), "{body}");
     assert!(!body.contains(secret));
 
@@ -304,7 +317,7 @@ fn watch_alerts_once_when_a_check_plugin_fails() -> anyhow::Result<()> {
         + &format!(
             "\n[[plugins]]\nname = \"teapot\"\npath = \"{}\"\ngrant = [\"http-get\", \"clock\"]\nconfig = {{ status = \"418\" }}\n\
              \n[monitor]\ninterval = \"1s\"\ntimeout = \"2s\"\nrules = {{ site_down_checks = 2 }}\n\
-             notifiers = [{{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n",
+             notifiers = [{{ name = \"pager\", kind = \"webhook\", insecure_http = true, url = \"http://127.0.0.1:{hook_port}/hook\", secret = \"{sealed}\" }}]\n",
             s(&plugin)
         );
     std::fs::write(&inv, toml)?;

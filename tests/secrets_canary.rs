@@ -87,7 +87,7 @@ fn a_canary_secret_never_leaks_from_any_command() -> anyhow::Result<()> {
     // s1's Glances password, a Telegram token and a webhook secret: the canary too.
     let glances_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let glances = format!(
-        "glances = {{ port = {glances_port}, user = \"mon\", password = \"{}\" }}\nnginx = {{",
+        "glances = {{ port = {glances_port}, insecure_http = true, user = \"mon\", password = \"{}\" }}\nnginx = {{",
         seal(&format!("server/{s1}/glances_password"))?
     );
     let at = toml.match_indices("\nnginx = {").nth(1).map(|(i, _)| i).unwrap_or(0);
@@ -96,7 +96,7 @@ fn a_canary_secret_never_leaks_from_any_command() -> anyhow::Result<()> {
     toml.push_str(&site("canary.test.example", "v1"));
     toml.push_str(&format!(
         "\n[monitor]\nnotifiers = [{{ name = \"ops\", kind = \"telegram\", chat_id = \"-100123\", token = \"{}\" }}, \
-         {{ name = \"pager\", kind = \"webhook\", url = \"http://127.0.0.1:9/hook\", secret = \"{}\" }}]\n",
+         {{ name = \"pager\", kind = \"webhook\", insecure_http = true, url = \"http://127.0.0.1:9/hook\", secret = \"{}\" }}]\n",
         seal("notifier/ops/token")?,
         seal("notifier/pager/secret")?
     ));

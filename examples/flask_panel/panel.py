@@ -10,6 +10,7 @@ Run: ``FLASK_APP=panel:create_app flask run`` (see README.md in this folder).
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import os
 import tomllib
 from pathlib import Path
@@ -165,6 +166,18 @@ def log(db: Session, server: str, message: str) -> None:
 # ------------------------------------------------------------------ app
 
 
+def _require_admin(app: Flask) -> Optional[Any]:
+    """``None`` for an authenticated administrator, else the error response."""
+    expected = app.config.get("PANEL_ADMIN_TOKEN") or ""
+    if not expected:
+        return jsonify({"error": "command execution is disabled (set PANEL_ADMIN_TOKEN)"}), 403
+    given = request.headers.get("Authorization", "")
+    token = given[len("Bearer "):] if given.startswith("Bearer ") else ""
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        return jsonify({"error": "administrator token required"}), 401, {"WWW-Authenticate": "Bearer"}
+    return None
+
+
 def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
@@ -172,6 +185,7 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
         RPCC_STATE="sqlite:///.rpcc/state.db",
         PANEL_SECRET_KEY_FILE=os.environ.get("RPCC_KEY_FILE", "panel-keys"),
         PANEL_LEGACY_FERNET_KEY=os.environ.get("PANEL_LEGACY_FERNET_KEY", ""),
+        PANEL_ADMIN_TOKEN=os.environ.get("PANEL_ADMIN_TOKEN", ""),
     )
     app.config.update(config or {})
     engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -253,6 +267,12 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
 
     @app.post("/api/servers/<name>/exec")
     def exec_command(name: str) -> Any:
+        # Running commands on servers is for administrators only: a bearer token that
+        # matches PANEL_ADMIN_TOKEN (compared in constant time). Without one configured
+        # the route is off.
+        denied = _require_admin(app)
+        if denied is not None:
+            return denied
         argv = [str(a) for a in request.get_json(force=True).get("argv", [])]
         with _db(app)() as db:
             server = db.scalars(select(Server).where(Server.name == name)).one()

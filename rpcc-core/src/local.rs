@@ -43,6 +43,9 @@ async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> std::io::Res
     }
 }
 
+/// Environment variables that hold secrets and never reach a child process.
+pub const SECRET_ENV: &[&str] = &[crate::keyring::Keyring::ENV_KEYS];
+
 #[async_trait::async_trait]
 impl Transport for LocalTransport {
     fn target(&self) -> String {
@@ -51,6 +54,10 @@ impl Transport for LocalTransport {
 
     async fn exec(&self, req: ExecRequest) -> Result<Output, TransportError> {
         let mut cmd = tokio::process::Command::new(req.argv.program());
+        // Key material from the environment stays in this process.
+        for var in SECRET_ENV {
+            cmd.env_remove(var);
+        }
         cmd.args(req.argv.args())
             .stdin(if req.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())

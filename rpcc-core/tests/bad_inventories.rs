@@ -231,3 +231,40 @@ fn every_error_has_a_line_when_input_is_toml() {
         assert!(line.contains(key), "{e} points at line {}: {line:?}", loc.line);
     }
 }
+
+/// Per-site lists are bounded (one error naming the limit), and duplicate checks over
+/// the largest allowed lists stay linear: 2,048 redirects with one duplicate at the end
+/// decode at once with exactly that error.
+#[test]
+fn per_site_lists_are_bounded_and_checked_linearly() {
+    let base = "[[servers]]\nname = \"e\"\nhost = \"203.0.113.10\"\nuser = \"d\"\nauth = { agent = true }\n\
+                [[groups]]\nname = \"g\"\nservers = [\"e\"]\n[[sites]]\ndomain = \"a.example.com\"\ngroup = \"g\"\n\
+                upstream = { backends = [\"10.0.0.5:80\"] }\n";
+    let redirects = |n: usize, dup: bool| {
+        let mut list: Vec<String> =
+            (0..n).map(|i| format!("{{ from = \"/old/{i}\", to = \"https://b.example.com/{i}\" }}")).collect();
+        if dup {
+            list[n - 1] = "{ from = \"/old/0\", to = \"https://b.example.com/x\" }".into();
+        }
+        format!("{base}redirects = [{}]\n", list.join(", "))
+    };
+    assert_eq!(error_paths(&redirects(2049, false)), Ok(BTreeSet::from(["sites[0].redirects".to_owned()])));
+    let started = std::time::Instant::now();
+    assert_eq!(error_paths(&redirects(2048, true)), Ok(BTreeSet::from(["sites[0].redirects[2047].from".to_owned()])));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    let headers: Vec<String> = (0..65).map(|i| format!("\"X-H{i}\" = \"v\"")).collect();
+    assert_eq!(
+        error_paths(&format!("{base}headers = {{ {} }}\n", headers.join(", "))),
+        Ok(BTreeSet::from(["sites[0].headers".to_owned()]))
+    );
+    let locations: Vec<String> = (0..257).map(|i| format!("{{ path = \"/p{i}\" }}")).collect();
+    assert_eq!(
+        error_paths(&format!("{base}locations = [{}]\n", locations.join(", "))),
+        Ok(BTreeSet::from(["sites[0].locations".to_owned()]))
+    );
+    let aliases: Vec<String> = (0..257).map(|i| format!("\"w{i}.example.com\"")).collect();
+    assert_eq!(
+        error_paths(&format!("{base}aliases = [{}]\n", aliases.join(", "))),
+        Ok(BTreeSet::from(["sites[0].aliases".to_owned()]))
+    );
+}

@@ -124,3 +124,27 @@ async fn default_tree_upload_is_all_or_nothing() -> anyhow::Result<()> {
     assert!(!root.path().join("escape").exists());
     Ok(())
 }
+
+/// Runs in a child copy of this test binary that has `RPCC_KEYS` in its environment
+/// (the test below starts it): the commands it runs must not see the keys.
+#[tokio::test]
+async fn child_processes_do_not_inherit_rpcc_keys() -> anyhow::Result<()> {
+    if std::env::var_os("RPCC_LOCAL_TRANSPORT_CHILD").is_none() {
+        let exe = std::env::current_exe()?;
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "child_processes_do_not_inherit_rpcc_keys", "--nocapture", "--test-threads", "1"])
+            .env("RPCC_LOCAL_TRANSPORT_CHILD", "1")
+            .env("RPCC_KEYS", "k1:canary-key-material-not-real")
+            .output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+        return Ok(());
+    }
+    assert!(std::env::var_os("RPCC_KEYS").is_some(), "the parent set RPCC_KEYS");
+    let out = LocalTransport::new().exec(req("env", &[])).await?;
+    let env = String::from_utf8(out.stdout)?;
+    assert!(env.contains("RPCC_LOCAL_TRANSPORT_CHILD=1"), "other variables pass: {env}");
+    assert!(!env.contains("RPCC_KEYS") && !env.contains("canary-key-material"), "{env}");
+    Ok(())
+}

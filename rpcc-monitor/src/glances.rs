@@ -148,6 +148,30 @@ impl std::fmt::Debug for GlancesSource {
 /// The endpoints read per collection.
 const ENDPOINTS: [&str; 7] = ["cpu", "mem", "memswap", "load", "fs", "network", "uptime"];
 
+/// The largest Glances answer read (a real one is a few KiB; a hostile or broken
+/// server could stream without end).
+const MAX_BODY: usize = 4 << 20;
+
+enum Capped {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The response body, read chunk by chunk and abandoned once it passes `max` bytes.
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, Capped> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Capped::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(Capped::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl GlancesSource {
     /// A shared HTTP client with `timeout` per request.
     pub fn client(timeout: Duration) -> Result<reqwest::Client, GlancesError> {
@@ -166,6 +190,13 @@ impl GlancesSource {
         http: reqwest::Client,
     ) -> Result<Option<Self>, GlancesError> {
         let Some(g) = &server.glances else { return Ok(None) };
+        if !g.tls && !g.insecure_http {
+            tracing::warn!(
+                server = %server.name,
+                "Glances over plain HTTP: metrics can be read and forged on the way; set glances.tls = true, \
+                 or insecure_http = true to accept it"
+            );
+        }
         let scheme = if g.tls { "https" } else { "http" };
         let base = format!("{scheme}://{}/api/4/", server.host.to_authority(g.port));
         let auth = match (&g.user, &g.password) {
@@ -208,10 +239,13 @@ impl GlancesSource {
         if status != 200 {
             return Err(MetricsState::Malformed { endpoint: endpoint.into(), reason: format!("HTTP {status}") });
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| MetricsState::Unreachable { reason: crate::http_error::describe(&e, false) })?;
+        let body = read_capped(resp, MAX_BODY).await.map_err(|why| match why {
+            Capped::Transport(e) => MetricsState::Unreachable { reason: crate::http_error::describe(&e, false) },
+            Capped::TooLarge => MetricsState::Malformed {
+                endpoint: endpoint.into(),
+                reason: format!("answer larger than {} MiB", MAX_BODY >> 20),
+            },
+        })?;
         serde_json::from_slice(&body)
             .map_err(|e| MetricsState::Malformed { endpoint: endpoint.into(), reason: format!("not JSON: {e}") })
     }

@@ -35,6 +35,9 @@ pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig
 pub use dns::{DnsProber, DnsReport};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
 pub use health::HttpHealthProbe;
-pub use notifiers::{RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WebhookNotifier, webhook_signature};
+pub use notifiers::{
+    RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WEBHOOK_REPLAY_WINDOW, WebhookNotifier, WebhookRejection,
+    verify_webhook_signature, webhook_signature,
+};
 pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};
 pub use probe::{CertInfo, FetchedResponse, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};

@@ -134,8 +134,9 @@ impl Notifier for TelegramNotifier {
 }
 
 /// POSTs each notification as JSON to a URL, signed: header `X-Rpcc-Signature:
-/// sha256=<hex HMAC-SHA256 of the body>` under a shared secret; retries 5xx and
-/// transport failures with exponential backoff.
+/// t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under a shared secret, so a
+/// receiver can refuse old (replayed) requests ([`verify_webhook_signature`]); retries
+/// 5xx and transport failures with exponential backoff, each attempt signed afresh.
 pub struct WebhookNotifier {
     name: String,
     http: reqwest::Client,
@@ -150,16 +151,85 @@ impl std::fmt::Debug for WebhookNotifier {
     }
 }
 
-/// The signature header's value for `body` under `secret`.
-pub fn webhook_signature(secret: &SecretString, body: &[u8]) -> String {
-    let mut mac = match <Hmac<Sha256> as hmac::Mac>::new_from_slice(secret.expose_secret().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(), // HMAC takes keys of any length
-    };
+/// How old a signed webhook may be when it arrives ([`verify_webhook_signature`]).
+pub const WEBHOOK_REPLAY_WINDOW: Duration = Duration::from_secs(300);
+
+fn webhook_mac(secret: &SecretString, timestamp: u64, body: &[u8]) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    Some(mac)
+}
+
+/// The `X-Rpcc-Signature` value for `body` sent at `timestamp` (Unix seconds):
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+///
+/// ```
+/// use rpcc_monitor::{webhook_signature, verify_webhook_signature};
+/// use secrecy::SecretString;
+/// let key = SecretString::from("key");
+/// let sig = webhook_signature(&key, 1_700_000_000, b"{}");
+/// assert!(sig.starts_with("t=1700000000,v1="));
+/// assert!(verify_webhook_signature(&key, &sig, b"{}", 1_700_000_060).is_ok());
+/// assert!(verify_webhook_signature(&key, &sig, b"{}", 1_700_001_000).is_err()); // replayed later
+/// ```
+pub fn webhook_signature(secret: &SecretString, timestamp: u64, body: &[u8]) -> String {
+    let Some(mac) = webhook_mac(secret, timestamp, body) else { return String::new() };
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+/// Why a receiver refuses a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookRejection {
+    /// The header is not `t=<seconds>,v1=<hex>`.
+    #[error("signature header is not t=<seconds>,v1=<hex>")]
+    Malformed,
+    /// Signed more than [`WEBHOOK_REPLAY_WINDOW`] before (or after) `now`.
+    #[error("signed at {timestamp}, outside the replay window around {now}")]
+    Stale {
+        /// When it was signed.
+        timestamp: u64,
+        /// The receiver's clock.
+        now: u64,
+    },
+    /// The MAC does not match the body and timestamp under the secret.
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// Check a received webhook at receiver time `now` (Unix seconds): the header's
+/// timestamp within [`WEBHOOK_REPLAY_WINDOW`], and its MAC over `"<t>.<body>"`
+/// (compared in constant time).
+pub fn verify_webhook_signature(
+    secret: &SecretString,
+    header: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<(), WebhookRejection> {
+    let (mut timestamp, mut digest) = (None, None);
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => timestamp = v.parse::<u64>().ok(),
+            Some(("v1", v)) if v.len() == 64 => {
+                digest =
+                    (0..32).map(|i| u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>();
+            }
+            _ => {}
+        }
+    }
+    let (Some(timestamp), Some(digest)) = (timestamp, digest) else { return Err(WebhookRejection::Malformed) };
+    if timestamp.abs_diff(now) > WEBHOOK_REPLAY_WINDOW.as_secs() {
+        return Err(WebhookRejection::Stale { timestamp, now });
+    }
+    let mac = webhook_mac(secret, timestamp, body).ok_or(WebhookRejection::Mismatch)?;
+    mac.verify_slice(&digest).map_err(|_| WebhookRejection::Mismatch)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl WebhookNotifier {
@@ -186,10 +256,10 @@ impl Notifier for WebhookNotifier {
             notifier: self.name.clone(),
             reason: format!("cannot encode: {e}"),
         })?;
-        let signature = webhook_signature(&self.secret, &body);
         let mut backoff = self.retry.backoff;
         let mut last = 0;
         for attempt in 1..=self.retry.attempts.max(1) {
+            let signature = webhook_signature(&self.secret, unix_now(), &body);
             let sent = self
                 .http
                 .post(&self.url)

@@ -178,3 +178,73 @@ async fn collection_across_servers_is_bounded() -> anyhow::Result<()> {
     assert!(peak.load(Ordering::SeqCst) <= 4 * 7, "peak {}", peak.load(Ordering::SeqCst));
     Ok(())
 }
+
+/// A server whose cpu endpoint streams a chunked body without end (bounded here at 1 GiB,
+/// stopping when the client hangs up) or announces a 10 GB body.
+async fn endless(announce: bool) -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sent_out = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let path = String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1).unwrap_or("").to_owned();
+                if !path.ends_with("/cpu") {
+                    let body = good(&path);
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
+                    return;
+                }
+                let head = if announce {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                };
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = if announce {
+                    vec![b' '; 65_536]
+                } else {
+                    [b"10000\r\n".as_slice(), &[b' '; 65_536], b"\r\n"].concat()
+                };
+                for _ in 0..16_384 {
+                    if sock.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                    sent.fetch_add(65_536, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    Ok((port, sent_out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_answers_are_cut_at_the_body_cap() -> anyhow::Result<()> {
+    for announce in [false, true] {
+        let (port, sent) = endless(announce).await?;
+        let started = Instant::now();
+        let r = GlancesSource::at("edge-1", &format!("http://127.0.0.1:{port}/api/4"), None, client(20_000))
+            .collect()
+            .await;
+        assert!(
+            matches!(&r.state, MetricsState::Malformed { endpoint, reason } if endpoint == "cpu" && reason.contains("larger than 4 MiB")),
+            "announce={announce}: {r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        // The client stopped reading: far less than the 1 GiB the server would send.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            sent.load(Ordering::SeqCst) < 64 << 20,
+            "announce={announce}: {} bytes sent",
+            sent.load(Ordering::SeqCst)
+        );
+    }
+    Ok(())
+}

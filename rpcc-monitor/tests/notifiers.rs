@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rpcc_monitor::{
-    Notification, Notifier as _, NotifyError, RetryPolicy, TelegramNotifier, WebhookNotifier, webhook_signature,
+    Notification, Notifier as _, NotifyError, RetryPolicy, TelegramNotifier, WEBHOOK_REPLAY_WINDOW, WebhookNotifier,
+    WebhookRejection, verify_webhook_signature, webhook_signature,
 };
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -146,15 +147,24 @@ async fn webhooks_are_signed_and_retried_with_backoff() -> anyhow::Result<()> {
     for s in &seen {
         let sig =
             s.headers.lines().find_map(|l| l.strip_prefix("x-rpcc-signature: ")).expect("signature header").to_owned();
-        assert_eq!(sig, webhook_signature(&secret, s.body.as_bytes()));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        assert_eq!(verify_webhook_signature(&secret, &sig, s.body.as_bytes(), now), Ok(()));
+        // The same request replayed later than the window, or with another body, is refused.
+        let later = now + WEBHOOK_REPLAY_WINDOW.as_secs() + 1;
+        assert!(matches!(
+            verify_webhook_signature(&secret, &sig, s.body.as_bytes(), later),
+            Err(WebhookRejection::Stale { .. })
+        ));
+        assert_eq!(verify_webhook_signature(&secret, &sig, b"{}", now), Err(WebhookRejection::Mismatch));
+        assert_eq!(verify_webhook_signature(&secret, "sha256=00", b"{}", now), Err(WebhookRejection::Malformed));
         let v: serde_json::Value = serde_json::from_str(&s.body)?;
         assert_eq!(v["text"], "disk full on edge-1");
         assert_eq!(v["group"], "eu");
     }
-    // A known-answer signature (computed with Python's hmac/hashlib).
+    // A known-answer signature (computed with Python's hmac/hashlib over "<t>.<body>").
     assert_eq!(
-        webhook_signature(&SecretString::from("key"), b"The quick brown fox jumps over the lazy dog"),
-        "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        webhook_signature(&SecretString::from("key"), 1_700_000_000, b"The quick brown fox jumps over the lazy dog"),
+        "t=1700000000,v1=2f658d6aef4f246e91cd741bbcded7479e9605f9d41c9e248122a117e0e1765b"
     );
     let (base, _) = server(vec![(500, "{}")]).await?;
     let w = WebhookNotifier::new("pager", http(), &format!("{base}/hook"), secret).with_retry(fast());

@@ -35,6 +35,7 @@ def test_panel_adds_a_domain_deploys_the_group_and_shows_status(fleet: Fleet, tm
             "RPCC_ENGINES": MODES[mode],
             "PANEL_SECRET_KEY_FILE": str(tmp_path / "keys"),
             "PANEL_LEGACY_FERNET_KEY": "ZmVybmV0LWxlZ2FjeS1rZXktZm9yLXRoZS10ZXN0cyE=",
+            "PANEL_ADMIN_TOKEN": "test-admin-token-7f3a",
         }
     )
     client = app.test_client()
@@ -63,7 +64,12 @@ def test_panel_adds_a_domain_deploys_the_group_and_shows_status(fleet: Fleet, tm
             time.sleep(0.02)
         assert streak == 5, f"{name} does not serve the new domain"
 
-    r = client.post("/api/servers/s0/exec", json={"argv": ["id", "-un"]})
+    # Commands on servers need the administrator token.
+    assert client.post("/api/servers/s0/exec", json={"argv": ["id", "-un"]}).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert client.post("/api/servers/s0/exec", json={"argv": ["id", "-un"]}, headers=wrong).status_code == 401
+    admin = {"Authorization": "Bearer test-admin-token-7f3a"}
+    r = client.post("/api/servers/s0/exec", json={"argv": ["id", "-un"]}, headers=admin)
     assert r.status_code == 200 and r.get_json()["exit_code"] == 0
     st = client.get("/api/status").get_json()
     assert {s["server"] for s in st} == {"s0", "s1"}

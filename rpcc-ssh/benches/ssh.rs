@@ -26,6 +26,7 @@ fn target(fleet: &Fleet, s: &TestServer) -> SshTarget {
         max_channels: 32,
         retry: RetryPolicy::default(),
         sudo: false,
+        allow_rsa_sha1: false,
     }
 }
 

@@ -119,6 +119,11 @@ pub struct SshTarget {
     /// Run every command through `sudo -n --` (non-interactive: fails instead of
     /// prompting when sudo wants a password).
     pub sudo: bool,
+    /// Accept host-key signatures made with SHA-1 (`ssh-rsa`, for servers older than
+    /// OpenSSH 7.2 with only an RSA key). Off by default: RSA host keys are then used
+    /// with `rsa-sha2-512`/`rsa-sha2-256` only, and a server offering nothing else is
+    /// refused during key exchange, before any credential is sent.
+    pub allow_rsa_sha1: bool,
 }
 
 impl SshTarget {
@@ -162,6 +167,7 @@ impl SshTarget {
             max_channels: 8,
             retry: RetryPolicy::default(),
             sudo: server.sudo,
+            allow_rsa_sha1: false,
         })
     }
 
@@ -193,6 +199,7 @@ impl SshTarget {
             max_channels: 1,
             retry: RetryPolicy::default(),
             sudo: false,
+            allow_rsa_sha1: false,
         })
     }
 

@@ -45,10 +45,16 @@ enum Credential {
 }
 
 fn config_for(target: &SshTarget) -> Arc<russh::client::Config> {
+    // russh's defaults end with `ssh-rsa` (RSA signed with SHA-1); it stays out unless
+    // the target opts in.
+    let sha1 = russh::keys::Algorithm::Rsa { hash: None };
+    let key: Vec<russh::keys::Algorithm> =
+        russh::Preferred::DEFAULT.key.iter().filter(|a| target.allow_rsa_sha1 || **a != sha1).cloned().collect();
     Arc::new(russh::client::Config {
         keepalive_interval: Some(target.timeouts.keepalive),
         keepalive_max: 3,
         nodelay: true,
+        preferred: russh::Preferred { key: std::borrow::Cow::Owned(key), ..russh::Preferred::DEFAULT },
         ..Default::default()
     })
 }

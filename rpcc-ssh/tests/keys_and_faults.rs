@@ -29,6 +29,7 @@ fn target(server: &TestServer, port: u16, key: &std::path::Path, passphrase: Opt
             max_delay: Duration::from_millis(400),
         },
         sudo: false,
+        allow_rsa_sha1: false,
     }
 }
 

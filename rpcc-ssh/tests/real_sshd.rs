@@ -24,6 +24,7 @@ fn target(fleet: &Fleet, server: &TestServer, port: u16, pin: &str) -> SshTarget
         max_channels: 8,
         retry: RetryPolicy::default(),
         sudo: false,
+        allow_rsa_sha1: false,
     }
 }
 

@@ -124,13 +124,20 @@ fn write_pin(file: &Path, server: &str, pin: &str, options: &rpcc_core::LoadOpti
     let updated = doc.to_string();
     Inventory::from_toml_str_with(&updated, options)
         .map_err(|e| format!("the edited inventory would not validate: {e}"))?;
-    let tmp = file.with_extension(format!("rpcc-tmp-{}", std::process::id()));
-    std::fs::write(&tmp, updated).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    // A new temporary file (O_EXCL, random name) beside the inventory, then a rename.
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".rpcc-enroll-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, updated.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
     if let Ok(meta) = std::fs::metadata(file) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+        let _ = tmp.as_file().set_permissions(meta.permissions());
     }
-    std::fs::rename(&tmp, file).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot replace {}: {e}", file.display())
-    })
+    tmp.persist(file).map(drop).map_err(|e| format!("cannot replace {}: {e}", file.display()))
 }

@@ -518,7 +518,7 @@ pub(crate) fn notifiers(inv: &Inventory, keyring: Option<&Keyring>) -> Result<Ve
                 }
                 Box::new(t)
             }
-            NotifierKind::Webhook { url, secret } => {
+            NotifierKind::Webhook { url, secret, .. } => {
                 let secret = secret.open(keyring).map_err(|e| e.to_string())?;
                 Box::new(WebhookNotifier::new(n.name.as_str(), http.clone(), url.as_str(), secret))
             }

@@ -147,15 +147,17 @@ pub(crate) fn severity_word(s: rpcc_wasm_plugins::Severity) -> &'static str {
     }
 }
 
-/// Write a tree into a fresh sibling directory, then swap it into place.
+/// Write a tree into a fresh sibling directory (a new, randomly named one: never a path
+/// someone could have prepared), then swap it into place.
 fn write_tree(dir: &Path, generation: &Generation) -> std::io::Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(parent)?;
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("server");
-    let staging = parent.join(format!(".{name}.rpcc-staging-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
+    let staging_dir = tempfile::Builder::new().prefix(&format!(".{name}.rpcc-staging-")).tempdir_in(parent)?;
+    let staging = staging_dir.path();
     for (path, file) in generation.files() {
         let target = staging.join(path.as_str());
         if let Some(p) = target.parent() {
@@ -168,5 +170,5 @@ fn write_tree(dir: &Path, generation: &Generation) -> std::io::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    std::fs::rename(&staging, dir)
+    std::fs::rename(staging_dir.keep(), dir)
 }

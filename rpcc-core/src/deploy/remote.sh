@@ -24,6 +24,15 @@ G="$M/generations"
 
 now() { date +%s; }
 
+# Generation ids are lower-case hex, or 0 (the hand-made config): never a path, whoever
+# sent them (rpcc checks them too, but the helper does not rely on its caller).
+check_id() {
+    case $1 in
+    0) ;;
+    '' | *[!0-9a-f]*) fail 2 "invalid generation id '$1' (lower-case hex or 0)" ;;
+    esac
+}
+
 # Serialize lock/activation work between rpcc processes (any control plane).
 guard() {
     mkdir -p "$G" || fail 18 "cannot create $G"
@@ -136,6 +145,8 @@ unlock) # holder
 
 stage) # holder ttl id prev  (stdin: tar)
     holder=$1 ttl=$2 id=$3 prev=$4
+    check_id "$id"
+    [ "$prev" = - ] || check_id "$prev"
     (guard && own_lock "$holder" "$ttl") || exit $?
     S="$G/.staging-$id"
     rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
@@ -156,6 +167,7 @@ stage) # holder ttl id prev  (stdin: tar)
 
 validate) # id mode nginx-binary root verify-hashes
     id=$1 mode=$2 bin=$3 root=$4
+    check_id "$id"
     D="$G/$id"
     [ -d "$D" ] || fail 16 "generation $id is not on the server"
     # Just staged (and verified) by this run: no need to hash it again.
@@ -180,6 +192,7 @@ validate) # id mode nginx-binary root verify-hashes
 
 activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms-ticks
     holder=$1 ttl=$2 id=$3 mode=$4 root=$5 pidfile=$6 errlog=$7 method=$8 unit=$9
+    check_id "$id"
     shift 9
     ticks=$1
     guard
@@ -305,6 +318,7 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
 
 commit) # holder ttl id keep
     holder=$1 ttl=$2 id=$3 keep=$4
+    check_id "$id"
     guard
     own_lock "$holder" "$ttl"
     [ "$(gen_of "$M/current")" = "$id" ] || fail 16 "current is not $id"
@@ -334,6 +348,7 @@ hashes) # print sha256 of every file of the current generation, as the server ha
     ;;
 
 fetch) # id (stdin: newline-separated relative paths) -> tar on stdout
+    check_id "$1"
     [ -d "$G/$1" ] || fail 16 "generation $1 is not on the server"
     tar -c -f - -C "$G/$1" -T - 2>/dev/null
     ;;

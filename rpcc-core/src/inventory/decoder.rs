@@ -193,6 +193,24 @@ impl<'s> Decoder<'s> {
         ok.then_some(out)
     }
 
+    /// [`Self::array`] of at most `max` entries: a longer one is one error naming the
+    /// limit (its entries are not decoded).
+    pub(crate) fn bounded_array<T>(
+        &mut self,
+        node: &Node,
+        path: &FieldPath,
+        max: usize,
+        item: impl FnMut(&mut Self, &Node, &FieldPath) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        if let NodeKind::Array(items) = &node.kind
+            && items.len() > max
+        {
+            self.error(path, Some(node), format!("has {} entries; at most {max} are allowed per site", items.len()));
+            return None;
+        }
+        self.array(node, path, item)
+    }
+
     /// Read a string naming one of `choices`.
     pub(crate) fn choice<T: Copy>(&mut self, node: &Node, path: &FieldPath, choices: &[(&str, T)]) -> Option<T> {
         let s = self.string(node, path)?;

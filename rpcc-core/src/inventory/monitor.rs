@@ -21,7 +21,7 @@ const RULE_FIELDS: &[&str] = &[
     "metrics_down_checks",
     "clear_for",
 ];
-const NOTIFIER_FIELDS: &[&str] = &["name", "kind", "groups", "chat_id", "token", "url", "secret"];
+const NOTIFIER_FIELDS: &[&str] = &["name", "kind", "groups", "chat_id", "token", "url", "secret", "insecure_http"];
 
 fn chat_id(s: &str) -> Result<String, ValueError> {
     let numeric = s.strip_prefix('-').unwrap_or(s);
@@ -221,7 +221,7 @@ fn decode_notifier(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
                 let r = record("token");
                 d.secret(n, &p, r.as_ref())
             });
-            for stray in ["url", "secret"] {
+            for stray in ["url", "secret", "insecure_http"] {
                 if let Some((n, p)) = t.get(stray) {
                     d.error(&p, Some(n), "only applies to kind = \"webhook\"");
                 }
@@ -242,8 +242,22 @@ fn decode_notifier(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option
                     d.error(&p, Some(n), "only applies to kind = \"telegram\"");
                 }
             }
-            match (url, secret) {
-                (Some(url), Some(secret)) => Some(NotifierKind::Webhook { url, secret }),
+            let insecure_http = t.get("insecure_http").map_or(Some(false), |(n, p)| d.bool(n, &p));
+            if let (Some(url), Some(false)) = (&url, insecure_http)
+                && url.as_str().starts_with("http://")
+                && let Some((n, p)) = t.get("url")
+            {
+                d.error(
+                    &p,
+                    Some(n),
+                    "is plain http://: notifications and their signatures would travel in clear; use https://, \
+                     or insecure_http = true (e.g. a receiver on this host)",
+                );
+            }
+            match (url, secret, insecure_http) {
+                (Some(url), Some(secret), Some(insecure_http)) => {
+                    Some(NotifierKind::Webhook { url, secret, insecure_http })
+                }
                 _ => None,
             }
         }

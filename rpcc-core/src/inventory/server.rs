@@ -15,7 +15,7 @@ use crate::value::{
 };
 
 const SERVER_FIELDS: &[&str] = &["name", "host", "port", "user", "host_key", "auth", "sudo", "nginx", "glances"];
-const GLANCES_FIELDS: &[&str] = &["port", "tls", "user", "password"];
+const GLANCES_FIELDS: &[&str] = &["port", "tls", "insecure_http", "user", "password"];
 const AUTH_FIELDS: &[&str] = &["key_file", "passphrase", "password", "agent"];
 const NGINX_FIELDS: &[&str] = &[
     "layout",
@@ -94,11 +94,19 @@ fn decode_glances(
         Some((n, p)) => d.secret(n, &p, record.as_ref()).map(Some),
         None => Some(None),
     };
+    let insecure_http = t.get("insecure_http").map_or(Some(false), |(n, p)| d.bool(n, &p));
     if t.has("password") && !t.has("user") {
         d.error(&path.field("user"), Some(node), "is required with a password (Glances --username)");
     }
+    if let (Some((n, p)), Some(false), Some(false)) = (t.get("password"), tls, insecure_http) {
+        d.error(
+            &p,
+            Some(n),
+            "would be sent in clear over plain HTTP; set tls = true (Glances behind TLS), or insecure_http = true to accept that",
+        );
+    }
     t.finish(d);
-    Some(GlancesSettings { port: port?, tls: tls?, user: user?, password: password? })
+    Some(GlancesSettings { port: port?, tls: tls?, insecure_http: insecure_http?, user: user?, password: password? })
 }
 
 fn decode_auth(d: &mut Decoder<'_>, node: &Node, path: &FieldPath, server: Option<&Identifier>) -> Option<ServerAuth> {

@@ -47,6 +47,16 @@ const TIMEOUT_FIELDS: &[&str] = &["connect", "read", "send"];
 const SECURITY_FIELDS: &[&str] = &["frame_options", "referrer_policy", "csp", "permissions_policy"];
 
 /// Read an optional field with a decoder, falling back to a default.
+/// Per-site limits: far above any real site, low enough that rendering and the checks
+/// between entries stay cheap whatever an inventory (or a Python caller) hands in.
+pub const MAX_ALIASES: usize = 256;
+/// At most this many `locations` per site.
+pub const MAX_LOCATIONS: usize = 256;
+/// At most this many `redirects` per site.
+pub const MAX_REDIRECTS: usize = 2048;
+/// At most this many `headers` per site.
+pub const MAX_HEADERS: usize = 64;
+
 macro_rules! opt {
     ($t:expr, $d:expr, $key:literal, $default:expr, |$n:ident, $p:ident| $body:expr) => {
         match $t.get($key) {
@@ -74,7 +84,11 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         }
         Some(v)
     });
-    let aliases = opt!(t, d, "aliases", Vec::new(), |n, p| d.array(n, &p, |d, n, p| d.parse(n, p, DomainName::parse)));
+    let aliases = opt!(t, d, "aliases", Vec::new(), |n, p| d.bounded_array(n, &p, MAX_ALIASES, |d, n, p| d.parse(
+        n,
+        p,
+        DomainName::parse
+    )));
     let group = t
         .require(d, "group", "the name of the group that serves this site")
         .and_then(|(n, p)| d.parse(n, &p, Identifier::parse));
@@ -111,8 +125,8 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         &p,
         &[("none", WwwRedirect::None), ("to_apex", WwwRedirect::ToApex), ("to_www", WwwRedirect::ToWww)]
     ));
-    let locations = opt!(t, d, "locations", Vec::new(), |n, p| d.array(n, &p, decode_location));
-    let redirects = opt!(t, d, "redirects", Vec::new(), |n, p| d.array(n, &p, decode_redirect));
+    let locations = opt!(t, d, "locations", Vec::new(), |n, p| d.bounded_array(n, &p, MAX_LOCATIONS, decode_location));
+    let redirects = opt!(t, d, "redirects", Vec::new(), |n, p| d.bounded_array(n, &p, MAX_REDIRECTS, decode_redirect));
     let limits = match t.get("limits") {
         Some((n, p)) => decode_limits(d, n, &p),
         None => Size::parse("10m").ok().map(|body_size| Limits { body_size, rate: None, connections: None }),
@@ -191,20 +205,20 @@ fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
             }
         }
     }
-    let mut seen = Vec::new();
+    // Duplicate checks in linear time (sets), on lists already bounded per site.
+    let mut seen = std::collections::HashSet::new();
     for (i, loc) in site.locations.iter().enumerate() {
-        let key = (loc.path.as_str(), loc.matching);
-        if seen.contains(&key) {
+        if !seen.insert((loc.path.as_str(), loc.matching)) {
             d.error(
                 &path.field("locations").index(i).field("path"),
                 Some(node),
                 format!("\"{}\" is defined twice", loc.path),
             );
         }
-        seen.push(key);
     }
+    let mut seen = std::collections::HashSet::new();
     for (i, r) in site.redirects.iter().enumerate() {
-        if site.redirects[..i].iter().any(|o| o.from == r.from) {
+        if !seen.insert(&r.from) {
             d.error(
                 &path.field("redirects").index(i).field("from"),
                 Some(node),
@@ -212,8 +226,9 @@ fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
             );
         }
     }
-    for (i, (name, _)) in site.headers.iter().enumerate() {
-        if site.headers[..i].iter().any(|(o, _)| o.as_str().eq_ignore_ascii_case(name.as_str())) {
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &site.headers {
+        if !seen.insert(name.as_str().to_ascii_lowercase()) {
             d.error(
                 &path.field("headers").field(name.as_str()),
                 Some(node),
@@ -585,6 +600,10 @@ fn decode_headers(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<
         );
         return None;
     };
+    if entries.len() > MAX_HEADERS {
+        d.error(path, Some(node), format!("has {} entries; at most {MAX_HEADERS} are allowed per site", entries.len()));
+        return None;
+    }
     let mut out = Vec::new();
     let mut ok = true;
     for e in entries {

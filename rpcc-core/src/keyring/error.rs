@@ -50,6 +50,16 @@ pub enum KeyringError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The key file belongs to another user (who could have put keys of their own in it).
+    #[error("key file {} is owned by uid {owner}, not by this user (uid {user}) or root; run `chown` on it", path.display())]
+    KeyFileOwner {
+        /// The key file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
     /// The key file is not a regular file.
     #[error("key file {} is not a regular file", path.display())]
     KeyFileNotRegular {

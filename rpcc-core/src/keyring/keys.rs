@@ -163,17 +163,7 @@ impl Keyring {
     /// Read a key file. It must be a regular file with no group or other permission
     /// bits (0600 or stricter); anything else is refused with the reason.
     pub fn from_file(path: &Path) -> Result<Self, KeyringError> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyringError::KeyFileMissing { path: path.to_path_buf() });
-            }
-            Err(source) => return Err(KeyringError::Io { path: path.to_path_buf(), source }),
-        };
-        check_key_file_meta(path, &meta)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| KeyringError::Io { path: path.to_path_buf(), source })?,
-        );
+        let text = read_key_file(path)?;
         let mut ring = Self::parse(&text, &path.display().to_string())?;
         ring.source = KeySource::File(path.to_path_buf());
         Ok(ring)
@@ -259,24 +249,19 @@ impl Keyring {
     /// Append a freshly generated key to a key file (created 0600 when missing; an
     /// existing one must already be 0600). The new key becomes the encrypting key.
     pub fn add_to_file(path: &Path, id: Option<KeyId>) -> Result<KeyId, KeyringError> {
-        let existing = match std::fs::metadata(path) {
-            Ok(meta) => {
-                check_key_file_meta(path, &meta)?;
-                let ring = Self::from_file(path)?;
-                Some(ring)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(KeyringError::Io { path: path.to_path_buf(), source }),
+        let existing = match read_key_file(path) {
+            Ok(text) => Some(text),
+            Err(KeyringError::KeyFileMissing { .. }) => None,
+            Err(e) => return Err(e),
         };
         let (id, entry) = Self::generate_entry(id)?;
-        if existing.as_ref().is_some_and(|r| r.entry(id.as_str()).is_some()) {
+        if let Some(text) = &existing
+            && Self::parse(text, &path.display().to_string())?.entry(id.as_str()).is_some()
+        {
             return Err(KeyringError::DuplicateKeyId { origin: path.display().to_string(), id: id.0 });
         }
         let old = match existing {
-            Some(_) => Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .map_err(|source| KeyringError::Io { path: path.to_path_buf(), source })?,
-            ),
+            Some(text) => text,
             None => Zeroizing::new(String::from(
                 "# rpcc keyring: <key-id>:<base64url key> or <key-id>:retired, one per line.\n\
                  # The last active key encrypts; every key listed decrypts. Keep this file 0600.\n",
@@ -298,13 +283,11 @@ impl Keyring {
     /// stays so envelopes naming it get a precise error. The caller checks first that no
     /// secret still uses it.
     pub fn retire_in_file(path: &Path, id: &KeyId) -> Result<(), KeyringError> {
-        let ring = Self::from_file(path)?;
+        let old = read_key_file(path)?;
+        let ring = Self::parse(&old, &path.display().to_string())?;
         if ring.entry(id.as_str()).is_none() {
             return Err(KeyringError::UnknownKey { record: path.display().to_string(), key_id: id.0.clone() });
         }
-        let old = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| KeyringError::Io { path: path.to_path_buf(), source })?,
-        );
         let mut text = Zeroizing::new(String::with_capacity(old.len()));
         for line in old.lines() {
             let body = line.split('#').next().unwrap_or("");
@@ -356,14 +339,65 @@ fn decode_material(value: &str) -> Result<KeyMaterial, &'static str> {
     Ok(SecretBox::new(material))
 }
 
-fn check_key_file_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), KeyringError> {
-    use std::os::unix::fs::PermissionsExt as _;
+/// The largest key file read (thousands of keys); anything bigger is not a key file.
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// Open a key file once and check the open handle (`fstat`: a regular file, no group or
+/// other permission bits, owned by this user or root), then read it from that same
+/// handle: a file swapped between the check and the read is never the one read.
+fn read_key_file(path: &Path) -> Result<Zeroizing<String>, KeyringError> {
+    use std::io::Read as _;
+    let io = |source| KeyringError::Io { path: path.to_path_buf(), source };
+    // A FIFO or device would block or never end: refuse what is not a regular file
+    // before opening it (the open handle is what is checked for real below).
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(KeyringError::KeyFileNotRegular { path: path.to_path_buf() }),
+        _ => {}
+    }
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyringError::KeyFileMissing { path: path.to_path_buf() });
+        }
+        Err(source) => return Err(io(source)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    check_key_file_meta(path, &meta, effective_uid())?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, "larger than 1 MiB: not a key file")));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// This process's effective uid, from `/proc/self/status` (`None` where there is none).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+pub(crate) fn check_key_file_meta(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    euid: Option<u32>,
+) -> Result<(), KeyringError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     if !meta.is_file() {
         return Err(KeyringError::KeyFileNotRegular { path: path.to_path_buf() });
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyringError::KeyFilePermissions { path: path.to_path_buf(), mode });
+    }
+    if let Some(euid) = euid
+        && meta.uid() != euid
+        && meta.uid() != 0
+    {
+        return Err(KeyringError::KeyFileOwner { path: path.to_path_buf(), owner: meta.uid(), user: euid });
     }
     Ok(())
 }

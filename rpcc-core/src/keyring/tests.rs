@@ -232,3 +232,28 @@ fn fernet_tokens_decrypt_and_damage_is_reported() {
     assert!(matches!(key.decrypt(&r, "gAAAAA"), Err(KeyringError::Fernet { .. })));
     assert!(matches!(FernetKey::parse("short", "$LEGACY"), Err(KeyringError::LegacyKey { .. })));
 }
+
+#[test]
+fn key_files_of_another_owner_are_refused_on_the_open_handle() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("keys");
+    Keyring::add_to_file(&path, KeyId::parse("one").ok()).unwrap_or_else(|e| panic!("{e}"));
+    let owner = std::fs::metadata(&path).map(|m| m.uid()).unwrap_or_else(|e| panic!("{e}"));
+    // As root, hand the file to another uid and load it; as anyone else, check it as if
+    // another (non-root) user were loading it.
+    let (meta, euid) = if owner == 0 {
+        std::os::unix::fs::chown(&path, Some(54_321), None).unwrap_or_else(|e| panic!("{e}"));
+        let e = Keyring::from_file(&path).unwrap_err();
+        assert!(matches!(e, KeyringError::KeyFileOwner { owner: 54_321, user: 0, .. }), "{e}");
+        assert!(e.to_string().contains("owned by uid 54321"), "{e}");
+        (std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}")), 0)
+    } else {
+        (std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}")), owner + 1)
+    };
+    let e = super::keys::check_key_file_meta(&path, &meta, Some(euid)).unwrap_err();
+    assert!(matches!(e, KeyringError::KeyFileOwner { .. }), "{e}");
+    // A directory or a FIFO in its place is refused before anything is read.
+    let e = Keyring::from_file(dir.path()).unwrap_err();
+    assert!(matches!(e, KeyringError::KeyFileNotRegular { .. }), "{e}");
+}

@@ -142,5 +142,8 @@ pub enum NotifierKind {
         /// HMAC-SHA256 signing secret: an envelope (record `notifier/<name>/secret`).
         #[serde(skip)]
         secret: Secret,
+        /// An `http://` URL accepted on purpose (`insecure_http = true`, e.g. a receiver
+        /// on this host); without it only `https://` is.
+        insecure_http: bool,
     },
 }

@@ -36,6 +36,10 @@ pub struct GlancesSettings {
     pub port: Port,
     /// Use HTTPS.
     pub tls: bool,
+    /// Plain HTTP accepted on purpose (`insecure_http = true`): no warning, and a
+    /// password may then travel in clear. Without it, plain HTTP is warned about and a
+    /// password over plain HTTP is refused.
+    pub insecure_http: bool,
     /// HTTP Basic user (Glances `--username`), when a password is set.
     pub user: Option<UnixUser>,
     /// HTTP Basic password: a keyring envelope (record `server/<name>/glances_password`).
