@@ -326,9 +326,27 @@ impl Engine {
         Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
     }
 
+    /// A keyed audit log cannot be extended without its key: changes are refused before
+    /// anything is deployed, rather than made with no audit entry.
+    async fn check_audit_writable(&self) -> Result<(), EngineError> {
+        if self.store.audit_seal().is_some() {
+            return Ok(());
+        }
+        let state = || self.store.path().display().to_string();
+        let head = self.store.audit_head().await.map_err(|source| EngineError::State { path: state(), source })?;
+        match head.as_ref().and_then(|(_, hash)| deploy::hash_key_id(hash)) {
+            Some(key_id) => Err(EngineError::State {
+                path: state(),
+                source: deploy::StoreError::AuditKeyRequired { key_id: key_id.to_owned() },
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Render and deploy the selected servers under their groups' rollout policy.
     pub async fn apply(&self, sel: &Selection, options: ApplyOptions) -> Result<ApplyReport, EngineError> {
         self.check(sel)?;
+        self.check_audit_writable().await?;
         let servers = self.selected(sel);
         let gens = self.render_checked(&servers)?;
         let mut unreachable = Vec::new();
@@ -381,6 +399,7 @@ impl Engine {
                 message: "no earlier generation recorded; name one".into(),
             })?,
         };
+        self.check_audit_writable().await?;
         let transport = self.transport(s)?;
         Ok(self.deployer(false, None, None).rollback(&*transport, s, &[], &target).await)
     }

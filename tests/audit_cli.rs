@@ -158,7 +158,36 @@ fn keyed_audit_log_detects_edits_forgeries_and_deleted_tails() -> anyhow::Result
     }
     assert!(bed.verify()?.status.success());
 
-    // 3. Delete the newest two entries: the chain left is valid, the checkpoint is not.
+    // 3. Rewrite the whole log as a plain (unkeyed) chain: no keyed entry is left to
+    //    contradict it, but the checkpoint is, and --require-keyed refuses it anyway.
+    let mut prev = rpcc::core::deploy::AUDIT_GENESIS.to_owned();
+    for r in &log {
+        let hash = r.event.chain_hash(r.seq, &prev);
+        sql(
+            &bed.db(),
+            "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?",
+            &[&prev, &hash, &r.seq.to_string()],
+        )?;
+        prev = hash;
+    }
+    let v = bed.verify()?;
+    assert_eq!(v.status.code(), Some(3), "{}", text(&v));
+    assert!(text(&v).contains("entry 6: differs from the checkpoint"), "{}", text(&v));
+    let strict = rpcc(&["audit", "verify", s(&bed.inv()), "--state", s(&bed.db()), "--key-file", s(&bed.keys())])
+        .args(["--checkpoint", s(&bed.path("no-such-checkpoint")), "--require-keyed"])
+        .output()?;
+    assert_eq!(strict.status.code(), Some(3), "{}", text(&strict));
+    assert!(text(&strict).contains("6 plain-hash entries (--require-keyed)"), "{}", text(&strict));
+    for r in &log {
+        sql(
+            &bed.db(),
+            "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?",
+            &[&r.prev_hash, &r.hash, &r.seq.to_string()],
+        )?;
+    }
+    assert!(bed.verify()?.status.success());
+
+    // 4. Delete the newest two entries: the chain left is valid, the checkpoint is not.
     sql(&bed.db(), "DELETE FROM audit_log WHERE seq > 4", &[])?;
     let v = bed.verify()?;
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
@@ -169,7 +198,7 @@ fn keyed_audit_log_detects_edits_forgeries_and_deleted_tails() -> anyhow::Result
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(text(&v).contains("checkpoint") && text(&v).contains("missing"), "{}", text(&v));
 
-    // 4. Without the keyring nothing keyed can be checked: not verified, exit 3.
+    // 5. Without the keyring nothing keyed can be checked: not verified, exit 3.
     let v = rpcc(&["audit", "verify", s(&bed.inv()), "--state", s(&bed.db())]).output()?;
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(text(&v).contains("NOT VERIFIED: 4 keyed entries"), "{}", text(&v));
@@ -262,5 +291,32 @@ fn audit_list_filters_by_server_and_time() -> anyhow::Result<()> {
     let bad = list(&["--since", "yesterday"])?;
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(text(&bad).contains("--since \"yesterday\""), "{}", text(&bad));
+    Ok(())
+}
+
+#[test]
+fn changes_are_refused_without_the_key_of_a_keyed_log() -> anyhow::Result<()> {
+    let bed = Bed::new()?;
+    let rt = runtime()?;
+    bed.append(&rt, "edge-1", 1)?;
+    // A loopback server on a closed port: nothing may be contacted before the refusal.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::fs::write(
+        bed.inv(),
+        format!(
+            "[[servers]]\nname = \"edge-1\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"deploy\"\n\
+             host_key = \"ssh-ed25519 SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\nauth = {{ agent = true }}\n\
+             [[groups]]\nname = \"g\"\nservers = [\"edge-1\"]\n\
+             [[sites]]\ndomain = \"a.example.com\"\ngroup = \"g\"\nupstream = {{ backends = [\"127.0.0.1:9\"] }}\ntls = {{ mode = \"off\" }}\n"
+        ),
+    )?;
+    let out = rpcc(&["apply", s(&bed.inv()), "--state", s(&bed.db())]).output()?;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("the audit log is keyed under key k1"), "{}", text(&out));
+    let log = rt.block_on(async { SqliteStore::open(&bed.db()).await?.audit_log().await })?;
+    assert_eq!(log.len(), 1, "nothing was appended");
+    // Read-only commands still work without the key.
+    let list = rpcc(&["audit", "list", s(&bed.inv()), "--state", s(&bed.db())]).output()?;
+    assert!(list.status.success(), "{}", text(&list));
     Ok(())
 }

@@ -44,11 +44,16 @@ fn report_json(r: &ServerReport) -> serde_json::Value {
     v
 }
 
+/// The keyring: required when the inventory holds sealed secrets; otherwise the
+/// configured one if any (it also keys the audit log), as the CLI does.
 fn keyring_for(inv: &Inventory, key_file: Option<&std::path::Path>) -> PyResult<Option<Keyring>> {
     if inv.secrets().iter().any(|s| s.envelope().is_some()) {
-        Keyring::load(key_file).map(Some).map_err(errors::keyring)
-    } else {
-        Ok(None)
+        return Keyring::load(key_file).map(Some).map_err(errors::keyring);
+    }
+    match Keyring::load(key_file) {
+        Ok(ring) => Ok(Some(ring)),
+        Err(rpcc_core::keyring::KeyringError::NoKeys) => Ok(None),
+        Err(e) => Err(errors::keyring(e)),
     }
 }
 

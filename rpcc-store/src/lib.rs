@@ -158,6 +158,15 @@ impl SqliteStore {
         Ok(changed.len() as u64)
     }
 
+    /// The newest audit entry's sequence number and hash, if any.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| Ok((r.try_get("seq").map_err(backend)?, r.try_get("hash").map_err(backend)?))).transpose()
+    }
+
     /// The seal new audit entries are keyed with, if any.
     pub fn audit_seal(&self) -> Option<&AuditSeal> {
         self.seal.as_deref()

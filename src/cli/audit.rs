@@ -35,6 +35,10 @@ pub(crate) struct VerifyArgs {
     /// The checkpoint file (default: `<key file>.audit-head`, or `RPCC_AUDIT_CHECKPOINT`).
     #[arg(long, value_name = "PATH")]
     checkpoint: Option<PathBuf>,
+    /// Fail on plain-hash (unkeyed) entries too: for a log keyed from its first entry,
+    /// so that a log rewritten entirely without the key cannot pass.
+    #[arg(long)]
+    require_keyed: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -88,13 +92,15 @@ fn verify(args: &VerifyArgs) -> ExitCode {
     };
     let v = verify_chain_keyed(&log, keyring.as_ref(), checkpoint.as_ref());
     let missing_checkpoint = v.keyed > 0 && checkpoint.is_none() && checkpoint_path.is_some();
-    let ok = v.is_verified() && !missing_checkpoint;
+    let unkeyed_refused = args.require_keyed && v.unkeyed > 0;
+    let ok = v.is_verified() && !missing_checkpoint && !unkeyed_refused;
     if args.json {
         print_json(&serde_json::json!({
             "verified": ok,
             "verification": v,
             "checkpoint_file": checkpoint_path,
             "checkpoint_missing": missing_checkpoint,
+            "unkeyed_refused": unkeyed_refused,
         }));
         return if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) };
     }
@@ -110,6 +116,15 @@ fn verify(args: &VerifyArgs) -> ExitCode {
              set RPCC_KEYS, --key-file or RPCC_KEY_FILE)",
             v.unverifiable,
             if v.unverifiable == 1 { "y" } else { "ies" }
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if unkeyed_refused {
+        let _ = writeln!(
+            out,
+            "audit log NOT VERIFIED: {} plain-hash entr{} (--require-keyed): written without the key, or rewritten",
+            v.unkeyed,
+            if v.unkeyed == 1 { "y" } else { "ies" }
         );
         return ExitCode::from(EXIT_FAILED);
     }

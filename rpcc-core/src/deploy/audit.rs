@@ -19,14 +19,20 @@
 //! let seal = AuditSeal::new(&ring, None).unwrap();
 //! let event = AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", "");
 //! let first = seal.entry(&event, 1, None).unwrap();
-//! assert!(first.hash.starts_with("hmac-sha256:"));
-//! assert!(verify_chain_keyed([&first], Some(&ring), None).is_verified());
+//! let second = seal.entry(&event, 2, Some(&first.hash)).unwrap();
+//! assert!(second.hash.starts_with("hmac-sha256:"));
+//! assert!(verify_chain_keyed([&first, &second], Some(&ring), None).is_verified());
 //!
-//! let mut forged = first.clone();
+//! // Someone with write access edits an entry and re-hashes it the plain way.
+//! let mut forged = second.clone();
 //! forged.event.outcome = "rolled_back".into();
-//! forged.hash = forged.event.chain_hash(1, &forged.prev_hash); // a plain rehash
-//! assert!(verify_chain_keyed([&forged], Some(&ring), None).broken.is_some());
+//! forged.hash = forged.event.chain_hash(2, &forged.prev_hash);
+//! assert!(verify_chain_keyed([&first, &forged], Some(&ring), None).broken.is_some());
 //! ```
+//!
+//! A log rewritten *entirely* as plain entries has no keyed entry left to contradict
+//! it: the checkpoint does (its hash is keyed), and `rpcc audit verify
+//! --require-keyed` refuses plain entries altogether.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -134,8 +140,13 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// Whether this entry is keyed (an HMAC under a keyring key).
     pub fn is_keyed(&self) -> bool {
-        self.hash.starts_with(KEYED_PREFIX)
+        hash_key_id(&self.hash).is_some()
     }
+}
+
+/// The key id a keyed entry hash names (`None` for a plain SHA-256 hash).
+pub fn hash_key_id(hash: &str) -> Option<&str> {
+    hash.strip_prefix(KEYED_PREFIX).and_then(|rest| rest.split(':').next())
 }
 
 /// The HMAC key of the audit chain for one keyring key: derived from it (HMAC-SHA256
@@ -434,4 +445,83 @@ pub fn keyed_under<'a>(records: impl IntoIterator<Item = &'a AuditRecord>, key_i
         .into_iter()
         .filter(|r| r.hash.strip_prefix(KEYED_PREFIX).and_then(|rest| rest.split(':').next()) == Some(key_id))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{MemoryStore, StateStore as _};
+
+    fn ring(entries: &[&str]) -> Keyring {
+        Keyring::parse(&entries.join("\n"), "test").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn entry(id: &str) -> String {
+        let (_, e) = Keyring::generate_entry(crate::keyring::KeyId::parse(id).ok()).unwrap_or_else(|e| panic!("{e}"));
+        e.to_string()
+    }
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", &format!("run {i}"))
+    }
+
+    #[tokio::test]
+    async fn plain_then_keyed_then_rekeyed_under_a_new_key() {
+        let (k1, k2) = (entry("k1"), entry("k2"));
+        let plain = MemoryStore::new();
+        plain.append_audit(&event(0)).await.unwrap_or_else(|e| panic!("{e}"));
+        // The same store, now keyed: the plain prefix stays, new entries are keyed.
+        let old = ring(&[&k1]);
+        let keyed = plain.clone().with_audit_seal(AuditSeal::new(&old, None).unwrap_or_else(|e| panic!("{e}")));
+        for i in 1..4 {
+            keyed.append_audit(&event(i)).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let log = keyed.audit_log().await.unwrap_or_else(|e| panic!("{e}"));
+        let v = verify_chain_keyed(&log, Some(&old), None);
+        assert_eq!((v.keyed, v.unkeyed, v.unverifiable, v.broken.clone()), (3, 1, 0, None), "{v:?}");
+        // Without the key nothing keyed can be checked; a plain append is refused.
+        assert_eq!(verify_chain_keyed(&log, None, None).unverifiable, 3);
+        let err = plain.append_audit(&event(9)).await.unwrap_err();
+        assert!(matches!(err, StoreError::AuditKeyRequired { ref key_id } if key_id == "k1"), "{err}");
+
+        // Rotation: k2 becomes active, the chain is re-keyed, then k1 can go.
+        let both = ring(&[&k1, &k2]);
+        let seal = AuditSeal::new(&both, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seal.key_id(), "k2");
+        let changed = rekey_chain(&log, &both, &seal).unwrap_or_else(|v| panic!("{v:?}"));
+        assert_eq!(changed.len(), 3, "the keyed entries, not the plain one");
+        let rekeyed: Vec<AuditRecord> =
+            log.iter().map(|r| changed.iter().find(|c| c.seq == r.seq).unwrap_or(r).clone()).collect();
+        assert_eq!(keyed_under(&rekeyed, "k1"), 0);
+        assert_eq!(keyed_under(&rekeyed, "k2"), 3);
+        let only_new = ring(&[&k2]);
+        assert!(verify_chain_keyed(&rekeyed, Some(&only_new), None).is_verified());
+        // A chain that does not verify is not re-keyed.
+        let mut tampered = log.clone();
+        tampered[2].event.outcome = "rolled_back".into();
+        assert!(rekey_chain(&tampered, &both, &seal).is_err());
+    }
+
+    #[test]
+    fn checkpoints_only_move_forward_and_name_the_head() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("keys.audit-head");
+        let keys = ring(&[&entry("k1")]);
+        let seal = AuditSeal::new(&keys, Some(path.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let first = seal.entry(&event(0), 1, None).unwrap_or_else(|e| panic!("{e}"));
+        let second = seal.entry(&event(1), 2, Some(&first.hash)).unwrap_or_else(|e| panic!("{e}"));
+        seal.advance(&second).unwrap_or_else(|e| panic!("{e}"));
+        seal.advance(&first).unwrap_or_else(|e| panic!("{e}")); // a slower writer: ignored
+        let c = read_checkpoint(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("none"));
+        assert_eq!((c.seq, c.hash.as_str()), (2, second.hash.as_str()));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        // Verified against the chain: whole, cut short, or rewritten.
+        assert!(verify_chain_keyed([&first, &second], Some(&keys), Some(&c)).is_verified());
+        let cut = verify_chain_keyed([&first], Some(&keys), Some(&c));
+        assert!(cut.broken.is_some_and(|(_, why)| why.contains("newest entries were deleted")));
+        std::fs::write(&path, "garbage").unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_checkpoint(&path).is_err());
+    }
 }

@@ -40,7 +40,8 @@ mod state;
 
 pub use audit::{
     AUDIT_GENESIS, AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal, AuditVerification, ENV_AUDIT_CHECKPOINT,
-    default_checkpoint, keyed_under, next_hash, read_checkpoint, rekey_chain, verify_chain, verify_chain_keyed,
+    default_checkpoint, hash_key_id, keyed_under, next_hash, read_checkpoint, rekey_chain, verify_chain,
+    verify_chain_keyed,
 };
 pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
