@@ -12,16 +12,10 @@ use rpcc::core::deploy::{AuditAction, AuditEvent, AuditSeal, StateStore as _, St
 use rpcc::core::keyring::Keyring;
 use rpcc::store::SqliteStore;
 
+mod common;
+
 fn rpcc(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
-    c.args(args)
-        .env_remove("RPCC_KEYS")
-        .env_remove("RPCC_KEY_FILE")
-        .env_remove("RPCC_STATE")
-        .env_remove("RPCC_AUDIT_CHECKPOINT")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    c
+    common::rpcc_cli(args)
 }
 
 fn text(o: &Output) -> String {
@@ -310,7 +304,7 @@ fn changes_are_refused_without_the_key_of_a_keyed_log() -> anyhow::Result<()> {
              [[sites]]\ndomain = \"a.example.com\"\ngroup = \"g\"\nupstream = {{ backends = [\"127.0.0.1:9\"] }}\ntls = {{ mode = \"off\" }}\n"
         ),
     )?;
-    let out = rpcc(&["apply", s(&bed.inv()), "--state", s(&bed.db())]).output()?;
+    let out = rpcc(&["apply", s(&bed.inv()), "--state", s(&bed.db()), "--yes"]).output()?;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("the audit log is keyed under key k1"), "{}", text(&out));
     let log = rt.block_on(async { SqliteStore::open(&bed.db()).await?.audit_log().await })?;

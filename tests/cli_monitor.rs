@@ -14,14 +14,10 @@ use rpcc::monitor::verify_webhook_signature;
 use rpcc_testkit::Fleet;
 use secrecy::SecretString;
 
+mod common;
+
 fn rpcc(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
-    c.args(args)
-        .env_remove("RPCC_KEYS")
-        .env_remove("RPCC_STATE")
-        .env_remove("RPCC_FAULT_INJECT")
-        .env("RUST_LOG", "warn");
-    c
+    common::rpcc_cli(args)
 }
 
 fn free_port() -> u16 {

@@ -10,16 +10,10 @@ use rpcc::core::keyring::{Envelope, KeyId, Keyring, RecordId, SecretStore as _};
 use rpcc::store::SqliteStore;
 use secrecy::{ExposeSecret as _, SecretString};
 
+mod common;
+
 fn rpcc(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
-    c.args(args)
-        .env_remove("RPCC_KEYS")
-        .env_remove("RPCC_KEY_FILE")
-        .env_remove("RPCC_STATE")
-        .env_remove("RPCC_FAULT_INJECT")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    c
+    common::rpcc_cli(args)
 }
 
 fn with_stdin(mut cmd: Command, input: &str) -> anyhow::Result<Output> {

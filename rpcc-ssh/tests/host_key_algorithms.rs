@@ -8,8 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rpcc_core::transport::{Argv, ExecRequest, Transport, TransportError};
-use rpcc_core::value::HostKeyPin;
-use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+
+use rpcc_ssh::{RetryPolicy, SshTarget, SshTransport};
+
+mod common;
+use common::key_target;
 
 /// A private sshd on loopback with an RSA host key, offering `algorithms`; killed on drop.
 struct RsaSshd {
@@ -91,23 +94,11 @@ fn start(algorithms: &str) -> anyhow::Result<RsaSshd> {
 }
 
 fn target(s: &RsaSshd, allow_rsa_sha1: bool) -> SshTarget {
-    SshTarget {
-        name: "rsa".into(),
-        address: format!("127.0.0.1:{}", s.port),
-        user: s.user.clone(),
-        auth: SshAuth::KeyFile { path: s.client_key.clone(), passphrase: None },
-        host_key: HostKeyPolicy::Pinned(HostKeyPin::parse(&s.pin).expect("pin")),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(5),
-            auth: Duration::from_secs(5),
-            keepalive: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        max_channels: 4,
-        retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
-        sudo: false,
-        allow_rsa_sha1,
-    }
+    let mut t = key_target("rsa", &format!("127.0.0.1:{}", s.port), &s.user, &s.client_key, &s.pin);
+    t.timeouts.connect = Duration::from_secs(5);
+    t.retry = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
+    t.allow_rsa_sha1 = allow_rsa_sha1;
+    t
 }
 
 fn id() -> ExecRequest {

@@ -4,33 +4,21 @@
 use std::time::{Duration, Instant};
 
 use rpcc_core::transport::{Argv, ExecRequest, Transport, TransportError};
-use rpcc_core::value::HostKeyPin;
-use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+
+use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport};
 use rpcc_testkit::{FaultMode, FaultProxy, Fleet, TestServer};
 use secrecy::SecretString;
 
+mod common;
+use common::key_target;
+
 fn target(server: &TestServer, port: u16, key: &std::path::Path, passphrase: Option<&str>) -> SshTarget {
-    SshTarget {
-        name: server.name().to_owned(),
-        address: format!("127.0.0.1:{port}"),
-        user: server.user().to_owned(),
-        auth: SshAuth::KeyFile { path: key.to_path_buf(), passphrase: passphrase.map(SecretString::from) },
-        host_key: HostKeyPolicy::Pinned(HostKeyPin::parse(server.host_key_pin()).expect("pin")),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(1),
-            auth: Duration::from_secs(3),
-            keepalive: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        max_channels: 8,
-        retry: RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(400),
-        },
-        sudo: false,
-        allow_rsa_sha1: false,
-    }
+    let mut t = key_target(server.name(), &format!("127.0.0.1:{port}"), server.user(), key, server.host_key_pin());
+    t.auth = SshAuth::KeyFile { path: key.to_path_buf(), passphrase: passphrase.map(SecretString::from) };
+    t.timeouts.connect = Duration::from_secs(1);
+    t.retry =
+        RetryPolicy { attempts: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(400) };
+    t
 }
 
 fn cmd(program: &str, args: &[&str]) -> ExecRequest {

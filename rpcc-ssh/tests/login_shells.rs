@@ -7,9 +7,12 @@
 use std::time::Duration;
 
 use rpcc_core::transport::{Argv, ExecRequest, Transport, TransportError};
-use rpcc_core::value::HostKeyPin;
-use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+
+use rpcc_ssh::{SshTarget, SshTransport};
 use rpcc_testkit::{Fleet, SHELL_TEST_USERS, TestServer, TestUser};
+
+mod common;
+use common::key_target;
 
 /// Words that some shell expands, splits, runs or eats when they are not quoted.
 const HOSTILE: &[&str] = &[
@@ -51,23 +54,10 @@ const HOSTILE: &[&str] = &[
 ];
 
 fn target(fleet: &Fleet, server: &TestServer, user: &str, sudo: bool) -> SshTarget {
-    SshTarget {
-        name: server.name().to_owned(),
-        address: format!("127.0.0.1:{}", server.ssh_port()),
-        user: user.to_owned(),
-        auth: SshAuth::KeyFile { path: fleet.client_key().to_path_buf(), passphrase: None },
-        host_key: HostKeyPolicy::Pinned(HostKeyPin::parse(server.host_key_pin()).expect("pin")),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(3),
-            auth: Duration::from_secs(3),
-            keepalive: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        max_channels: 8,
-        retry: RetryPolicy::default(),
-        sudo,
-        allow_rsa_sha1: false,
-    }
+    let address = format!("127.0.0.1:{}", server.ssh_port());
+    let mut t = key_target(server.name(), &address, user, fleet.client_key(), server.host_key_pin());
+    t.sudo = sudo;
+    t
 }
 
 fn request(program: &str, args: &[&str]) -> ExecRequest {

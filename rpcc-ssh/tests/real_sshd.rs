@@ -4,28 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport, TransportError};
-use rpcc_core::value::{HostKeyPin, RemotePath};
-use rpcc_ssh::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, SshTransport, Timeouts};
+use rpcc_core::value::RemotePath;
+use rpcc_ssh::{SshAuth, SshTarget, SshTransport};
 use rpcc_testkit::{FaultMode, FaultProxy, Fleet, TestServer};
 
+mod common;
+use common::key_target;
+
 fn target(fleet: &Fleet, server: &TestServer, port: u16, pin: &str) -> SshTarget {
-    SshTarget {
-        name: server.name().to_owned(),
-        address: format!("127.0.0.1:{port}"),
-        user: server.user().to_owned(),
-        auth: SshAuth::KeyFile { path: fleet.client_key().to_path_buf(), passphrase: None },
-        host_key: HostKeyPolicy::Pinned(HostKeyPin::parse(pin).expect("pin")),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(3),
-            auth: Duration::from_secs(3),
-            keepalive: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        max_channels: 8,
-        retry: RetryPolicy::default(),
-        sudo: false,
-        allow_rsa_sha1: false,
-    }
+    key_target(server.name(), &format!("127.0.0.1:{port}"), server.user(), fleet.client_key(), pin)
 }
 
 fn argv(program: &str, args: &[&str]) -> ExecRequest {

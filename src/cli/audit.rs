@@ -2,7 +2,7 @@
 //! database) and `rpcc audit list` (read the log: by server, since a time, as JSON).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rpcc_core::deploy::{AuditRecord, StateStore as _, default_checkpoint, read_checkpoint, verify_chain_keyed};
@@ -70,6 +70,12 @@ pub(crate) fn run(cmd: &AuditCommand) -> ExitCode {
     }
 }
 
+/// The whole audit log of the state database for `inventory`.
+fn read_log(state: Option<&Path>, inventory: &Path, err: &mut impl Write) -> Result<Vec<AuditRecord>, ExitCode> {
+    let (rt, store) = open_store(state, inventory, err)?;
+    rt.block_on(store.audit_log()).map_err(|e| fail(err, e, EXIT_FAILED))
+}
+
 fn verify(args: &VerifyArgs) -> ExitCode {
     let mut err = std::io::stderr();
     let keyring = match Keyring::load(args.key_file.as_deref()) {
@@ -82,13 +88,9 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         Ok(c) => c.flatten(),
         Err(e) => return fail(&mut err, e, EXIT_FAILED),
     };
-    let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let log = match rt.block_on(store.audit_log()) {
+    let log = match read_log(args.state.as_deref(), &args.inventory, &mut err) {
         Ok(l) => l,
-        Err(e) => return fail(&mut err, e, EXIT_FAILED),
+        Err(c) => return c,
     };
     let v = verify_chain_keyed(&log, keyring.as_ref(), checkpoint.as_ref());
     let missing_checkpoint = v.keyed > 0 && checkpoint.is_none() && checkpoint_path.is_some();
@@ -200,13 +202,9 @@ fn list(args: &ListArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
-    let (rt, store) = match open_store(args.state.as_deref(), &args.inventory, &mut err) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let log = match rt.block_on(store.audit_log()) {
+    let log = match read_log(args.state.as_deref(), &args.inventory, &mut err) {
         Ok(l) => l,
-        Err(e) => return fail(&mut err, e, EXIT_FAILED),
+        Err(c) => return c,
     };
     let rows: Vec<&AuditRecord> = log
         .iter()

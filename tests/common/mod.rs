@@ -17,6 +17,21 @@ use rpcc::nginx::{NginxRenderer, RenderOptions};
 use rpcc::ssh::{SshPool, SshTarget};
 use rpcc_testkit::Fleet;
 
+/// The `rpcc` binary with none of the environment that could change what it does
+/// (keys, key file, state, checkpoint, fault injection), warnings logged, no stdin.
+pub fn rpcc_cli(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rpcc"));
+    c.args(args)
+        .env_remove("RPCC_KEYS")
+        .env_remove("RPCC_KEY_FILE")
+        .env_remove("RPCC_STATE")
+        .env_remove("RPCC_AUDIT_CHECKPOINT")
+        .env_remove("RPCC_FAULT_INJECT")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 /// A site block for the test inventory: answers `X-Deploy: <tag>` and serves a health path.
 pub fn site(domain: &str, tag: &str) -> String {
     format!(
