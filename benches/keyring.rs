@@ -6,6 +6,10 @@
 //!   verified before its transaction commits), against `MultiFernet.rotate` over the same
 //!   number of rows in SQLite with the same batching. Target: ≤ 5 s.
 //!
+//! - appending to the audit log in SQLite, plain (SHA-256 chain) against keyed (HMAC
+//!   under the keyring, plus the checkpoint file written, synced and renamed per entry),
+//!   interleaved in one run.
+//!
 //! `RPCC_BENCH_QUICK=1` runs fewer repetitions.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -14,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use rpcc::core::deploy::{AuditAction, AuditEvent, AuditSeal, StateStore as _};
 use rpcc::core::keyring::rotate::rotate_store;
 use rpcc::core::keyring::{KeyId, Keyring, RecordId, SecretStore as _};
 use rpcc::store::SqliteStore;
@@ -107,4 +112,33 @@ fn main() {
         print!("   Python MultiFernet {theirs:>7.3} s   ratio {:.1}x", theirs / ours);
     }
     println!();
+
+    // 3. audit appends, plain vs keyed (interleaved pairs).
+    let appends = 1_000;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let key_file = keys_dir.path().join("keys");
+    Keyring::add_to_file(&key_file, None).unwrap();
+    let file_ring = Keyring::from_file(&key_file).unwrap();
+    let (mut plain, mut keyed) = (Vec::new(), Vec::new());
+    for _ in 0..runs.min(5) {
+        for sealed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = rt.block_on(SqliteStore::open(&dir.path().join("state.db"))).unwrap();
+            if sealed {
+                store = store.with_audit_seal(AuditSeal::for_keyring(&file_ring).unwrap());
+            }
+            let start = Instant::now();
+            for i in 0..appends {
+                let e = AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", &i.to_string());
+                rt.block_on(store.append_audit(&e)).unwrap();
+            }
+            let each = start.elapsed().as_secs_f64() / f64::from(appends) * 1e6;
+            if sealed { keyed.push(each) } else { plain.push(each) }
+        }
+    }
+    let (plain, keyed) = (median(plain), median(keyed));
+    println!(
+        "audit append in SQLite: plain {plain:>6.0} µs   keyed + checkpoint {keyed:>6.0} µs   ratio {:.2}x",
+        keyed / plain
+    );
 }
