@@ -26,6 +26,7 @@
 //! }
 //! ```
 
+mod acme;
 mod dns;
 mod error;
 mod fleet;
@@ -35,6 +36,7 @@ mod proxy;
 mod user;
 mod wasm;
 
+pub use acme::{AcmeOptions, AcmeServer};
 pub use dns::Resolver;
 pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
