@@ -52,12 +52,36 @@ impl std::fmt::Debug for AcmeClient {
     }
 }
 
+/// The HTTPS client for the ACME API, with its crypto provider (ring) chosen here rather
+/// than taken from the process: an application that links rustls with more than one
+/// provider has no process default. `api_root` trusts only that CA (test CAs); `None`
+/// verifies with the platform's roots.
 fn builder(api_root: Option<&Path>) -> Result<instant_acme::AccountBuilder, AcmeError> {
-    match api_root {
-        Some(pem) => Account::builder_with_root(pem)
-            .map_err(|e| AcmeError::Account(format!("root certificate {}: {e}", pem.display()))),
-        None => Account::builder().map_err(|e| AcmeError::Account(e.to_string())),
-    }
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let connector = match api_root {
+        Some(pem) => {
+            let bad =
+                |e: &dyn std::fmt::Display| AcmeError::Account(format!("root certificate {}: {e}", pem.display()));
+            let root = CertificateDer::from_pem_file(pem).map_err(|e| bad(&e))?;
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(root).map_err(|e| bad(&e))?;
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(&e))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(provider)
+            .map_err(|e| AcmeError::Account(format!("platform certificate verifier: {e}")))?,
+    };
+    let https = connector.https_only().enable_http1().build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, instant_acme::BodyWrapper<bytes::Bytes>>(https);
+    Ok(Account::builder_with_http(Box::new(client)))
 }
 
 impl AcmeClient {
