@@ -51,6 +51,9 @@ pub enum AcmeError {
     /// Stored account credentials or a root certificate could not be used.
     #[error("ACME account: {0}")]
     Account(String),
+    /// A key or certificate could not be generated here.
+    #[error("cannot generate the certificate: {0}")]
+    Generate(String),
     /// The CA broke the protocol (unexpected state, missing data).
     #[error("ACME CA answered unexpectedly: {0}")]
     Protocol(String),

@@ -6,20 +6,34 @@
 //! challenges answered through a [`ChallengeResponder`] — the role that puts each
 //! key authorization where every server serving the name answers
 //! `/.well-known/acme-challenge/<token>` (DNS may point at any of them).
-//!
 //! [`WebrootResponder`] is the responder for rpcc's own servers: it uploads each answer
 //! over the servers' transports into the ACME webroot their config already serves.
+//! [`self_signed`] makes certificates of the same shape for `tls.mode = "self_signed"`.
 //!
-//! **Status:** the client, the webroot responder and their tests against a real ACME
-//! test CA (Pebble) and a real sshd + nginx fleet are here;
-//! the two-phase flow inside `rpcc apply` (serve the challenge over HTTP on every serving
-//! server, obtain, switch the site to TLS), renewal, self-signed and certbot backends are
-//! not yet.
+//! ```no_run
+//! # async fn demo(targets: Vec<rpcc_acme::WebrootTarget>) -> Result<(), rpcc_acme::AcmeError> {
+//! use rpcc_acme::{AcmeClient, WebrootResponder};
+//! let directory = "https://acme-staging-v02.api.letsencrypt.org/directory";
+//! let (client, credentials) = AcmeClient::create_account(directory, None, &["mailto:ops@example.com"]).await?;
+//! // `credentials` is a secret: seal it in the keyring for `AcmeClient::from_credentials`.
+//! let cert = client.issue(&["app.example.com", "www.app.example.com"], &WebrootResponder::new(targets)).await?;
+//! println!("{} bytes of chain", cert.chain_pem.len());
+//! # drop(credentials);
+//! # Ok(()) }
+//! ```
+//!
+//! **Status:** the client, the webroot responder and self-signed generation are here,
+//! tested against a real ACME test CA (Pebble) and a real sshd + nginx fleet. Not yet:
+//! certificates in the state store and in generations, the two-phase flow inside
+//! `rpcc apply` (serve the challenge over HTTP on every serving server, obtain, switch
+//! the site to TLS), renewal, and the certbot backend.
 
 mod client;
 mod error;
+mod self_signed;
 mod webroot;
 
 pub use client::{AcmeClient, ChallengeResponder, IssuedCertificate};
 pub use error::AcmeError;
+pub use self_signed::self_signed;
 pub use webroot::{WebrootResponder, WebrootTarget};
