@@ -21,7 +21,8 @@ pub enum AcmeError {
         what: String,
         /// The problem type and detail, as the CA wrote them.
         problem: String,
-        /// The problem was `rateLimited` (or HTTP 429): retry after this, not in a loop.
+        /// `Some` when the problem was `rateLimited` (or HTTP 429): retry no sooner than
+        /// this, never in a loop. (A minute; the CA's `Retry-After` is not read yet.)
         rate_limited: Option<Duration>,
     },
     /// A challenge was not validated: the CA could not fetch the key authorization.
