@@ -269,12 +269,10 @@ pub fn default_checkpoint(keyring: &Keyring) -> Option<PathBuf> {
 /// chain. Appending a plain entry after a keyed one is refused (a downgrade: the chain
 /// would stop proving anything from there on).
 pub fn next_hash(seal: Option<&AuditSeal>, event: &AuditEvent, seq: i64, prev: &str) -> Result<String, StoreError> {
-    match seal {
-        Some(seal) => seal.hash(event, seq, prev),
-        None if prev.starts_with(KEYED_PREFIX) => Err(StoreError::AuditKeyRequired {
-            key_id: prev[KEYED_PREFIX.len()..].split(':').next().unwrap_or_default().to_owned(),
-        }),
-        None => Ok(event.chain_hash(seq, prev)),
+    match (seal, hash_key_id(prev)) {
+        (Some(seal), _) => seal.hash(event, seq, prev),
+        (None, Some(key_id)) => Err(StoreError::AuditKeyRequired { key_id: key_id.to_owned() }),
+        (None, None) => Ok(event.chain_hash(seq, prev)),
     }
 }
 
@@ -360,9 +358,8 @@ pub fn verify_chain_keyed<'a>(
         if r.prev_hash != prev {
             return fail(v, "does not chain to the entry before it (an entry was removed or replaced)".into());
         }
-        if let Some(rest) = r.hash.strip_prefix(KEYED_PREFIX) {
+        if let Some(key_id) = hash_key_id(&r.hash) {
             seen_keyed = true;
-            let key_id = rest.split(':').next().unwrap_or_default();
             match keyring.and_then(|k| k.entry(key_id)).map(|e| &e.state) {
                 Some(KeyState::Active(material)) => {
                     let Some(mac) = mac_key(material.expose_secret()) else {
@@ -441,10 +438,7 @@ pub fn rekey_chain(
 
 /// How many entries are keyed under `key_id`.
 pub fn keyed_under<'a>(records: impl IntoIterator<Item = &'a AuditRecord>, key_id: &str) -> usize {
-    records
-        .into_iter()
-        .filter(|r| r.hash.strip_prefix(KEYED_PREFIX).and_then(|rest| rest.split(':').next()) == Some(key_id))
-        .count()
+    records.into_iter().filter(|r| hash_key_id(&r.hash) == Some(key_id)).count()
 }
 
 #[cfg(test)]
