@@ -63,13 +63,24 @@ impl std::fmt::Display for GenerationPath {
 }
 
 /// One file of a generation. Contents are shared (`Arc`), so a renderer's cache and
-/// several generations can hold the same bytes without copies.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// several generations can hold the same bytes without copies. `Debug` shows the size,
+/// mode and digest, never the contents (a generation carries private keys).
+#[derive(Clone, PartialEq, Eq)]
 pub struct GenerationFile {
     /// Contents.
     pub bytes: std::sync::Arc<[u8]>,
     /// Unix permission bits (e.g. `0o644`).
     pub mode: u32,
+}
+
+impl std::fmt::Debug for GenerationFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationFile")
+            .field("len", &self.bytes.len())
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("sha256", &Sha256Digest::of(&self.bytes))
+            .finish()
+    }
 }
 
 /// A `std::hash::Hasher` that feeds SHA-256, for content keys derived through `Hash`
@@ -131,6 +142,11 @@ impl Sha256Digest {
             *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
         }
         Some(Self(out))
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// Lower-case hex.

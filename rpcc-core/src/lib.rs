@@ -19,6 +19,9 @@
 //! - [`keyring`]: the versioned keyring, `rpcc:v1` envelopes, secret fields, rotation
 //!   and legacy Fernet import.
 //!
+//! - [`certs`]: stored certificates, the `CertificateStore` role and the set a render
+//!   puts into generations.
+//!
 //! - [`fragment`]: nginx fragments from template plugins, parsed and checked against an
 //!   allow-list before rpcc writes them out itself.
 //!
@@ -38,6 +41,7 @@
 //! assert!(text.contains("sites[0].group"));
 //! ```
 
+pub mod certs;
 pub mod deploy;
 pub mod error;
 pub mod fragment;

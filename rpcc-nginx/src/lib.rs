@@ -14,13 +14,18 @@
 //!   formats (optionally JSON), the websocket `map`, shared `limit_req`/`limit_conn`
 //!   zones, a default server that closes unknown names, and `include sites/*.conf`;
 //! - `sites/<domain>.conf`: one file per site (upstreams and server blocks). A site's
-//!   file depends only on that site and the server's listen/TLS-syntax facts, never on
-//!   the generation directory, so changing one site changes one file (plus the two
-//!   files that name the generation);
+//!   file depends only on that site and the server's listen/TLS-syntax facts, so
+//!   changing one site changes one file (plus the two files that name the generation)
+//!   — except that ACME and self-signed sites name their certificate inside the
+//!   generation, so their files change with every generation;
+//! - `certs/<domain>/fullchain.pem` and `privkey.pem` (mode 0600): the certificate of
+//!   each ACME or self-signed site, when the render was given them
+//!   ([`NginxRenderer::render_with_certificates`]); a rollback restores config and
+//!   certificate together. Without one yet, the site is served over plain HTTP for ACME
+//!   challenges only. `custom` sites keep pointing at their files on the server;
 //! - `mime.types`.
 //!
-//! Certificates live outside generations, under `<managed root>/certs/<domain>/`; the
-//! ACME webroot is `<managed root>/acme`.
+//! The ACME webroot is `<managed root>/acme`, outside generations.
 //!
 //! Every value in a directive passes a filter (`arg`, `words`, `q`) that refuses
 //! anything nginx cannot hold safely, behind core's validation. The generation id is a

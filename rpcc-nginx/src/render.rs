@@ -5,16 +5,19 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
+use rpcc_core::certs::{CertificateSet, SiteCertificate};
 use rpcc_core::fragment::{SiteExtension, SiteFragments};
 use rpcc_core::generation::{Generation, GenerationFile, GenerationPath, Renderer, Sha256Hasher};
-use rpcc_core::model::{Inventory, NginxMode, Server, Site};
+use rpcc_core::model::{Inventory, NginxMode, Server, Site, TlsMode};
 use rpcc_core::value::NGINX_UNSAFE;
 use sha2::{Digest, Sha256};
 use std::hash::Hash as _;
 
 use crate::RenderError;
 use crate::options::RenderOptions;
-use crate::view::{ServerView, SiteServerView, server_view, site_id, site_server_view, site_view};
+use crate::view::{
+    CertState, GENERATION_PLACEHOLDER, ServerView, SiteServerView, server_view, site_id, site_server_view, site_view,
+};
 
 /// Built-in templates (minijinja), by name.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -41,6 +44,8 @@ pub struct TemplateInput {
 
 /// File mode of every rendered file.
 const FILE_MODE: u32 = 0o644;
+/// Private keys in a generation: owner only.
+const KEY_MODE: u32 = 0o600;
 
 /// Renders nginx configuration trees. Templates are compiled once, at construction.
 ///
@@ -178,6 +183,9 @@ impl std::io::Write for HashWriter<'_> {
 struct PreparedSite<'i> {
     site: &'i Site,
     ocsp: bool,
+    cert: CertState,
+    /// The certificate that goes into the generation with the site.
+    certificate: Option<&'i SiteCertificate>,
     /// The extension's fragments as the template will insert them (`None`: no extension).
     plugin: Result<Option<PluginView>, String>,
     digest: [u8; 32],
@@ -273,18 +281,23 @@ impl NginxRenderer {
         let site = inventory.sites_for_server(server.name.as_str()).find(|s| s.domain.as_str() == domain).ok_or_else(
             || RenderError::Server { server: server.name.to_string(), message: format!("does not serve {domain:?}") },
         )?;
-        let view =
-            site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
+        let view = site_view(
+            site,
+            server.nginx.managed_root.as_str(),
+            self.ocsp_domains.contains(site.domain.as_str()),
+            CertState::Assumed,
+        );
         let ssv = site_server_view(server, &self.options);
         let plugin = PluginView::of(&self.fragments(inventory, server, site)?);
-        self.render_template(
+        let text = self.render_template(
             "site.conf.j2",
             context! {
                 server => Value::from(Serde(&ssv)),
                 site => Value::from(Serde(&view)),
                 plugin => Value::from(Serde(&plugin)),
             },
-        )
+        )?;
+        Ok(text.replace(&format!("generations/{GENERATION_PLACEHOLDER}"), "current"))
     }
 }
 
@@ -323,8 +336,12 @@ impl NginxRenderer {
             context: context! { server => server_value },
         });
         for site in sites {
-            let view =
-                site_view(site, server.nginx.managed_root.as_str(), self.ocsp_domains.contains(site.domain.as_str()));
+            let view = site_view(
+                site,
+                server.nginx.managed_root.as_str(),
+                self.ocsp_domains.contains(site.domain.as_str()),
+                CertState::Assumed,
+            );
             let plugin = PluginView::of(&self.fragments(inventory, server, site)?);
             out.push(TemplateInput {
                 template: "site.conf.j2",
@@ -381,7 +398,26 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
 impl Renderer for NginxRenderer {
     type Error = RenderError;
 
+    /// A render for review: ACME and self-signed sites point at certificates in the
+    /// generation that this render does not contain (see
+    /// [`NginxRenderer::render_with_certificates`] for deployable trees).
     fn render(&self, inventory: &Inventory, server: &Server) -> Result<Generation, RenderError> {
+        self.render_with_certificates(inventory, server, None)
+    }
+}
+
+impl NginxRenderer {
+    /// Render a deployable generation: each ACME or self-signed site whose certificate
+    /// is in `certificates` gets it in the tree (`certs/<site>/fullchain.pem`, and
+    /// `privkey.pem` with mode 0600) and its config points there; a site missing from
+    /// the set is served over plain HTTP answering ACME challenges only, never with a
+    /// reference to a file that is not there. `None`: a render for review (paths only).
+    pub fn render_with_certificates(
+        &self,
+        inventory: &Inventory,
+        server: &Server,
+        certificates: Option<&CertificateSet>,
+    ) -> Result<Generation, RenderError> {
         let sites: Vec<&Site> = inventory.sites_for_server(server.name.as_str()).collect();
         let managed_root = server.nginx.managed_root.as_str();
         let ssv: SiteServerView = site_server_view(server, &self.options);
@@ -395,6 +431,13 @@ impl Renderer for NginxRenderer {
         //    previous render of this server did not have.
         let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, |site| {
             let ocsp = self.ocsp_domains.contains(site.domain.as_str());
+            let managed = matches!(site.tls.mode, TlsMode::Acme | TlsMode::SelfSigned);
+            let certificate = certificates.filter(|_| managed).and_then(|set| set.get(&site_id(site)));
+            let cert = match (certificates, certificate) {
+                (None, _) => CertState::Assumed,
+                (Some(_), Some(_)) => CertState::Present,
+                (Some(_), None) => CertState::Pending,
+            };
             // The canonical text is what the site file will hold, so it is what the
             // digest covers (cheaper than hashing the directive tree, and computed once).
             let plugin = match &self.extension {
@@ -406,13 +449,17 @@ impl Renderer for NginxRenderer {
             h.update(&ssv_json);
             h.update(managed_root.as_bytes());
             ocsp.hash(&mut h);
+            cert.hash(&mut h);
+            if let Some(c) = certificate {
+                h.update(c.fingerprint().as_bytes());
+            }
             site.hash(&mut h);
             if let Ok(Some(v)) = &plugin {
                 v.server.hash(&mut h);
                 v.main_location.hash(&mut h);
                 v.server_body.hash(&mut h);
             }
-            PreparedSite { site, ocsp, plugin, digest: h.digest() }
+            PreparedSite { site, ocsp, cert, certificate, plugin, digest: h.digest() }
         });
         let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| {
             let plugin = p.plugin.as_ref().map_err(|message| RenderError::Extension {
@@ -423,7 +470,7 @@ impl Renderer for NginxRenderer {
             match previous.get(&p.digest) {
                 Some(text) => Ok(Arc::clone(text)),
                 None => {
-                    let view = site_view(p.site, managed_root, p.ocsp);
+                    let view = site_view(p.site, managed_root, p.ocsp, p.cert);
                     let plugin = plugin.as_ref().map_or(Value::UNDEFINED, |v| Value::from(Serde(v)));
                     self.render_template(
                         "site.conf.j2",
@@ -476,7 +523,22 @@ impl Renderer for NginxRenderer {
         let mut cache = SiteCache::with_capacity(prepared.len());
         for (p, text) in prepared.iter().zip(rendered) {
             let text = text?;
-            files.insert(path(&format!("sites/{}.conf", site_id(p.site)))?, file(Arc::<[u8]>::from(Arc::clone(&text))));
+            let sid = site_id(p.site);
+            // Certificate paths name this generation: the cached text keeps the
+            // placeholder, the file gets the id.
+            let bytes: Arc<[u8]> = if text.contains(GENERATION_PLACEHOLDER) {
+                Arc::from(text.replace(GENERATION_PLACEHOLDER, &id).into_bytes())
+            } else {
+                Arc::<[u8]>::from(Arc::clone(&text))
+            };
+            files.insert(path(&format!("sites/{sid}.conf"))?, file(bytes));
+            if let Some(c) = p.certificate {
+                files.insert(path(&rpcc_core::certs::chain_path(&sid))?, file(Arc::clone(c.chain())));
+                files.insert(
+                    path(&rpcc_core::certs::key_path(&sid))?,
+                    GenerationFile { bytes: Arc::from(c.key()), mode: KEY_MODE },
+                );
+            }
             cache.insert(p.digest, text);
         }
         for (p, body) in &self.static_files {

@@ -62,6 +62,9 @@ pub(crate) struct SiteView {
     pub(crate) names: Vec<String>,
     pub(crate) upstreams: Vec<UpstreamView>,
     pub(crate) tls: Option<TlsView>,
+    /// TLS is wanted but its certificate is not issued yet: HTTP answers ACME
+    /// challenges only.
+    pub(crate) cert_pending: bool,
     /// Plain HTTP only redirects (TLS on and `redirect_http`).
     pub(crate) http_redirects_only: bool,
     pub(crate) www: Option<WwwView>,
@@ -207,12 +210,31 @@ fn proxy(up_name: &str, up: &Upstream, websocket: bool) -> ProxyView {
     ProxyView { pass: format!("{}://{up_name}", if https { "https" } else { "http" }), websocket, https_backend: https }
 }
 
-/// Certificate paths for a site under the managed root (ACME and self-signed).
-pub(crate) fn cert_dir(managed_root: &str, site: &Site) -> String {
-    format!("{managed_root}/certs/{}", site_id(site))
+/// Stands for the generation id in a site's certificate paths until the id is known
+/// (site files are cached and digested without it). Letters only, so the `arg` filter
+/// passes it through unchanged.
+pub(crate) const GENERATION_PLACEHOLDER: &str = "RPCCGENERATIONID";
+
+/// Absolute paths of a site's certificate and key inside its generation (ACME and
+/// self-signed), with the generation id still a placeholder.
+fn cert_paths(managed_root: &str, site: &Site) -> (String, String) {
+    let id = site_id(site);
+    let dir = format!("{managed_root}/generations/{GENERATION_PLACEHOLDER}");
+    (format!("{dir}/{}", rpcc_core::certs::chain_path(&id)), format!("{dir}/{}", rpcc_core::certs::key_path(&id)))
 }
 
-pub(crate) fn site_view(site: &Site, managed_root: &str, ocsp_ok: bool) -> SiteView {
+/// What a render knows about an ACME or self-signed site's certificate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CertState {
+    /// No certificate set was given (a render for review): paths only.
+    Assumed,
+    /// The certificate goes into the generation.
+    Present,
+    /// None yet: the site is served over HTTP for ACME challenges only.
+    Pending,
+}
+
+pub(crate) fn site_view(site: &Site, managed_root: &str, ocsp_ok: bool, cert: CertState) -> SiteView {
     let id = site_id(site);
     let mut upstreams = Vec::new();
     let main = site.upstream.as_ref().map(|up| {
@@ -247,15 +269,14 @@ pub(crate) fn site_view(site: &Site, managed_root: &str, ocsp_ok: bool) -> SiteV
             });
         }
     }
+    let pending = cert == CertState::Pending && matches!(site.tls.mode, TlsMode::Acme | TlsMode::SelfSigned);
     let tls = match &site.tls.mode {
         TlsMode::Off => None,
+        _ if pending => None,
         mode => {
             let (cert, key) = match mode {
                 TlsMode::Custom { cert, key } => (cert.to_string(), key.to_string()),
-                _ => {
-                    let dir = cert_dir(managed_root, site);
-                    (format!("{dir}/fullchain.pem"), format!("{dir}/privkey.pem"))
-                }
+                _ => cert_paths(managed_root, site),
             };
             let hsts = site.tls.hsts.then(|| {
                 if site.tls.hsts_preload {
@@ -281,6 +302,7 @@ pub(crate) fn site_view(site: &Site, managed_root: &str, ocsp_ok: bool) -> SiteV
         (names, www)
     };
     SiteView {
+        cert_pending: pending,
         http_redirects_only: tls.is_some() && site.tls.redirect_http,
         tls,
         id,

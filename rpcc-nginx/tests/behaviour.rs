@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rpcc_core::generation::Renderer;
-use rpcc_core::model::Inventory;
+use rpcc_core::model::{Inventory, TlsMode};
 use rpcc_nginx::{NginxRenderer, RenderError, RenderOptions};
 
 fn example() -> Inventory {
@@ -99,14 +99,34 @@ fn changing_one_site_changes_only_its_file() {
         .filter(|(p, f)| after.files().get(*p).is_none_or(|g| g.bytes != f.bytes))
         .map(|(p, _)| p.as_str())
         .collect();
-    // The site, and the two files that name the generation directory.
-    assert_eq!(differing, ["http.conf", "nginx.conf", "sites/chat.example.com.conf"]);
+    // The site, the two files that name the generation directory, and the sites whose
+    // certificate lives in the generation (ACME and self-signed): nothing else.
+    let managed: Vec<String> = inv
+        .sites_for_server("edge-1")
+        .filter(|s| matches!(s.tls.mode, TlsMode::Acme | TlsMode::SelfSigned))
+        .map(|s| format!("sites/{}.conf", s.id()))
+        .collect();
+    let mut expected: Vec<String> =
+        ["http.conf", "nginx.conf", "sites/chat.example.com.conf"].iter().map(|s| (*s).to_owned()).collect();
+    expected.extend(managed.iter().cloned());
+    expected.sort();
+    expected.dedup();
+    assert!(managed.len() >= 3, "the example has ACME and self-signed sites on edge-1");
+    assert_eq!(differing, expected);
     for (path, file) in after.files() {
         if path.as_str().starts_with("sites/") {
-            assert!(
-                !String::from_utf8_lossy(&file.bytes).contains("generations/"),
-                "{path} depends on the generation dir"
-            );
+            let text = String::from_utf8_lossy(&file.bytes);
+            let generation_lines: Vec<&str> = text.lines().filter(|l| l.contains("generations/")).collect();
+            if managed.iter().any(|m| m == path.as_str()) {
+                let dir = format!("/generations/{}/certs/", after.id());
+                assert!(
+                    generation_lines.iter().all(|l| l.trim_start().starts_with("ssl_certificate") && l.contains(&dir)),
+                    "{path}: {generation_lines:?}"
+                );
+                assert!(!generation_lines.is_empty(), "{path} names its certificate");
+            } else {
+                assert!(generation_lines.is_empty(), "{path} depends on the generation dir");
+            }
         }
     }
     // The cache never serves stale output: a fresh renderer agrees byte for byte.

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod legacy;
 mod lock;
 mod migrate;

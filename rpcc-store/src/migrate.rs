@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "secrets", include_str!("migrations/0002_secrets.sql")),
     (3, "samples", include_str!("migrations/0003_samples.sql")),
+    (4, "certificates", include_str!("migrations/0004_certificates.sql")),
 ];
 
 fn checksum(sql: &str) -> String {

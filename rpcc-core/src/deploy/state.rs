@@ -323,6 +323,7 @@ struct MemoryInner {
     audit: Vec<AuditRecord>,
     locks: HashMap<String, String>,
     secrets: BTreeMap<RecordId, Envelope>,
+    certificates: BTreeMap<String, crate::certs::CertificateRecord>,
 }
 
 impl MemoryStore {
@@ -522,6 +523,29 @@ impl SecretStore for MemoryStore {
             *counts.entry(e.key_id().to_string()).or_default() += 1;
         }
         Ok(counts.into_iter().collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::certs::CertificateStore for MemoryStore {
+    async fn put_certificate(&self, cert: &crate::certs::CertificateRecord, key: &Envelope) -> Result<(), StoreError> {
+        let record = crate::certs::key_record(&cert.site).map_err(|e| StoreError::Corrupt { reason: e.to_string() })?;
+        let mut inner = self.inner_lock();
+        inner.secrets.insert(record, key.clone());
+        inner.certificates.insert(cert.site.clone(), cert.clone());
+        Ok(())
+    }
+
+    async fn certificates(&self) -> Result<Vec<crate::certs::CertificateRecord>, StoreError> {
+        Ok(self.inner_lock().certificates.values().cloned().collect())
+    }
+
+    async fn remove_certificate(&self, site: &str) -> Result<bool, StoreError> {
+        let mut inner = self.inner_lock();
+        if let Ok(record) = crate::certs::key_record(site) {
+            inner.secrets.remove(&record);
+        }
+        Ok(inner.certificates.remove(site).is_some())
     }
 }
 

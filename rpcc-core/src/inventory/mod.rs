@@ -1,6 +1,7 @@
 //! Loading an inventory: TOML (or any serde source) → [`Node`] tree → validated
 //! [`crate::model::Inventory`], reporting **every** error with its path and location.
 
+mod acme;
 mod check;
 mod decoder;
 mod monitor;
@@ -11,6 +12,7 @@ mod site;
 
 pub use node::{Node, NodeKind, TableEntry, TomlSyntaxError};
 
+pub(crate) use acme::decode_acme;
 pub(crate) use check::cross_check;
 pub(crate) use decoder::Decoder;
 pub(crate) use monitor::decode_monitor;
@@ -19,4 +21,4 @@ pub(crate) use server::{decode_group, decode_server};
 pub(crate) use site::decode_site;
 
 /// Known top-level fields.
-pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins"];
+pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins", "acme"];

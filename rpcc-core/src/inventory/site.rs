@@ -183,6 +183,15 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
 
 /// Rules that involve several fields of one site.
 fn check_site(d: &mut Decoder<'_>, site: &Site, node: &Node, path: &FieldPath) {
+    if site.tls.mode == TlsMode::Acme
+        && let Some(w) = site.aliases.iter().find(|a| a.is_wildcard())
+    {
+        d.error(
+            &path.field("tls").field("mode"),
+            Some(node),
+            format!("\"acme\" issues over HTTP-01, which cannot validate the wildcard alias \"{w}\"; use mode = \"custom\" with a certificate from a DNS-01 client"),
+        );
+    }
     if site.www != WwwRedirect::None && site.domain.as_str().starts_with("www.") {
         d.error(
             &path.field("www"),

@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::inventory::{
-    Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_group, decode_monitor, decode_plugin, decode_server,
-    decode_site,
+    Decoder, Node, NodeKind, TOP_LEVEL, cross_check, decode_acme, decode_group, decode_monitor, decode_plugin,
+    decode_server, decode_site,
 };
 use crate::keyring::Secret;
-use crate::model::{DomainGroup, MonitorSettings, NotifierKind, PluginSettings, Server, ServerAuth, Site};
+use crate::model::{
+    AcmeSettings, DomainGroup, MonitorSettings, NotifierKind, PluginSettings, Server, ServerAuth, Site,
+};
 use crate::validate::{FieldPath, Location, ValidationErrors};
 
 /// The desired state of a fleet: servers, groups and sites, validated and cross-checked.
@@ -50,6 +52,8 @@ pub struct Inventory {
     pub monitor: MonitorSettings,
     /// `[[plugins]]`: WASM plugins and what each is granted.
     pub plugins: Vec<PluginSettings>,
+    /// `[acme]`: the CA of `tls.mode = "acme"` sites (Let's Encrypt when absent).
+    pub acme: AcmeSettings,
     /// Directory that relative paths (key files) are resolved against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -125,6 +129,7 @@ impl Inventory {
         let mut sites = Vec::new();
         let mut monitor = Some(MonitorSettings::default());
         let mut plugins = Vec::new();
+        let mut acme = Some(AcmeSettings::default());
         if let Some(mut t) = d.table(root, &top, TOP_LEVEL) {
             if let Some((n, p)) = t.get("servers") {
                 servers = each(&mut d, n, &p, decode_server);
@@ -142,6 +147,9 @@ impl Inventory {
             if let Some((n, p)) = t.get("plugins") {
                 plugins = each(&mut d, n, &p, decode_plugin);
             }
+            if let Some((n, p)) = t.get("acme") {
+                acme = decode_acme(&mut d, n, &p);
+            }
             t.finish(&mut d);
         }
         cross_check(&mut d, root);
@@ -156,6 +164,7 @@ impl Inventory {
             sites: sites.into_iter().flatten().collect(),
             monitor: monitor.unwrap_or_default(),
             plugins: plugins.into_iter().flatten().collect(),
+            acme: acme.unwrap_or_default(),
             base_dir: None,
             plaintext_secrets,
         })

@@ -4,6 +4,7 @@
 //! and an [`Inventory`] only through [`Inventory::from_toml_str`] or
 //! [`Inventory::from_node`], which cross-check references between them.
 
+mod acme;
 mod group;
 mod inventory;
 mod monitor;
@@ -11,6 +12,7 @@ mod plugin;
 mod server;
 mod site;
 
+pub use acme::{AcmeSettings, LETS_ENCRYPT};
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
 pub use monitor::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, NotifierKind, NotifierSettings};

@@ -60,6 +60,44 @@ impl Site {
     pub fn names(&self) -> impl Iterator<Item = &DomainName> {
         std::iter::once(&self.domain).chain(&self.aliases)
     }
+
+    /// The names its certificate must cover: the domain, the aliases and, with a `www`
+    /// redirect, the other `www.` name (it is served over TLS too), without repeats.
+    ///
+    /// ```
+    /// # use rpcc_core::model::Inventory;
+    /// let inv = Inventory::from_toml_str(r#"
+    ///     [[servers]]
+    ///     name = "e"
+    ///     host = "203.0.113.10"
+    ///     user = "deploy"
+    ///     auth = { agent = true }
+    ///     [[groups]]
+    ///     name = "g"
+    ///     servers = ["e"]
+    ///     [[sites]]
+    ///     domain = "example.com"
+    ///     aliases = ["shop.example.com"]
+    ///     www = "to_apex"
+    ///     group = "g"
+    ///     upstream = { backends = ["10.0.0.5:80"] }
+    /// "#).unwrap();
+    /// assert_eq!(inv.sites[0].certificate_names(), ["example.com", "shop.example.com", "www.example.com"]);
+    /// ```
+    pub fn certificate_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names().map(ToString::to_string).collect();
+        if self.www != WwwRedirect::None {
+            names.push(format!("www.{}", self.domain));
+        }
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
+    /// The id of the site in file names and records (`*` written `_wildcard_`).
+    pub fn id(&self) -> String {
+        self.domain.as_str().replace('*', "_wildcard_")
+    }
 }
 
 /// An upstream: one or more backends and how to balance between them.
