@@ -6,19 +6,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
+use rpcc_core::certs::CertificateSet;
 use rpcc_core::deploy::{
     self, AuditSeal, DeployOptions, DeploySource, Deployer, DeploymentState, DriftReport, FleetReport, FleetTarget,
     HealthProbe, ProgressFn, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
 };
-use rpcc_core::generation::{Generation, Renderer as _};
+use rpcc_core::generation::Generation;
 use rpcc_core::keyring::Keyring;
-use rpcc_core::model::{DomainGroup, Inventory, Server};
+use rpcc_core::model::{DomainGroup, Inventory, Server, Site};
 use rpcc_core::transport::Transport;
 use rpcc_monitor::HttpHealthProbe;
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 use rpcc_ssh::{SshPool, SshTarget};
 use rpcc_store::SqliteStore;
 use rpcc_wasm_plugins::{PluginFinding, PluginHost, PluginSet};
+
+use crate::certs::{CertificateAction, CertificateOptions, CertificateOutcome, managed_tls, pending_view};
 
 /// Why an engine could not be built or an operation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,21 @@ pub enum EngineError {
     /// A configured plugin failed to load.
     #[error(transparent)]
     Plugin(#[from] rpcc_wasm_plugins::PluginError),
+    /// Certificates could not be read or kept.
+    #[error("certificates: {message}")]
+    Certificates {
+        /// Why.
+        message: String,
+    },
+    /// Certificate keys are sealed with the keyring, which is missing or cannot open them.
+    #[error("the certificates of {sites} need the keyring: {source}")]
+    CertificateKeys {
+        /// The sites concerned.
+        sites: String,
+        /// Why.
+        #[source]
+        source: rpcc_core::keyring::KeyringError,
+    },
     /// Lint plugins reported errors: nothing is deployed.
     #[error("lint plugins reported {} error(s); nothing was deployed:{}", .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).count(), .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).map(|(s, f)| format!("\n  {s}: [{}] {}:{}: {}", f.plugin, f.finding.file, f.finding.line, f.finding.message)).collect::<String>())]
     Lint {
@@ -79,6 +97,8 @@ impl EngineError {
             Self::Deploy(e) => e.is_retryable(),
             Self::Server { .. } => true,
             Self::Plugin(e) => e.is_retryable(),
+            Self::Certificates { .. } => true,
+            Self::CertificateKeys { source, .. } => source.is_retryable(),
             Self::Unknown { .. } | Self::Render { .. } | Self::Lint { .. } => false,
         }
     }
@@ -107,6 +127,10 @@ pub struct ApplyOptions {
     pub progress: Option<Arc<ProgressFn>>,
     /// Crash-injection hook (tests).
     pub hook: Option<Arc<dyn StepHook>>,
+    /// Deploy with the certificates already stored; obtain none (no second phase).
+    pub skip_certificates: bool,
+    /// Which certificates to obtain (renewal window, forced renewal).
+    pub certificates: CertificateOptions,
 }
 
 /// What `apply` did: reports of servers that were deployed (or skipped, or rolled back)
@@ -118,6 +142,11 @@ pub struct ApplyReport {
     pub fleet: FleetReport,
     /// Servers that never started (no transport: unenrolled, credentials unusable).
     pub unreachable: Vec<ServerReport>,
+    /// Certificates generated, issued, renewed, failed or deferred by this run.
+    pub certificates: Vec<CertificateOutcome>,
+    /// The second rollout, which put newly obtained certificates in service (only when
+    /// this run obtained any).
+    pub tls_phase: Option<FleetReport>,
 }
 
 impl ApplyReport {
@@ -128,8 +157,14 @@ impl ApplyReport {
 
     /// Whether anything failed, was skipped, or a roll-back did not succeed.
     pub fn failed(&self) -> bool {
+        let phases = std::iter::once(&self.fleet).chain(&self.tls_phase);
         self.all().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
-            || self.fleet.rolled_back.iter().any(|r| r.state != DeploymentState::Succeeded)
+            || phases
+                .clone()
+                .flat_map(|f| &f.servers)
+                .any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
+            || phases.flat_map(|f| &f.rolled_back).any(|r| r.state != DeploymentState::Succeeded)
+            || self.certificates.iter().any(|c| c.action == CertificateAction::Failed)
     }
 }
 
@@ -241,13 +276,30 @@ impl Engine {
         self.inv.groups.iter().filter(|g| g.servers.iter().any(|m| servers.iter().any(|s| s.name == *m))).collect()
     }
 
-    /// Render each server (all or nothing).
+    /// Render each server for review (all or nothing): certificate paths only, no keys.
     pub fn render(&self, servers: &[&Server]) -> Result<Vec<Arc<Generation>>, EngineError> {
+        self.render_with(servers, None)
+    }
+
+    /// Render each server as it would be deployed with `certificates` (all or nothing).
+    pub fn render_deployable(
+        &self,
+        servers: &[&Server],
+        certificates: &CertificateSet,
+    ) -> Result<Vec<Arc<Generation>>, EngineError> {
+        self.render_with(servers, Some(certificates))
+    }
+
+    fn render_with(
+        &self,
+        servers: &[&Server],
+        certificates: Option<&CertificateSet>,
+    ) -> Result<Vec<Arc<Generation>>, EngineError> {
         servers
             .iter()
             .map(|s| {
                 self.renderer
-                    .render(&self.inv, s)
+                    .render_with_certificates(&self.inv, s, certificates)
                     .map(Arc::new)
                     .map_err(|e| EngineError::Render { server: s.name.to_string(), message: e.to_string() })
             })
@@ -269,9 +321,13 @@ impl Engine {
             .collect()
     }
 
-    /// Render and lint; lint errors stop here.
-    fn render_checked(&self, servers: &[&Server]) -> Result<Vec<Arc<Generation>>, EngineError> {
-        let gens = self.render(servers)?;
+    /// Render deployable trees and lint them; lint errors stop here.
+    fn render_checked(
+        &self,
+        servers: &[&Server],
+        certificates: &CertificateSet,
+    ) -> Result<Vec<Arc<Generation>>, EngineError> {
+        let gens = self.render_deployable(servers, certificates)?;
         let findings = self.lint(servers, &gens);
         for (server, f) in &findings {
             tracing::warn!(server, plugin = %f.plugin, file = %f.finding.file, line = f.finding.line, severity = ?f.finding.severity, "{}", f.finding.message);
@@ -317,7 +373,8 @@ impl Engine {
     pub async fn plan(&self, sel: &Selection) -> Result<Vec<(String, Result<ServerPlan, String>)>, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
-        let gens = self.render_checked(&servers)?;
+        let certificates = self.certificate_set().await?;
+        let gens = self.render_checked(&servers, &certificates)?;
         let results = Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
             let t = self.transport(s).map_err(|e| e.to_string())?;
             deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
@@ -343,19 +400,94 @@ impl Engine {
         }
     }
 
-    /// Render and deploy the selected servers under their groups' rollout policy.
+    /// Render and deploy the selected servers under their groups' rollout policy, in
+    /// two phases when certificates are due: deploy (a site without a certificate
+    /// serves ACME challenges only), obtain the due certificates (self-signed ones are
+    /// generated before the first phase), then deploy again to the servers whose sites
+    /// got one.
     pub async fn apply(&self, sel: &Selection, options: ApplyOptions) -> Result<ApplyReport, EngineError> {
         self.check(sel)?;
         self.check_audit_writable().await?;
         let servers = self.selected(sel);
-        let gens = self.render_checked(&servers)?;
+        let mut outcomes = Vec::new();
+        if !options.skip_certificates {
+            outcomes = self.generate_self_signed(&servers, &options.certificates).await?;
+        }
+        let certificates = self.certificate_set().await?;
+        let (fleet, mut unreachable) = self.rollout(&servers, &certificates, &options).await?;
+        let mut tls_phase = None;
+        if !options.skip_certificates {
+            let due = self.certificates_due(&servers, &options.certificates).await?;
+            let deployed = |site: &Site| {
+                // Every selected server that serves the site runs this run's generation.
+                servers.iter().filter(|s| self.inv.sites_for_server(s.name.as_str()).any(|x| x == site)).all(|s| {
+                    fleet.servers.iter().any(|r| {
+                        r.server == s.name.as_str()
+                            && matches!(r.state, DeploymentState::Succeeded | DeploymentState::NoOp)
+                    })
+                })
+            };
+            let (ready, waiting): (Vec<_>, Vec<_>) = due
+                .into_iter()
+                .filter(|(s, _)| s.tls.mode == rpcc_core::model::TlsMode::Acme)
+                .partition(|(s, _)| deployed(s));
+            for (site, _) in waiting {
+                outcomes.push(CertificateOutcome::deferred(
+                    site,
+                    "not ordered: a server that serves it was not deployed in this run",
+                ));
+            }
+            let obtained = self.issue_acme(&ready, &options.certificates).await;
+            let renewed: Vec<&str> = obtained
+                .iter()
+                .filter(|o| matches!(o.action, CertificateAction::Issued | CertificateAction::Renewed))
+                .map(|o| o.site.as_str())
+                .collect();
+            let again: Vec<&Server> = servers
+                .iter()
+                .copied()
+                .filter(|s| self.inv.sites_for_server(s.name.as_str()).any(|x| renewed.contains(&x.id().as_str())))
+                .collect();
+            if !again.is_empty() {
+                let certificates = self.certificate_set().await?;
+                let (second, unreachable_again) = self.rollout(&again, &certificates, &options).await?;
+                unreachable.extend(unreachable_again);
+                tls_phase = Some(second);
+            }
+            outcomes.extend(obtained);
+        }
+        Ok(ApplyReport { fleet, unreachable, certificates: outcomes, tls_phase })
+    }
+
+    /// Render `servers` with `certificates` and roll them out; servers without a
+    /// transport are reported unreachable.
+    async fn rollout(
+        &self,
+        servers: &[&Server],
+        certificates: &CertificateSet,
+        options: &ApplyOptions,
+    ) -> Result<(FleetReport, Vec<ServerReport>), EngineError> {
+        let gens = self.render_checked(servers, certificates)?;
         let mut unreachable = Vec::new();
         let mut targets = Vec::new();
+        // The probe judges a site whose certificate is pending as the plain-HTTP site it
+        // is for now.
+        let pending: Vec<Site> = self
+            .inv
+            .sites
+            .iter()
+            .filter(|s| managed_tls(s) && certificates.get(&s.id()).is_none())
+            .map(pending_view)
+            .collect();
         for (s, g) in servers.iter().zip(&gens) {
             match self.transport(s) {
                 Ok(t) => targets.push(FleetTarget {
                     server: s,
-                    sites: self.inv.sites_for_server(s.name.as_str()).collect(),
+                    sites: self
+                        .inv
+                        .sites_for_server(s.name.as_str())
+                        .map(|site| pending.iter().find(|p| p.domain == site.domain).unwrap_or(site))
+                        .collect(),
                     source: DeploySource::Generation(g.clone()),
                     transport: t,
                 }),
@@ -368,10 +500,11 @@ impl Engine {
                 )),
             }
         }
-        let policy = options.policy.unwrap_or_else(|| RolloutPolicy::strictest(self.groups_of(&servers)));
-        let d = self.deployer(!options.skip_probe, options.progress, options.hook).with_options(options.deploy);
-        let fleet = d.rollout(&targets, &policy).await;
-        Ok(ApplyReport { fleet, unreachable })
+        let policy = options.policy.unwrap_or_else(|| RolloutPolicy::strictest(self.groups_of(servers)));
+        let d = self
+            .deployer(!options.skip_probe, options.progress.clone(), options.hook.clone())
+            .with_options(options.deploy.clone());
+        Ok((d.rollout(&targets, &policy).await, unreachable))
     }
 
     /// The generation `rollback` goes to when none is named: the one before the live one.

@@ -6,6 +6,8 @@
 //! - [`engine`]: [`engine::Engine`], the fleet operations (plan, apply, rollback, status,
 //!   drift) over one inventory, its SQLite state and pooled SSH connections, shared by
 //!   the CLI and the Python package;
+//! - [`certs`]: the certificates of an engine's sites (due, self-signed, ACME
+//!   issuance across every serving server, the set a deployable render carries);
 //! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, the deploy
 //!   engine (`core::deploy`) and the keyring (`core::keyring`);
 //! - [`ssh`] (russh transport), [`nginx`] (renderer), [`store`] (SQLite state),
@@ -23,6 +25,7 @@
 //! assert_eq!(inv.servers.len(), 1);
 //! ```
 
+pub mod certs;
 pub mod engine;
 
 pub use rpcc_acme as acme;

@@ -9,7 +9,23 @@ use instant_acme::{
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
+use rpcc_core::keyring::{Keyring, RecordId, SecretStore};
+
 use crate::AcmeError;
+
+/// The secret record of the account at `directory`: `acme/<host>/account` (a port
+/// written `_<port>`).
+///
+/// ```
+/// let r = rpcc_acme::account_record("https://acme-v02.api.letsencrypt.org/directory").unwrap();
+/// assert_eq!(r.as_str(), "acme/acme-v02.api.letsencrypt.org/account");
+/// assert_eq!(rpcc_acme::account_record("https://127.0.0.1:14000/dir").unwrap().as_str(), "acme/127.0.0.1_14000/account");
+/// ```
+pub fn account_record(directory: &str) -> Result<RecordId, AcmeError> {
+    let host = directory.strip_prefix("https://").unwrap_or(directory).split('/').next().unwrap_or_default();
+    RecordId::parse(&format!("acme/{}/account", host.replace(':', "_")))
+        .map_err(|e| AcmeError::Account(format!("directory {directory}: {e}")))
+}
 
 /// The role that answers HTTP-01 challenges: after [`Self::publish`],
 /// `http://<domain>/.well-known/acme-challenge/<token>` must return `key_authorization`
@@ -116,6 +132,29 @@ impl AcmeClient {
             .await
             .map_err(|e| AcmeError::from_acme(directory, "the account", e))?;
         Ok(Self::new(account, directory))
+    }
+
+    /// The account rpcc keeps for `directory`: its credentials are the sealed secret
+    /// [`account_record`]`(directory)` in `store`; the first call registers an account
+    /// with `contact` and seals its credentials under the keyring's active key.
+    pub async fn open_account(
+        directory: &str,
+        api_root: Option<&Path>,
+        contact: &[&str],
+        store: &dyn SecretStore,
+        keyring: &Keyring,
+    ) -> Result<Self, AcmeError> {
+        let record = account_record(directory)?;
+        let stored = store.secret(&record).await.map_err(|e| AcmeError::Account(format!("state store: {e}")))?;
+        if let Some(envelope) = stored {
+            let credentials = keyring.open(&record, &envelope).map_err(|e| AcmeError::Account(e.to_string()))?;
+            return Self::from_credentials(directory, api_root, &credentials).await;
+        }
+        let (client, credentials) = Self::create_account(directory, api_root, contact).await?;
+        let envelope = keyring.seal(&record, &credentials).map_err(|e| AcmeError::Account(e.to_string()))?;
+        store.put_secrets(&[(record, envelope)]).await.map_err(|e| AcmeError::Account(format!("state store: {e}")))?;
+        tracing::info!(directory, "ACME account registered");
+        Ok(client)
     }
 
     fn new(account: Account, directory: &str) -> Self {

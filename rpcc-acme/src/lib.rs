@@ -30,10 +30,20 @@
 
 mod client;
 mod error;
+mod facts;
 mod self_signed;
 mod webroot;
 
-pub use client::{AcmeClient, ChallengeResponder, IssuedCertificate};
+pub use client::{AcmeClient, ChallengeResponder, IssuedCertificate, account_record};
 pub use error::AcmeError;
+pub use facts::{certificate_record, leaf_fingerprint};
 pub use self_signed::self_signed;
 pub use webroot::{WebrootResponder, WebrootTarget};
+
+/// Unix seconds now (0 if the clock is before 1970).
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0)
+}

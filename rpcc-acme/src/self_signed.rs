@@ -21,10 +21,7 @@ pub fn self_signed(domains: &[&str], days: u32) -> Result<IssuedCertificate, Acm
         rcgen::CertificateParams::new(domains.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>()).map_err(fail)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, *first);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-        .unwrap_or(0);
+    let now = crate::now_unix();
     let (y, m, d) = ymd(now - 86_400);
     params.not_before = rcgen::date_time_ymd(y, m, d);
     let (y, m, d) = ymd(now + i64::from(days) * 86_400);

@@ -79,6 +79,8 @@ pub struct CertInfo {
     pub name_matches: bool,
     /// Why a verifying client refused the chain (`None`: trusted).
     pub untrusted: Option<String>,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub fingerprint: String,
 }
 
 /// One probe's outcome; failures are values naming what failed.
@@ -273,6 +275,7 @@ pub fn parse_cert(der: &[u8], domain: &str) -> Result<CertInfo, String> {
         days_left,
         name_matches,
         untrusted: None,
+        fingerprint: rpcc_core::generation::Sha256Digest::of(der).to_hex(),
     })
 }
 

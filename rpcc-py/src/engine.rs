@@ -198,7 +198,8 @@ impl PyEngine {
                     });
                 }) as Arc<rpcc_core::deploy::ProgressFn>
             });
-            let options = ApplyOptions { deploy, policy: Some(policy), skip_probe: !probe, progress, hook: None };
+            let options =
+                ApplyOptions { deploy, policy: Some(policy), skip_probe: !probe, progress, ..ApplyOptions::default() };
             let rt = runtime()?;
             let report = py.detach(|| rt.block_on(engine.apply(&sel, options))).map_err(|e| engine_error(py, e))?;
             let json = serde_json::json!({

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpcc::certs::{CertificateAction, CertificateOptions};
 use rpcc::engine::{ApplyOptions, ApplyReport};
 use rpcc_core::deploy::{
     ChangeKind, DeployOptions, DeploymentState, DriftState, FleetReport, ProgressEvent, ProgressFn, RolloutPolicy,
@@ -143,6 +144,9 @@ pub(crate) struct ApplyArgs {
     /// Skip the HTTP health probe of each site after the reload.
     #[arg(long)]
     no_probe: bool,
+    /// Deploy with the certificates already stored; obtain or generate none.
+    #[arg(long)]
+    no_certificates: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
@@ -224,6 +228,8 @@ fn finish_fleet(report: &ApplyReport, json: bool) -> ExitCode {
             "servers": report.all().collect::<Vec<_>>(),
             "stopped": report.fleet.stopped,
             "rolled_back": report.fleet.rolled_back,
+            "certificates": report.certificates,
+            "tls_phase": report.tls_phase,
         }));
     } else {
         let mut out = std::io::stdout().lock();
@@ -236,6 +242,13 @@ fn finish_fleet(report: &ApplyReport, json: bool) -> ExitCode {
         for r in &report.fleet.rolled_back {
             let _ = writeln!(out, "rolled back after the stop:");
             print_report(&mut out, r);
+        }
+        super::certs::print_outcomes(&mut out, &report.certificates);
+        if let Some(tls) = &report.tls_phase {
+            let _ = writeln!(out, "new certificates in service:");
+            for r in &tls.servers {
+                print_report(&mut out, r);
+            }
         }
     }
     if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
@@ -253,6 +266,11 @@ fn confirm(err: &mut impl Write, what: &str) -> bool {
 }
 
 pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
+    apply_with(args, CertificateOptions::default())
+}
+
+/// `apply` with the certificate options of `rpcc certs renew`.
+pub(crate) fn apply_with(args: &ApplyArgs, certificates: CertificateOptions) -> ExitCode {
     let mut err = std::io::stderr();
     let fleet = match Fleet::load(&args.fleet, &mut err) {
         Ok(f) => f,
@@ -269,6 +287,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
         skip_probe: args.no_probe,
         progress: bar.clone().map(progress),
         hook: AbortBefore::from_env(),
+        skip_certificates: args.no_certificates,
+        certificates,
     };
     let report = match fleet.runtime.block_on(fleet.engine.apply(&args.fleet.selection(), options)) {
         Ok(r) => r,
@@ -306,6 +326,9 @@ fn notify_deploy(fleet: &Fleet, report: &ApplyReport) {
     );
     for r in reports.iter().filter(|r| r.state != DeploymentState::Succeeded) {
         text.push_str(&format!("\n{}: {} {}", r.server, r.state.as_str(), r.detail));
+    }
+    for c in report.certificates.iter().filter(|c| c.action == CertificateAction::Failed) {
+        text.push_str(&format!("\ncertificate of {}: failed: {}", c.site, c.detail));
     }
     let mut groups: Vec<String> = Vec::new();
     for r in &reports {
@@ -393,6 +416,8 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
     let report = ApplyReport {
         fleet: FleetReport { servers: vec![r], stopped: None, rolled_back: vec![] },
         unreachable: vec![],
+        certificates: vec![],
+        tls_phase: None,
     };
     finish_fleet(&report, args.json)
 }

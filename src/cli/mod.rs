@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod certs;
 mod deploy;
 mod enroll;
 mod fleet;
@@ -60,6 +61,9 @@ enum Command {
     /// The audit log: `verify` its keyed chain and checkpoint, `list` its entries.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Certificates: `status` (stored vs served, expiry), `renew` (obtain what is due and deploy it).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// The keyring: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -98,6 +102,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Drift(args) => deploy::drift(&args),
         Command::History(args) => deploy::history(&args),
         Command::Audit(cmd) => audit::run(&cmd),
+        Command::Certs(cmd) => certs::run(&cmd),
         Command::Keys(cmd) => keys::run(&cmd),
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
