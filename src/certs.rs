@@ -471,3 +471,147 @@ impl Engine {
         Ok(out)
     }
 }
+
+/// What [`Engine::renew_due`] did: the certificates, and the rollout that put the new
+/// ones in service (only when any was obtained).
+#[derive(Debug, serde::Serialize)]
+pub struct RenewalReport {
+    /// One outcome per due site.
+    pub certificates: Vec<CertificateOutcome>,
+    /// The deploy to the servers whose sites got a new certificate.
+    pub deploy: Option<rpcc_core::deploy::FleetReport>,
+    /// Servers that could not be reached for that deploy.
+    pub unreachable: Vec<rpcc_core::deploy::ServerReport>,
+}
+
+impl RenewalReport {
+    /// Whether a certificate failed or its deploy did not succeed.
+    pub fn failed(&self) -> bool {
+        use rpcc_core::deploy::DeploymentState;
+        self.certificates.iter().any(|c| c.action == CertificateAction::Failed)
+            || !self.unreachable.is_empty()
+            || self
+                .deploy
+                .as_ref()
+                .is_some_and(|d| d.servers.iter().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped))
+    }
+}
+
+impl Engine {
+    /// Renew what is due among the selected servers' sites and deploy only if something
+    /// was obtained (to the servers that serve those sites, through the verified path;
+    /// the generation is rendered from the inventory as it stands). A site without its
+    /// first ACME certificate is left to `apply`, which serves its challenge first.
+    pub async fn renew_due(
+        &self,
+        sel: &crate::engine::Selection,
+        options: crate::engine::ApplyOptions,
+    ) -> Result<RenewalReport, EngineError> {
+        self.check(sel)?;
+        let servers = self.selected(sel);
+        let mut outcomes = self.generate_self_signed(&servers, &options.certificates).await?;
+        let due = self.certificates_due(&servers, &options.certificates).await?;
+        let (first, renewals): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .filter(|(s, _)| s.tls.mode == TlsMode::Acme)
+            .partition(|(_, need)| *need == CertificateNeed::Missing);
+        for (site, _) in first {
+            outcomes.push(CertificateOutcome::deferred(
+                site,
+                "no certificate yet: `rpcc apply` serves its challenge, then obtains it",
+            ));
+        }
+        outcomes.extend(self.issue_acme(&renewals, &options.certificates).await);
+        let obtained: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.action,
+                    CertificateAction::Issued | CertificateAction::Renewed | CertificateAction::Generated
+                )
+            })
+            .map(|o| o.site.as_str())
+            .collect();
+        let targets: Vec<&Server> = servers
+            .iter()
+            .copied()
+            .filter(|s| self.inventory().sites_for_server(s.name.as_str()).any(|x| obtained.contains(&x.id().as_str())))
+            .collect();
+        let (deploy, unreachable) = if targets.is_empty() {
+            (None, Vec::new())
+        } else {
+            let certificates = self.certificate_set().await?;
+            let (fleet, unreachable) = self.rollout(&targets, &certificates, &options).await?;
+            (Some(fleet), unreachable)
+        };
+        Ok(RenewalReport { certificates: outcomes, deploy, unreachable })
+    }
+}
+
+/// Certificate renewal inside a long-running watcher: [`RenewalWatch::run`] renews and
+/// deploys what is due; a failing site is reported once until it succeeds again.
+#[derive(Debug, Default)]
+pub struct RenewalWatch {
+    failing: std::collections::BTreeSet<String>,
+}
+
+/// What one scheduled renewal has to say: `None` when nothing changed worth a message.
+#[derive(Debug)]
+pub struct RenewalNews {
+    /// The run's report.
+    pub report: RenewalReport,
+    /// A message for the notifiers (new failures, recoveries, renewals), if any.
+    pub message: Option<String>,
+    /// The groups of the sites the message is about (for notifier routing).
+    pub groups: Vec<String>,
+}
+
+impl RenewalWatch {
+    /// How often a watcher checks for due certificates.
+    pub const EVERY: Duration = Duration::from_secs(6 * 3600);
+
+    /// A delay before the first check, spread over a tenth of [`Self::EVERY`] by the
+    /// process id, so watchers started together do not all renew at once.
+    pub fn first_delay() -> Duration {
+        Self::EVERY.mul_f64(f64::from(std::process::id() % 1000) / 10_000.0)
+    }
+
+    /// Renew what is due on the whole inventory and say what is new.
+    pub async fn run(&mut self, engine: &Engine) -> Result<RenewalNews, EngineError> {
+        let report =
+            engine.renew_due(&crate::engine::Selection::default(), crate::engine::ApplyOptions::default()).await?;
+        let mut lines = Vec::new();
+        let mut groups: Vec<String> = Vec::new();
+        for c in &report.certificates {
+            let before = lines.len();
+            match c.action {
+                CertificateAction::Failed if self.failing.insert(c.site.clone()) => {
+                    lines.push(format!("certificate of {} could not be renewed: {}", c.site, c.detail));
+                }
+                CertificateAction::Renewed | CertificateAction::Generated | CertificateAction::Issued => {
+                    let again = if self.failing.remove(&c.site) { " (recovered)" } else { "" };
+                    lines.push(format!("certificate of {} renewed{again} ({})", c.site, c.detail));
+                }
+                _ => {}
+            }
+            if lines.len() > before
+                && let Some(site) = engine.inventory().sites.iter().find(|s| s.id() == c.site)
+                && !groups.iter().any(|g| g == site.group.as_str())
+            {
+                groups.push(site.group.to_string());
+            }
+        }
+        if let Some(d) = &report.deploy {
+            for r in d.servers.iter().filter(|r| r.state.is_failure()) {
+                lines.push(format!(
+                    "deploying renewed certificates to {} failed: {} {}",
+                    r.server,
+                    r.state.as_str(),
+                    r.detail
+                ));
+            }
+        }
+        let message = (!lines.is_empty()).then(|| lines.join("\n"));
+        Ok(RenewalNews { report, message, groups })
+    }
+}

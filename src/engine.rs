@@ -321,13 +321,14 @@ impl Engine {
             .collect()
     }
 
-    /// Render deployable trees and lint them; lint errors stop here.
+    /// Render (deployable with `certificates`, for review without) and lint; lint
+    /// errors stop here.
     fn render_checked(
         &self,
         servers: &[&Server],
-        certificates: &CertificateSet,
+        certificates: Option<&CertificateSet>,
     ) -> Result<Vec<Arc<Generation>>, EngineError> {
-        let gens = self.render_deployable(servers, certificates)?;
+        let gens = self.render_with(servers, certificates)?;
         let findings = self.lint(servers, &gens);
         for (server, f) in &findings {
             tracing::warn!(server, plugin = %f.plugin, file = %f.finding.file, line = f.finding.line, severity = ?f.finding.severity, "{}", f.finding.message);
@@ -374,7 +375,7 @@ impl Engine {
         self.check(sel)?;
         let servers = self.selected(sel);
         let certificates = self.certificate_set().await?;
-        let gens = self.render_checked(&servers, &certificates)?;
+        let gens = self.render_checked(&servers, Some(&certificates))?;
         let results = Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
             let t = self.transport(s).map_err(|e| e.to_string())?;
             deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
@@ -409,6 +410,9 @@ impl Engine {
         self.check(sel)?;
         self.check_audit_writable().await?;
         let servers = self.selected(sel);
+        // Lint the inventory's intent (every site as it will be once its certificate
+        // exists) before any certificate work: a refused inventory changes nothing.
+        self.render_checked(&servers, None)?;
         let mut outcomes = Vec::new();
         if !options.skip_certificates {
             outcomes = self.generate_self_signed(&servers, &options.certificates).await?;
@@ -461,13 +465,13 @@ impl Engine {
 
     /// Render `servers` with `certificates` and roll them out; servers without a
     /// transport are reported unreachable.
-    async fn rollout(
+    pub(crate) async fn rollout(
         &self,
         servers: &[&Server],
         certificates: &CertificateSet,
         options: &ApplyOptions,
     ) -> Result<(FleetReport, Vec<ServerReport>), EngineError> {
-        let gens = self.render_checked(servers, certificates)?;
+        let gens = self.render_checked(servers, Some(certificates))?;
         let mut unreachable = Vec::new();
         let mut targets = Vec::new();
         // The probe judges a site whose certificate is pending as the plain-HTTP site it

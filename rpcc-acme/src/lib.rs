@@ -22,11 +22,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **Status:** the client, the webroot responder and self-signed generation are here,
-//! tested against a real ACME test CA (Pebble) and a real sshd + nginx fleet. Not yet:
-//! certificates in the state store and in generations, the two-phase flow inside
-//! `rpcc apply` (serve the challenge over HTTP on every serving server, obtain, switch
-//! the site to TLS), renewal, and the certbot backend.
+//! The facade's `rpcc::certs` drives these: which certificates are due, the two-phase
+//! flow inside `Engine::apply` (serve the challenge over HTTP on every serving server,
+//! obtain, deploy the certificate inside the generation), and `rpcc certs`.
+//! [`certificate_record`] reads an issued chain into the record the state store keeps.
+//!
+//! **Not yet:** the certbot backend, revocation, RSA keys (ECDSA P-256 only).
 
 mod client;
 mod error;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use rpcc::engine::{ApplyOptions, Engine, EngineError, Selection};
+use rpcc::certs::CertificateOptions;
+use rpcc::engine::{ApplyOptions, ApplyReport, Engine, EngineError, Selection};
 use rpcc::ssh::{SshPool, SshTarget, SshTransport};
 use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutPolicy, ServerReport};
 use rpcc_core::keyring::Keyring;
@@ -26,12 +27,25 @@ fn engine_error(py: Python<'_>, e: EngineError) -> PyErr {
         EngineError::Server { .. } => errors::TransportError::new_err(text),
         EngineError::Deploy(d) => errors::deploy(py, d),
         EngineError::Plugin(_) | EngineError::Lint { .. } => errors::PluginError::new_err(text),
+        EngineError::CertificateKeys { .. } => errors::KeyringError::new_err(text),
         _ => RpccError::new_err(text),
     }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| RpccError::new_err(format!("cannot encode a result: {e}")))
+}
+
+/// An apply's report as the Python layer reads it.
+fn apply_json(report: &ApplyReport) -> serde_json::Value {
+    serde_json::json!({
+        "servers": report.all().map(report_json).collect::<Vec<_>>(),
+        "stopped": report.fleet.stopped,
+        "rolled_back": report.fleet.rolled_back.iter().map(report_json).collect::<Vec<_>>(),
+        "certificates": report.certificates,
+        "tls_phase": report.tls_phase.iter().flat_map(|f| &f.servers).map(report_json).collect::<Vec<_>>(),
+        "failed": report.failed(),
+    })
 }
 
 /// A report with the Python exception class its error maps to (`error_kind`).
@@ -134,7 +148,8 @@ impl PyEngine {
 
     /// Deploy (JSON report). `on_progress` is called with one dict per event.
     #[pyo3(signature = (*, servers = None, groups = None, strategy = None, batch = None, concurrency = None,
-                        max_failed = None, rollback_on_failure = None, keep = None, probe = true, on_progress = None))]
+                        max_failed = None, rollback_on_failure = None, keep = None, probe = true, on_progress = None,
+                        certificates = true))]
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
@@ -149,6 +164,7 @@ impl PyEngine {
         keep: Option<u32>,
         probe: bool,
         on_progress: Option<Py<PyAny>>,
+        certificates: bool,
     ) -> PyResult<String> {
         guarded(|| {
             let sel = selection(servers, groups);
@@ -198,17 +214,80 @@ impl PyEngine {
                     });
                 }) as Arc<rpcc_core::deploy::ProgressFn>
             });
-            let options =
-                ApplyOptions { deploy, policy: Some(policy), skip_probe: !probe, progress, ..ApplyOptions::default() };
+            let options = ApplyOptions {
+                deploy,
+                policy: Some(policy),
+                skip_probe: !probe,
+                progress,
+                skip_certificates: !certificates,
+                ..ApplyOptions::default()
+            };
             let rt = runtime()?;
             let report = py.detach(|| rt.block_on(engine.apply(&sel, options))).map_err(|e| engine_error(py, e))?;
-            let json = serde_json::json!({
-                "servers": report.all().map(report_json).collect::<Vec<_>>(),
-                "stopped": report.fleet.stopped,
-                "rolled_back": report.fleet.rolled_back.iter().map(report_json).collect::<Vec<_>>(),
+            to_json(&apply_json(&report))
+        })
+    }
+
+    /// Renew what is due (names changed, expiring within `days`, or all with `force`)
+    /// and deploy it to the servers of those sites only (JSON, `apply`'s shape).
+    #[pyo3(signature = (*, servers = None, groups = None, days = None, force = false, probe = true))]
+    fn renew(
+        &self,
+        py: Python<'_>,
+        servers: Option<Vec<String>>,
+        groups: Option<Vec<String>>,
+        days: Option<u32>,
+        force: bool,
+        probe: bool,
+    ) -> PyResult<String> {
+        guarded(|| {
+            let sel = selection(servers, groups);
+            let engine = self.engine(py)?;
+            let options = ApplyOptions {
+                skip_probe: !probe,
+                certificates: CertificateOptions { renew_days: days, force, ..Default::default() },
+                ..ApplyOptions::default()
+            };
+            let rt = runtime()?;
+            let report = py.detach(|| rt.block_on(engine.renew_due(&sel, options))).map_err(|e| engine_error(py, e))?;
+            let deployed = report.deploy.as_ref();
+            to_json(&serde_json::json!({
+                "servers": report.unreachable.iter().chain(deployed.iter().flat_map(|d| &d.servers)).map(report_json).collect::<Vec<_>>(),
+                "stopped": deployed.and_then(|d| d.stopped.clone()),
+                "rolled_back": deployed.iter().flat_map(|d| &d.rolled_back).map(report_json).collect::<Vec<_>>(),
+                "certificates": report.certificates,
                 "failed": report.failed(),
-            });
-            to_json(&json)
+            }))
+        })
+    }
+
+    /// Per ACME or self-signed site: stored certificate, days left, due, served
+    /// fingerprints per server (JSON list).
+    #[pyo3(signature = (*, servers = None, groups = None, days = None))]
+    fn certificates(
+        &self,
+        py: Python<'_>,
+        servers: Option<Vec<String>>,
+        groups: Option<Vec<String>>,
+        days: Option<u32>,
+    ) -> PyResult<String> {
+        guarded(|| {
+            let sel = selection(servers, groups);
+            let rows = {
+                let engine = self.engine(py)?;
+                let rt = runtime()?;
+                py.detach(|| rt.block_on(engine.certificate_status(&sel, days)))
+            }
+            .map_err(|e| engine_error(py, e))?;
+            let out: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["in_service"] = serde_json::Value::Bool(r.in_service());
+                    v
+                })
+                .collect();
+            to_json(&out)
         })
     }
 

@@ -171,3 +171,41 @@ def test_repr_and_errors_never_show_secrets(fleet: Fleet, tmp_path: Path) -> Non
         seen += [repr(e.value), str(e.value)]
     for s in seen:
         assert CANARY not in s, s
+
+
+def test_certificates_are_issued_deployed_and_renewed(fleet: Fleet, tmp_path: Path) -> None:
+    # inventory-tls.toml: an ACME site (alias, www) and a self-signed one; [acme] points
+    # at the fleet's local ACME test CA (Pebble), which validates HTTP-01 against s0.
+    keys = tmp_path / "keys"
+    keys.write_text(rpcc.Keyring.generate_entry() + "\n")
+    keys.chmod(0o600)
+    inv = rpcc.Inventory.from_toml(fleet.dir / "inventory-tls.toml")
+    e = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db", key_file=keys)
+
+    report = e.apply()
+    assert not report.failed, report
+    actions = {c.site: c.action for c in report.certificates}
+    assert actions == {"app.demo.test": "issued", "staging.demo.test": "generated"}, report.certificates
+    assert [r.state for r in report.tls_phase] == ["succeeded", "succeeded"]
+
+    status = {s.site: s for s in e.certificates()}
+    app = status["app.demo.test"]
+    assert app.in_service and app.due is None and app.issuer and "Pebble" in app.issuer, app
+    assert [s.fingerprint for s in app.served] == [app.fingerprint, app.fingerprint]
+    assert status["staging.demo.test"].mode == "self_signed"
+
+    # Nothing due: nothing obtained. Forced: both renewed and in service again.
+    assert e.renew().certificates == [] and e.issue_certificates().certificates == []
+    renewed = e.renew(force=True)
+    assert {c.site: c.action for c in renewed.certificates} == {
+        "app.demo.test": "renewed",
+        "staging.demo.test": "generated",
+    }
+    after = {s.site: s for s in e.certificates()}
+    assert after["app.demo.test"].fingerprint != app.fingerprint and after["app.demo.test"].in_service
+    assert "PRIVATE KEY" not in repr(renewed) + repr(after)
+
+    # Without the keyring the keys cannot be opened: a typed error, nothing deployed.
+    bare = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db")
+    with pytest.raises(rpcc.KeyringError):
+        bare.apply()

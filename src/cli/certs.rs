@@ -4,9 +4,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use rpcc::certs::{CertificateAction, CertificateOptions, CertificateOutcome};
+use rpcc::engine::ApplyOptions;
 
 use super::EXIT_INVALID;
-use super::deploy::{ApplyArgs, apply_with, format_ms, print_json};
+use super::deploy::{confirm, format_ms, print_json, print_report};
 use super::fleet::{EXIT_FAILED, Fleet, FleetArgs, fail};
 
 #[derive(Debug, clap::Subcommand)]
@@ -14,8 +15,9 @@ pub(crate) enum CertsCommand {
     /// Per ACME or self-signed site: issuer, expiry, days left, and whether each server
     /// serves the stored certificate (fingerprints over HTTPS with the site's SNI).
     Status(StatusArgs),
-    /// Obtain what is missing or expires within --days (ACME over HTTP-01 on every
-    /// serving server; self-signed generated) and deploy it through the verified path.
+    /// Renew what expires within --days (ACME over HTTP-01 on every serving server;
+    /// self-signed regenerated) and deploy it to the servers that serve those sites
+    /// through the verified path; nothing is deployed when nothing is due.
     Renew(RenewArgs),
 }
 
@@ -31,7 +33,13 @@ pub(crate) struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RenewArgs {
     #[command(flatten)]
-    apply: ApplyArgs,
+    fleet: FleetArgs,
+    /// Skip the HTTP health probe of each site after the reload.
+    #[arg(long)]
+    no_probe: bool,
+    /// Do not ask for confirmation before deploying.
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Renew what expires within this many days (default: `acme.renew_days`, 30).
     #[arg(long)]
     days: Option<u32>,
@@ -43,10 +51,7 @@ pub(crate) struct RenewArgs {
 pub(crate) fn run(cmd: &CertsCommand) -> ExitCode {
     match cmd {
         CertsCommand::Status(args) => status(args),
-        CertsCommand::Renew(args) => apply_with(
-            &args.apply,
-            CertificateOptions { renew_days: args.days, force: args.force, ..Default::default() },
-        ),
+        CertsCommand::Renew(args) => renew(args),
     }
 }
 
@@ -103,6 +108,39 @@ fn status(args: &StatusArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn renew(args: &RenewArgs) -> ExitCode {
+    let mut err = std::io::stderr();
+    let fleet = match Fleet::load(&args.fleet, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    if !args.yes && !confirm(&mut err, "renew due certificates and deploy them") {
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let options = ApplyOptions {
+        skip_probe: args.no_probe,
+        certificates: CertificateOptions { renew_days: args.days, force: args.force, ..Default::default() },
+        ..ApplyOptions::default()
+    };
+    let report = match fleet.runtime.block_on(fleet.engine.renew_due(&args.fleet.selection(), options)) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_INVALID),
+    };
+    if args.fleet.json {
+        print_json(&report);
+    } else {
+        let mut out = std::io::stdout().lock();
+        if report.certificates.is_empty() {
+            let _ = writeln!(out, "nothing is due");
+        }
+        print_outcomes(&mut out, &report.certificates);
+        for r in report.unreachable.iter().chain(report.deploy.iter().flat_map(|d| &d.servers)) {
+            print_report(&mut out, r);
+        }
+    }
+    if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
 /// Print what an apply did about certificates (nothing when it did nothing).

@@ -198,7 +198,7 @@ fn progress(bar: Arc<indicatif::ProgressBar>) -> Arc<ProgressFn> {
     })
 }
 
-fn print_report(out: &mut impl Write, r: &ServerReport) {
+pub(crate) fn print_report(out: &mut impl Write, r: &ServerReport) {
     let _ = writeln!(
         out,
         "{:<12} {:<14} {} → {}  {} round trips, {} files sent ({} bytes), {} linked, {:.2} s",
@@ -254,7 +254,7 @@ fn finish_fleet(report: &ApplyReport, json: bool) -> ExitCode {
     if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-fn confirm(err: &mut impl Write, what: &str) -> bool {
+pub(crate) fn confirm(err: &mut impl Write, what: &str) -> bool {
     if !std::io::stdin().is_terminal() {
         let _ = writeln!(err, "error: {what}: not a terminal; pass --yes to go ahead without asking");
         return false;
@@ -266,11 +266,6 @@ fn confirm(err: &mut impl Write, what: &str) -> bool {
 }
 
 pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
-    apply_with(args, CertificateOptions::default())
-}
-
-/// `apply` with the certificate options of `rpcc certs renew`.
-pub(crate) fn apply_with(args: &ApplyArgs, certificates: CertificateOptions) -> ExitCode {
     let mut err = std::io::stderr();
     let fleet = match Fleet::load(&args.fleet, &mut err) {
         Ok(f) => f,
@@ -288,7 +283,7 @@ pub(crate) fn apply_with(args: &ApplyArgs, certificates: CertificateOptions) -> 
         progress: bar.clone().map(progress),
         hook: AbortBefore::from_env(),
         skip_certificates: args.no_certificates,
-        certificates,
+        certificates: CertificateOptions::default(),
     };
     let report = match fleet.runtime.block_on(fleet.engine.apply(&args.fleet.selection(), options)) {
         Ok(r) => r,

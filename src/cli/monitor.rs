@@ -557,6 +557,15 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         store = store.with_audit_seal(seal);
     }
     let interval = inv.monitor.interval.as_duration();
+    // Certificate renewal runs on its own schedule, through an engine of its own (its
+    // keyring loaded again: keys are never copied in memory).
+    let renewals = match args.secrets.keyring_for(&inv, &mut err) {
+        Ok(k) => rt
+            .block_on(rpcc::engine::Engine::open(inv.clone(), &state, k))
+            .map_err(|e| tracing::warn!(error = %e, "certificate renewal disabled"))
+            .ok(),
+        Err(_) => None,
+    };
     let monitor = match rt.block_on(Monitor::new(inv, keyring.as_ref())) {
         Ok(m) => m,
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
@@ -568,7 +577,7 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         monitor.targets.len(),
         interval
     );
-    rt.block_on(run_watch(&monitor, &sinks, &store, alerting, interval, retention));
+    rt.block_on(run_watch(&monitor, &sinks, &store, alerting, (interval, retention), renewals.as_ref()));
     let _ = writeln!(err, "rpcc watch: stopped");
     ExitCode::SUCCESS
 }
@@ -578,8 +587,8 @@ async fn run_watch(
     sinks: &[Routed],
     store: &SqliteStore,
     mut alerting: Alerting,
-    interval: Duration,
-    retention: Duration,
+    (interval, retention): (Duration, Duration),
+    renewals: Option<&rpcc::engine::Engine>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -591,11 +600,26 @@ async fn run_watch(
     let jitter = interval.mul_f64(f64::from(u32::from(std::process::id() as u16 % 100)) / 1000.0);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let every = rpcc::certs::RenewalWatch::EVERY;
+    let mut renew_ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + rpcc::certs::RenewalWatch::first_delay(), every);
+    renew_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut renewal = rpcc::certs::RenewalWatch::default();
     loop {
         tokio::select! {
             _ = int.recv() => return,
             _ = term.recv() => return,
             _ = ticks.tick() => {}
+            _ = renew_ticks.tick(), if renewals.is_some() => {
+                if let Some(engine) = renewals {
+                    tokio::select! {
+                        _ = int.recv() => return,
+                        _ = term.recv() => return,
+                        () = renew_certificates(engine, &mut renewal, sinks) => {}
+                    }
+                }
+                continue;
+            }
         }
         let started = Instant::now();
         let round = tokio::select! {
@@ -636,5 +660,18 @@ async fn run_watch(
             let note = Notification::alert(event, groups.first().cloned());
             deliver(sinks, &note, &groups).await;
         }
+    }
+}
+
+/// One scheduled certificate renewal: what is due is renewed and deployed; failures
+/// (once per incident), recoveries and renewals go to the notifiers.
+async fn renew_certificates(engine: &rpcc::engine::Engine, watch: &mut rpcc::certs::RenewalWatch, sinks: &[Routed]) {
+    match watch.run(engine).await {
+        Ok(news) => {
+            if let Some(text) = news.message {
+                deliver(sinks, &Notification::deploy(text, news.groups.first().cloned()), &news.groups).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "certificate renewal did not run"),
     }
 }

@@ -33,6 +33,8 @@ from ._rpcc import (
     ValidationError,
 )
 from ._types import (
+    CertificateOutcome,
+    CertificateStatus,
     CommandResult,
     DriftReport,
     FileChange,
@@ -47,6 +49,8 @@ __version__: str = _rpcc.__version__
 
 __all__ = [
     "AuthError",
+    "CertificateOutcome",
+    "CertificateStatus",
     "CommandResult",
     "ConfigRejected",
     "DeployError",
@@ -227,8 +231,11 @@ class Engine:
         keep: Optional[int] = None,
         probe: bool = True,
         on_progress: Optional[ProgressCallback] = None,
+        certificates: bool = True,
     ) -> FleetReport:
-        """Deploy; ``strategy`` is ``"all"`` or ``"canary"`` (default: the groups')."""
+        """Deploy; ``strategy`` is ``"all"`` or ``"canary"`` (default: the groups').
+        With ``certificates`` (default), due self-signed certificates are generated and
+        due ACME ones obtained, then deployed in a second rollout (``tls_phase``)."""
         raw = self._native.apply(
             servers=servers,
             groups=groups,
@@ -240,8 +247,40 @@ class Engine:
             keep=keep,
             probe=probe,
             on_progress=on_progress,
+            certificates=certificates,
         )
         return FleetReport._from(json.loads(raw))
+
+    def issue_certificates(
+        self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None, probe: bool = True
+    ) -> FleetReport:
+        """`apply` with certificates: deploy (a site without its first certificate
+        serves the ACME challenge only), obtain what is due, deploy again;
+        ``report.certificates`` says what happened to each site."""
+        return self.apply(servers=servers, groups=groups, probe=probe, certificates=True)
+
+    def renew(
+        self,
+        *,
+        days: Optional[int] = None,
+        force: bool = False,
+        servers: Optional[List[str]] = None,
+        groups: Optional[List[str]] = None,
+        probe: bool = True,
+    ) -> FleetReport:
+        """Renew what expires within ``days`` (default ``[acme] renew_days``), or every
+        ACME and self-signed certificate with ``force``, and deploy them to the servers
+        of those sites only; nothing is deployed when nothing is due."""
+        raw = self._native.renew(servers=servers, groups=groups, days=days, force=force, probe=probe)
+        return FleetReport._from(json.loads(raw))
+
+    def certificates(
+        self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None, days: Optional[int] = None
+    ) -> List[CertificateStatus]:
+        """Per ACME or self-signed site: stored certificate, days left, whether it is
+        due, and the fingerprint each server presents over HTTPS (SNI)."""
+        raw = self._native.certificates(servers=servers, groups=groups, days=days)
+        return [CertificateStatus._from(d) for d in json.loads(raw)]
 
     def rollback(self, server: str, to: Optional[str] = None) -> ServerReport:
         """Activate generation ``to`` (default: the previous one); raises on failure."""

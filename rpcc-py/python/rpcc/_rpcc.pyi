@@ -64,8 +64,21 @@ class Engine:
         keep: Optional[int] = None,
         probe: bool = True,
         on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+        certificates: bool = True,
     ) -> str: ...
     def rollback(self, server: str, *, to: Optional[str] = None) -> str: ...
+    def renew(
+        self,
+        *,
+        servers: Optional[List[str]] = None,
+        groups: Optional[List[str]] = None,
+        days: Optional[int] = None,
+        force: bool = False,
+        probe: bool = True,
+    ) -> str: ...
+    def certificates(
+        self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None, days: Optional[int] = None
+    ) -> str: ...
     def status(self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None) -> str: ...
     def drift(self, *, servers: Optional[List[str]] = None, groups: Optional[List[str]] = None) -> str: ...
 

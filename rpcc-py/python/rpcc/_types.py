@@ -11,6 +11,10 @@ def _opt_str(v: Any) -> Optional[str]:
     return None if v is None else str(v)
 
 
+def _opt_int(v: Any) -> Optional[int]:
+    return None if v is None else int(v)
+
+
 @dataclass(frozen=True)
 class FileChange:
     """One file that `apply` would add, change or remove."""
@@ -95,13 +99,85 @@ class ServerReport:
 
 
 @dataclass(frozen=True)
+class CertificateOutcome:
+    """What a run did about one site's certificate: ``action`` is ``issued``,
+    ``renewed``, ``generated``, ``failed`` or ``deferred``."""
+
+    site: str
+    action: str
+    detail: str
+    not_after: Optional[int] = None
+    fingerprint: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "failed"
+
+    @classmethod
+    def _from(cls, d: Dict[str, Any]) -> "CertificateOutcome":
+        return cls(
+            site=str(d["site"]),
+            action=str(d["action"]),
+            detail=str(d.get("detail", "")),
+            not_after=_opt_int(d.get("not_after")),
+            fingerprint=_opt_str(d.get("fingerprint")),
+        )
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """The certificate one server presents for a site (SNI), or why none was read."""
+
+    server: str
+    fingerprint: Optional[str] = None
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """A site's stored certificate, whether it is due, and what each server serves."""
+
+    site: str
+    mode: str
+    issuer: Optional[str]
+    not_after: Optional[int]
+    days_left: Optional[int]
+    fingerprint: Optional[str]
+    due: Optional[str]
+    in_service: bool
+    served: List[ServedCertificate] = field(default_factory=list)
+
+    @classmethod
+    def _from(cls, d: Dict[str, Any]) -> "CertificateStatus":
+        stored = d.get("stored") or {}
+        due = d.get("due")
+        return cls(
+            site=str(d["site"]),
+            mode=str(d["mode"]),
+            issuer=_opt_str(stored.get("issuer")),
+            not_after=_opt_int(stored.get("not_after")),
+            days_left=_opt_int(d.get("days_left")),
+            fingerprint=_opt_str(stored.get("fingerprint")),
+            due=None if due is None else str(due.get("reason")),
+            in_service=bool(d.get("in_service", False)),
+            served=[
+                ServedCertificate(str(s["server"]), _opt_str(s.get("fingerprint")), _opt_str(s.get("error")))
+                for s in d.get("served", [])
+            ],
+        )
+
+
+@dataclass(frozen=True)
 class FleetReport:
-    """The outcome of `Engine.apply`: one report per server."""
+    """The outcome of `Engine.apply`: one report per server, the certificates obtained,
+    and the second rollout that put new certificates in service (``tls_phase``)."""
 
     servers: List[ServerReport]
     stopped: Optional[str] = None
     rolled_back: List[ServerReport] = field(default_factory=list)
     failed: bool = False
+    certificates: List[CertificateOutcome] = field(default_factory=list)
+    tls_phase: List[ServerReport] = field(default_factory=list)
 
     def __getitem__(self, server: str) -> ServerReport:
         for r in self.servers:
@@ -129,6 +205,8 @@ class FleetReport:
             stopped=_opt_str(d.get("stopped")),
             rolled_back=[ServerReport._from(r) for r in d.get("rolled_back", [])],
             failed=bool(d.get("failed", False)),
+            certificates=[CertificateOutcome._from(c) for c in d.get("certificates", [])],
+            tls_phase=[ServerReport._from(r) for r in d.get("tls_phase", [])],
         )
 
 
