@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use rpcc_acme::{AcmeClient, AcmeError, WebrootResponder, WebrootTarget, certificate_record, self_signed};
+use rpcc_acme::{
+    AcmeClient, AcmeError, CertbotClient, WebrootResponder, WebrootTarget, certificate_record, self_signed,
+};
 use rpcc_core::certs::{CertificateOrigin, CertificateRecord, CertificateSet, CertificateStore as _, SiteCertificate};
 use rpcc_core::keyring::{Keyring, KeyringError};
-use rpcc_core::model::{Server, Site, TlsMode};
+use rpcc_core::model::{CertificateClient, Server, Site, TlsMode};
 use secrecy::ExposeSecret as _;
 
 use crate::engine::{Engine, EngineError};
@@ -313,13 +315,18 @@ impl Engine {
             Ok(k) => k,
             Err(e) => return fail_all(e.to_string()),
         };
-        let client = match self.acme_account(keyring, options.order_timeout).await {
-            Ok(c) => c,
-            Err(e) => return fail_all(e.to_string()),
+        // The native account is opened only when a site uses rpcc's own client.
+        let client = if due.iter().any(|(s, _)| s.tls.client == CertificateClient::Rpcc) {
+            match self.acme_account(keyring, options.order_timeout).await {
+                Ok(c) => Some(c),
+                Err(e) => return fail_all(e.to_string()),
+            }
+        } else {
+            None
         };
         let limited = AtomicBool::new(false);
         let jobs = due.iter().map(|(site, need)| {
-            let (client, limited) = (&client, &limited);
+            let (client, limited) = (client.as_ref(), &limited);
             async move {
                 if limited.load(Ordering::SeqCst) {
                     return CertificateOutcome::new(
@@ -328,7 +335,10 @@ impl Engine {
                         "not ordered: the CA rate-limited an earlier order in this run".into(),
                     );
                 }
-                let outcome = self.order_one(client, site, need).await;
+                let outcome = match (site.tls.client, client) {
+                    (CertificateClient::Certbot, _) | (_, None) => self.certbot_one(site, need).await,
+                    (CertificateClient::Rpcc, Some(client)) => self.order_one(client, site, need).await,
+                };
                 if let Err(AcmeError::Refused { rate_limited: Some(_), .. }) = &outcome {
                     limited.store(true, Ordering::SeqCst);
                 }
@@ -337,6 +347,32 @@ impl Engine {
             }
         });
         futures_util::stream::iter(jobs).buffered(PARALLEL_ORDERS).collect().await
+    }
+
+    /// `certbot certonly --webroot` on the first server of the site's group, the result
+    /// read back and stored like rpcc's own.
+    async fn certbot_one(&self, site: &Site, need: &CertificateNeed) -> Result<CertificateOutcome, AcmeError> {
+        let publish = |reason: String| AcmeError::Publish { domain: site.domain.to_string(), reason };
+        let server = self
+            .inventory()
+            .group(site.group.as_str())
+            .and_then(|g| g.servers.first())
+            .and_then(|name| self.inventory().server(name.as_str()))
+            .ok_or_else(|| publish("its group has no server to run certbot on".into()))?;
+        let transport = self.transport(server).map_err(|e| publish(e.to_string()))?;
+        let acme = &self.inventory().acme;
+        let mut certbot =
+            CertbotClient::new(server.name.as_str(), transport, server.nginx.managed_root.clone(), &acme.directory);
+        if let Some(root) = &acme.ca_root {
+            certbot = certbot.with_ca_bundle(&root.display().to_string());
+        }
+        if let Some(mail) = acme.contact.first().and_then(|c| c.strip_prefix("mailto:")) {
+            certbot = certbot.with_email(mail);
+        }
+        let names = site.certificate_names();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let issued = certbot.issue(&site.id(), &refs).await?;
+        self.store_issued(site, need, &names, &issued).await
     }
 
     async fn order_one(
@@ -362,7 +398,18 @@ impl Engine {
         let names = site.certificate_names();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let issued = client.issue(&refs, &WebrootResponder::new(targets)).await?;
-        let rec = certificate_record(&site.id(), &names, CertificateOrigin::Acme, &issued.chain_pem)?;
+        self.store_issued(site, need, &names, &issued).await
+    }
+
+    /// Check an issued chain covers `names`, then store it with its sealed key.
+    async fn store_issued(
+        &self,
+        site: &Site,
+        need: &CertificateNeed,
+        names: &[String],
+        issued: &rpcc_acme::IssuedCertificate,
+    ) -> Result<CertificateOutcome, AcmeError> {
+        let rec = certificate_record(&site.id(), names, CertificateOrigin::Acme, &issued.chain_pem)?;
         self.keep(site, &rec, &issued.key_pem)
             .await
             .map_err(|reason| AcmeError::Account(format!("{}: issued but not stored: {reason}", site.id())))?;

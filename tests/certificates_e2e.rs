@@ -267,3 +267,40 @@ fn without_a_keyring_nothing_is_deployed_and_the_error_names_the_sites() -> anyh
     assert!(common::current_generation(&w.fleet.servers()[0].managed_root()).is_none());
     Ok(())
 }
+
+#[test]
+fn certbot_client_sites_are_issued_on_the_first_server_and_deployed_to_all() -> anyhow::Result<()> {
+    if std::process::Command::new("certbot").arg("--version").output().is_err() {
+        anyhow::bail!("certbot is not installed (scripts/setup-host installs it)");
+    }
+    let w = World::start()?;
+    let dns = Resolver::start(&[("acme.test", Some("127.0.0.1".parse()?))])?;
+    let s0 = &w.fleet.servers()[0];
+    let acme =
+        AcmeServer::start(&AcmeOptions { dns: Some(dns.addr()), http_port: s0.http_port(), always_valid: false })?;
+    // certbot runs on s0 as its SSH user: the CA bundle must be readable there.
+    let bundle = s0.nginx_prefix().join("acme-api-root.pem");
+    std::fs::copy(acme.api_ca(), &bundle)?;
+    std::fs::set_permissions(&bundle, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let section = format!("[acme]\ndirectory = \"{}\"\nca_root = \"{}\"\n", acme.directory_url(), bundle.display());
+    let site = "[[sites]]\ndomain = \"bot.acme.test\"\naliases = [\"www2.acme.test\"]\ngroup = \"all\"\n\
+                upstream = { backends = [\"127.0.0.1:9\"] }\ntls = { mode = \"acme\", client = \"certbot\" }\n";
+    let toml = format!("{}\n{section}\n{site}", w.fleet.deploy_inventory_toml());
+    let engine = w.engine(Inventory::from_toml_str(&toml)?)?;
+    let report = w.apply(&engine, CertificateOptions::default())?;
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(actions(&report), [("bot.acme.test".into(), CertificateAction::Issued)]);
+    let stored = stored_fingerprint(&w, &engine, "bot.acme.test")?;
+    assert_eq!(w.served("bot.acme.test"), [Some(stored.clone()), Some(stored.clone())], "deployed to both servers");
+    assert_eq!(w.served("www2.acme.test"), [Some(stored.clone()), Some(stored)]);
+    // certbot kept its state under rpcc's managed root on s0, never in /etc/letsencrypt.
+    assert!(s0.managed_root().join("certbot/config/live/bot.acme.test/fullchain.pem").exists());
+
+    // A certbot failure names the server and carries certbot's words; nothing changes.
+    drop(acme);
+    let down = w.apply(&engine, CertificateOptions { force: true, ..Default::default() })?;
+    let outcome = down.certificates.iter().find(|c| c.site == "bot.acme.test").expect("outcome");
+    assert_eq!(outcome.action, CertificateAction::Failed);
+    assert!(outcome.detail.starts_with("certbot on s0:"), "{}", outcome.detail);
+    Ok(())
+}

@@ -55,6 +55,14 @@ pub enum AcmeError {
     /// A key or certificate could not be generated here.
     #[error("cannot generate the certificate: {0}")]
     Generate(String),
+    /// certbot (the `client = "certbot"` backend) failed on a server.
+    #[error("certbot on {server}: {detail}")]
+    Certbot {
+        /// The server it ran on.
+        server: String,
+        /// certbot's last words, or why it could not run.
+        detail: String,
+    },
     /// The CA broke the protocol (unexpected state, missing data).
     #[error("ACME CA answered unexpectedly: {0}")]
     Protocol(String),
@@ -95,5 +103,47 @@ impl AcmeError {
             }
             other => Self::Protocol(format!("{what}: {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AcmeError;
+
+    fn problem(json: &str) -> instant_acme::Error {
+        instant_acme::Error::Api(serde_json::from_str(json).expect("a problem document"))
+    }
+
+    #[test]
+    fn rate_limits_server_errors_and_refusals_are_told_apart() {
+        let dir = "https://ca.example/dir";
+        let limited = AcmeError::from_acme(
+            dir,
+            "the order for a.example.com",
+            problem(
+                r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates","status":429}"#,
+            ),
+        );
+        assert!(matches!(limited, AcmeError::Refused { rate_limited: Some(_), .. }), "{limited:?}");
+        assert!(limited.is_retryable());
+        assert!(limited.to_string().contains("rateLimited: too many certificates"), "{limited}");
+        // A bare 429 without the type is a rate limit too.
+        let bare = AcmeError::from_acme(dir, "x", problem(r#"{"status":429}"#));
+        assert!(matches!(bare, AcmeError::Refused { rate_limited: Some(_), .. }), "{bare:?}");
+        let down = AcmeError::from_acme(
+            dir,
+            "x",
+            problem(r#"{"type":"urn:ietf:params:acme:error:serverInternal","status":503}"#),
+        );
+        assert!(matches!(down, AcmeError::Unavailable { .. }) && down.is_retryable(), "{down:?}");
+        let refused = AcmeError::from_acme(
+            dir,
+            "the order for a.example.com",
+            problem(
+                r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"forbidden name","status":400}"#,
+            ),
+        );
+        assert!(matches!(refused, AcmeError::Refused { rate_limited: None, .. }) && !refused.is_retryable());
+        assert!(refused.to_string().contains("the order for a.example.com"), "{refused}");
     }
 }

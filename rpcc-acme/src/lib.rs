@@ -27,14 +27,19 @@
 //! obtain, deploy the certificate inside the generation), and `rpcc certs`.
 //! [`certificate_record`] reads an issued chain into the record the state store keeps.
 //!
-//! **Not yet:** the certbot backend, revocation, RSA keys (ECDSA P-256 only).
+//! [`CertbotClient`] is the alternative for `client = "certbot"` sites: `certbot certonly
+//! --webroot` on one server, its result read back and deployed the same way.
+//!
+//! **Not yet:** revocation, RSA keys (ECDSA P-256 only).
 
+mod certbot;
 mod client;
 mod error;
 mod facts;
 mod self_signed;
 mod webroot;
 
+pub use certbot::CertbotClient;
 pub use client::{AcmeClient, ChallengeResponder, IssuedCertificate, account_record};
 pub use error::AcmeError;
 pub use facts::{certificate_record, leaf_fingerprint};

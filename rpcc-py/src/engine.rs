@@ -27,7 +27,10 @@ fn engine_error(py: Python<'_>, e: EngineError) -> PyErr {
         EngineError::Server { .. } => errors::TransportError::new_err(text),
         EngineError::Deploy(d) => errors::deploy(py, d),
         EngineError::Plugin(_) | EngineError::Lint { .. } => errors::PluginError::new_err(text),
-        EngineError::CertificateKeys { .. } => errors::KeyringError::new_err(text),
+        EngineError::CertificateKeys { .. }
+        | EngineError::State { source: rpcc_core::deploy::StoreError::AuditKeyRequired { .. }, .. } => {
+            errors::KeyringError::new_err(text)
+        }
         _ => RpccError::new_err(text),
     }
 }

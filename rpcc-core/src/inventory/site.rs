@@ -3,8 +3,8 @@
 use super::decoder::Decoder;
 use super::node::{Node, NodeKind};
 use crate::model::{
-    BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
-    SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit,
+    Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
 };
 use crate::validate::FieldPath;
 use crate::value::{
@@ -38,7 +38,8 @@ const SITE_FIELDS: &[&str] = &[
 const UPSTREAM_FIELDS: &[&str] =
     &["backends", "balance", "hash_key", "keepalive", "max_fails", "fail_timeout", "scheme"];
 const BACKEND_FIELDS: &[&str] = &["address", "weight", "backup", "max_fails", "fail_timeout"];
-const TLS_FIELDS: &[&str] = &["mode", "cert", "key", "redirect_http", "hsts", "hsts_preload", "ocsp_stapling"];
+const TLS_FIELDS: &[&str] =
+    &["mode", "cert", "key", "redirect_http", "hsts", "hsts_preload", "ocsp_stapling", "client"];
 const LOCATION_FIELDS: &[&str] = &["path", "match", "upstream", "websocket", "rate_limit", "body_size"];
 const RATE_FIELDS: &[&str] = &["rate", "burst", "nodelay"];
 const REDIRECT_FIELDS: &[&str] = &["from", "to", "code"];
@@ -365,7 +366,14 @@ fn decode_backend(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<
 
 fn default_tls(mode: TlsMode) -> TlsPolicy {
     let on = !matches!(mode, TlsMode::Off);
-    TlsPolicy { mode, redirect_http: on, hsts: on, hsts_preload: false, ocsp_stapling: false }
+    TlsPolicy {
+        mode,
+        redirect_http: on,
+        hsts: on,
+        hsts_preload: false,
+        ocsp_stapling: false,
+        client: CertificateClient::Rpcc,
+    }
 }
 
 fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsPolicy> {
@@ -426,6 +434,15 @@ fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsP
     let hsts = opt!(t, d, "hsts", def.hsts, |n, p| d.bool(n, &p));
     let hsts_preload = opt!(t, d, "hsts_preload", false, |n, p| d.bool(n, &p));
     let ocsp_stapling = opt!(t, d, "ocsp_stapling", false, |n, p| d.bool(n, &p));
+    let client = match t.get("client") {
+        Some((n, p)) => {
+            if !matches!(kind, Some(Kind::Acme)) {
+                d.error(&p, Some(n), "only applies to mode = \"acme\"");
+            }
+            d.choice(n, &p, &[("rpcc", CertificateClient::Rpcc), ("certbot", CertificateClient::Certbot)])
+        }
+        None => Some(CertificateClient::Rpcc),
+    };
     t.finish(d);
     let mode = mode?;
     if matches!(mode, TlsMode::Off) && redirect_http == Some(true) && t_has_true(node, "redirect_http") {
@@ -437,6 +454,7 @@ fn decode_tls(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<TlsP
         hsts: hsts?,
         hsts_preload: hsts_preload?,
         ocsp_stapling: ocsp_stapling?,
+        client: client?,
     };
     if policy.hsts_preload && !policy.hsts {
         d.error(&path.field("hsts_preload"), Some(node), "needs hsts = true");

@@ -19,6 +19,6 @@ pub use monitor::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, N
 pub use plugin::{PluginCapability, PluginLimits, PluginSettings};
 pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
 pub use site::{
-    BackendSpec, Balance, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit, Redirect, RedirectCode,
-    SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit,
+    Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
 };

@@ -194,6 +194,20 @@ pub struct TlsPolicy {
     pub hsts_preload: bool,
     /// OCSP stapling (only rendered when the certificate carries an OCSP URL).
     pub ocsp_stapling: bool,
+    /// Which ACME client obtains an `acme` site's certificate.
+    pub client: CertificateClient,
+}
+
+/// The ACME client of an `acme` site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateClient {
+    /// rpcc's own client: answers uploaded to every server of the site's group.
+    Rpcc,
+    /// `certbot certonly --webroot` on the first server of the site's group (for
+    /// operators who already run certbot; DNS must send the CA to that server). Never
+    /// `certbot --nginx`.
+    Certbot,
 }
 
 impl TlsPolicy {
