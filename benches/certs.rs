@@ -12,7 +12,8 @@
 //!   server over OpenSSH with `nginx -t` + `nginx -s reload`, servers in parallel.
 //!
 //! Both start from the same served state (every site answering the challenge path over
-//! HTTP), against the same CA, with the same names. `RPCC_BENCH_SITES=N` changes N.
+//! HTTP), against the same CA, with the same names. `RPCC_BENCH_SITES=N` changes N;
+//! `RPCC_BENCH_ORDERS=K` the orders rpcc places at once (default 8).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -76,7 +77,12 @@ fn main() {
     // rpcc: a new engine (new connections, new ACME account), issue + deploy.
     let engine = open(inv.clone());
     let t = Instant::now();
-    let report = rt.block_on(engine.apply(&Selection::default(), ApplyOptions::default())).expect("apply");
+    let parallel = std::env::var("RPCC_BENCH_ORDERS").ok().and_then(|v| v.parse().ok());
+    let options = ApplyOptions {
+        certificates: rpcc::certs::CertificateOptions { parallel_orders: parallel, ..Default::default() },
+        ..ApplyOptions::default()
+    };
+    let report = rt.block_on(engine.apply(&Selection::default(), options)).expect("apply");
     let rpcc_secs = t.elapsed().as_secs_f64();
     let issued = report.certificates.iter().filter(|c| c.action == CertificateAction::Issued).count();
     assert_eq!(issued, sites, "{:#?}", report.certificates.iter().find(|c| c.action != CertificateAction::Issued));

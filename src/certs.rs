@@ -113,6 +113,10 @@ pub struct CertificateOptions {
     pub force: bool,
     /// Wait at most this long for each order (default 90 s).
     pub order_timeout: Option<Duration>,
+    /// Orders placed with the CA at once (default 8).
+    pub parallel_orders: Option<usize>,
+    /// Only these sites (their ids); empty: every site of the selection.
+    pub sites: Vec<String>,
 }
 
 /// True for sites whose certificate rpcc keeps (ACME and self-signed).
@@ -219,6 +223,7 @@ impl Engine {
         Ok(self
             .managed_sites(servers)
             .into_iter()
+            .filter(|site| options.sites.is_empty() || options.sites.contains(&site.id()))
             .filter_map(|site| {
                 let stored = records.iter().find(|r| r.site == site.id());
                 certificate_need(site, stored, renew_days, options.force, now).map(|need| (site, need))
@@ -346,7 +351,10 @@ impl Engine {
                     .unwrap_or_else(|e| CertificateOutcome::new(&site.id(), CertificateAction::Failed, e.to_string()))
             }
         });
-        futures_util::stream::iter(jobs).buffered(PARALLEL_ORDERS).collect().await
+        futures_util::stream::iter(jobs)
+            .buffered(options.parallel_orders.unwrap_or(PARALLEL_ORDERS).max(1))
+            .collect()
+            .await
     }
 
     /// `certbot certonly --webroot` on the first server of the site's group, the result
@@ -592,6 +600,47 @@ impl Engine {
             (Some(fleet), unreachable)
         };
         Ok(RenewalReport { certificates: outcomes, deploy, unreachable })
+    }
+}
+
+impl Engine {
+    /// Revoke `site`'s stored ACME certificate at the CA (`key_compromise`: its key
+    /// leaked), then obtain a new one and deploy it to the site's servers at once, so no
+    /// server keeps serving the revoked one. A self-signed certificate is regenerated.
+    pub async fn revoke_certificate(
+        &self,
+        site: &str,
+        key_compromise: bool,
+        options: crate::engine::ApplyOptions,
+    ) -> Result<RenewalReport, EngineError> {
+        let unknown =
+            || EngineError::Unknown { what: "site with an acme or self_signed certificate", name: site.to_owned() };
+        let s = self.inventory().sites.iter().find(|s| s.id() == site && managed_tls(s)).ok_or_else(unknown)?;
+        let records = self.certificate_records().await?;
+        let rec = records.iter().find(|r| r.site == site).ok_or_else(|| EngineError::Certificates {
+            message: format!("{site}: no certificate is stored, nothing to revoke"),
+        })?;
+        if rec.origin == CertificateOrigin::Acme {
+            let keyring = self.keyring_for(&[s])?;
+            let client = self
+                .acme_account(keyring, options.certificates.order_timeout)
+                .await
+                .map_err(|e| EngineError::Certificates { message: format!("{site}: {e}") })?;
+            client
+                .revoke(&rec.chain_pem, key_compromise)
+                .await
+                .map_err(|e| EngineError::Certificates { message: format!("{site}: not revoked: {e}") })?;
+            tracing::warn!(site, fingerprint = %rec.fingerprint, "certificate revoked");
+        }
+        let mut options = options;
+        options.certificates.force = true;
+        options.certificates.sites = vec![site.to_owned()];
+        let group = self.inventory().group(s.group.as_str());
+        let sel = crate::engine::Selection {
+            servers: group.map(|g| g.servers.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            groups: Vec::new(),
+        };
+        self.renew_due(&sel, options).await
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+use rpcc::acme::AcmeClient;
 use rpcc::certs::{CertificateAction, CertificateOptions};
 use rpcc::core::certs::CertificateStore as _;
 use rpcc::core::deploy::DeploymentState;
@@ -212,7 +213,34 @@ fn sites_go_from_nothing_to_https_on_every_server_and_renewals_roll_back_with_th
     assert_eq!(w.served("app.acme.test"), [Some(app.clone()), Some(app2.clone())]);
     assert_eq!(w.served("staging.acme.test")[0], Some(staging));
 
-    // 5. The CA goes away: the forced renewal fails after retries, naming the CA; the
+    // 5. Revocation: the stored certificate is revoked at the CA and a new one is in
+    //    service on both servers at once (s0 too, which had been rolled back).
+    let records = w.rt.block_on(engine.store().certificates())?;
+    let revoked_chain =
+        records.iter().find(|r| r.site == "app.acme.test").map(|r| r.chain_pem.clone()).unwrap_or_default();
+    let revoked = w.rt.block_on(engine.revoke_certificate("app.acme.test", true, ApplyOptions::default()))?;
+    assert!(!revoked.failed(), "{revoked:#?}");
+    assert_eq!(
+        revoked.certificates.iter().map(|c| (c.site.as_str(), c.action)).collect::<Vec<_>>(),
+        [("app.acme.test", CertificateAction::Renewed)],
+        "only the revoked site is reissued"
+    );
+    let app3 = stored_fingerprint(&w, &engine, "app.acme.test")?;
+    assert!(app3 != app2 && app3 != app);
+    assert_eq!(w.served("app.acme.test"), [Some(app3.clone()), Some(app3.clone())]);
+    // The CA knows: revoking the same certificate again is refused as already revoked.
+    let keyring = Keyring::from_file(&w.dir.path().join("keys"))?;
+    let root = w.dir.path().join("acme-api-root.pem");
+    let again = w.rt.block_on(async {
+        let client =
+            AcmeClient::open_account(&acme.directory_url(), Some(&root), &[], &**engine.store(), &keyring).await?;
+        anyhow::Ok(client.revoke(&revoked_chain, false).await)
+    })?;
+    let err = again.expect_err("a revoked certificate cannot be revoked twice");
+    assert!(err.to_string().contains("alreadyRevoked"), "{err}");
+    let app2 = app3;
+
+    // 6. The CA goes away: the forced renewal fails after retries, naming the CA; the
     //    stored and served certificates stay.
     drop(acme);
     let down = w.apply(&engine, CertificateOptions { force: true, ..Default::default() })?;
@@ -302,5 +330,29 @@ fn certbot_client_sites_are_issued_on_the_first_server_and_deployed_to_all() -> 
     let outcome = down.certificates.iter().find(|c| c.site == "bot.acme.test").expect("outcome");
     assert_eq!(outcome.action, CertificateAction::Failed);
     assert!(outcome.detail.starts_with("certbot on s0:"), "{}", outcome.detail);
+    Ok(())
+}
+
+#[test]
+fn a_custom_certificate_missing_on_the_server_is_refused_naming_the_site() -> anyhow::Result<()> {
+    let w = World::start()?;
+    let site = "[[sites]]\ndomain = \"gone.acme.test\"\ngroup = \"all\"\nupstream = { backends = [\"127.0.0.1:9\"] }\n\
+                tls = { mode = \"custom\", cert = \"/nonexistent/rpcc/gone.pem\", key = \"/nonexistent/rpcc/gone.key\" }\n";
+    let toml = format!("{}\n{site}", w.fleet.deploy_inventory_toml());
+    let engine = w.engine(Inventory::from_toml_str(&toml)?)?;
+    let report = w.apply(&engine, CertificateOptions::default())?;
+    assert!(report.failed());
+    for r in &report.fleet.servers {
+        if r.state == DeploymentState::Skipped {
+            continue;
+        }
+        assert_eq!(r.state, DeploymentState::Rejected, "{r:#?}");
+        assert!(
+            r.detail.contains("site gone.acme.test: tls.cert /nonexistent/rpcc/gone.pem cannot be loaded"),
+            "{}",
+            r.detail
+        );
+    }
+    assert!(common::current_generation(&w.fleet.servers()[0].managed_root()).is_none(), "nothing was activated");
     Ok(())
 }

@@ -63,6 +63,8 @@ class Domain(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(253), unique=True)
     backend: Mapped[str] = mapped_column(String(255))
+    # "off", "self_signed" or "acme" (certificates need the rust deploy engine).
+    tls: Mapped[str] = mapped_column(String(16), default="off")
     group_id: Mapped[int] = mapped_column(ForeignKey("domain_group.id"))
     group: Mapped[DomainGroup] = relationship()
 
@@ -147,7 +149,7 @@ def inventory_from_db(app: Flask, db: Session) -> rpcc.Inventory:
         groups=[{"name": g.name, "servers": [s.name for s in g.servers]} for g in groups],
         sites=[
             {"domain": d.name, "group": d.group.name, "upstream": {"backends": [d.backend]},
-             "tls": {"mode": "off"}, "health_path": "/healthz"}
+             "tls": {"mode": d.tls or "off"}, "health_path": "/healthz"}
             for d in domains
         ],
     )
@@ -188,6 +190,10 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
         PANEL_ADMIN_TOKEN=os.environ.get("PANEL_ADMIN_TOKEN", ""),
     )
     app.config.update(config or {})
+    if _engines(app)["crypto"] == "rust":
+        # One keyring for the panel and the engine: it also seals certificate keys.
+        _keyring(app)
+        app.config.setdefault("RPCC_KEY_FILE", app.config["PANEL_SECRET_KEY_FILE"])
     engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
     Base.metadata.create_all(engine)
     app.extensions["panel_db"] = sessionmaker(engine, expire_on_commit=False)
@@ -220,7 +226,10 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
             group = db.scalars(select(DomainGroup).where(DomainGroup.name == body.get("group"))).first()
             if group is None:
                 return jsonify({"error": "unknown group", "errors": [["group", "is not a group"]]}), 400
-            domain = Domain(name=str(body.get("name", "")), backend=str(body.get("backend", "")), group=group)
+            tls = str(body.get("tls", "off"))
+            if tls != "off" and _engines(app)["deploy"] != "rust":
+                return jsonify({"error": "certificates need the rust deploy engine", "errors": [["tls", tls]]}), 400
+            domain = Domain(name=str(body.get("name", "")), backend=str(body.get("backend", "")), tls=tls, group=group)
             db.add(domain)
             db.flush()
             # Validate the whole desired state before anything is stored.
@@ -291,6 +300,32 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
             engine = app.extensions["rpcc"].engine_for(inventory_from_db(app, db))
             return jsonify([{"server": s.server, "generation": s.current, "last": s.last_state, "error": s.error}
                             for s in engine.status()])
+
+    @app.get("/api/certs")
+    def certs() -> Any:
+        with _db(app)() as db:
+            engine = app.extensions["rpcc"].engine_for(inventory_from_db(app, db))
+            return jsonify([
+                {"site": c.site, "mode": c.mode, "issuer": c.issuer, "not_after": c.not_after,
+                 "days_left": c.days_left, "due": c.due, "in_service": c.in_service}
+                for c in engine.certificates()
+            ])
+
+    @app.post("/api/certs/renew")
+    def renew_certs() -> Any:
+        body = request.get_json(silent=True) or {}
+        days = body.get("days")
+        with _db(app)() as db:
+            engine = app.extensions["rpcc"].engine_for(inventory_from_db(app, db))
+            report = engine.renew(days=None if days is None else int(days), force=bool(body.get("force", False)))
+            for c in report.certificates:
+                log(db, c.site, f"certificate {c.action}: {c.detail}")
+            db.commit()
+            return jsonify({
+                "ok": not report.failed,
+                "certificates": [{"site": c.site, "action": c.action, "detail": c.detail} for c in report.certificates],
+                "servers": {r.server: r.state for r in report.servers},
+            })
 
     @app.get("/api/logs")
     def logs() -> Any:

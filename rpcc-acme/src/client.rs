@@ -55,6 +55,12 @@ impl std::fmt::Debug for IssuedCertificate {
     }
 }
 
+/// Added to an order's polling timeout for its requests (new order, authorizations,
+/// challenges, finalization, download), bounding the whole order.
+const REQUEST_SLACK: Duration = Duration::from_secs(60);
+/// Account registration or lookup must finish within this.
+const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An account at one ACME CA.
 pub struct AcmeClient {
     account: Account,
@@ -111,10 +117,14 @@ impl AcmeClient {
         contact: &[&str],
     ) -> Result<(Self, SecretString), AcmeError> {
         let new = NewAccount { contact, terms_of_service_agreed: true, only_return_existing: false };
-        let (account, credentials) = builder(api_root)?
-            .create(&new, directory.to_owned(), None)
-            .await
-            .map_err(|e| AcmeError::from_acme(directory, "the account", e))?;
+        let created =
+            tokio::time::timeout(ACCOUNT_TIMEOUT, builder(api_root)?.create(&new, directory.to_owned(), None))
+                .await
+                .map_err(|_| AcmeError::Unavailable {
+                    directory: directory.to_owned(),
+                    reason: format!("no answer to the account registration within {ACCOUNT_TIMEOUT:?}"),
+                })?;
+        let (account, credentials) = created.map_err(|e| AcmeError::from_acme(directory, "the account", e))?;
         let json = serde_json::to_string(&credentials).map_err(|e| AcmeError::Account(e.to_string()))?;
         Ok((Self::new(account, directory), SecretString::from(json)))
     }
@@ -127,10 +137,13 @@ impl AcmeClient {
     ) -> Result<Self, AcmeError> {
         let parsed: AccountCredentials = serde_json::from_str(credentials.expose_secret())
             .map_err(|_| AcmeError::Account("stored credentials are not an ACME account".into()))?;
-        let account = builder(api_root)?
-            .from_credentials(parsed)
+        let restored = tokio::time::timeout(ACCOUNT_TIMEOUT, builder(api_root)?.from_credentials(parsed))
             .await
-            .map_err(|e| AcmeError::from_acme(directory, "the account", e))?;
+            .map_err(|_| AcmeError::Unavailable {
+                directory: directory.to_owned(),
+                reason: format!("no answer within {ACCOUNT_TIMEOUT:?}"),
+            })?;
+        let account = restored.map_err(|e| AcmeError::from_acme(directory, "the account", e))?;
         Ok(Self::new(account, directory))
     }
 
@@ -175,7 +188,13 @@ impl AcmeClient {
         responder: &dyn ChallengeResponder,
     ) -> Result<IssuedCertificate, AcmeError> {
         let mut published: Vec<(String, String)> = Vec::new();
-        let result = self.order(domains, responder, &mut published).await;
+        // Every request to the CA is bounded: a CA that stops answering (a stalled
+        // connection, a hung handler) fails the order instead of the whole run.
+        let limit = self.timeout + REQUEST_SLACK;
+        let result = match tokio::time::timeout(limit, self.order(domains, responder, &mut published)).await {
+            Ok(r) => r,
+            Err(_) => Err(AcmeError::Timeout { domains: domains.join(", "), after: limit }),
+        };
         for (domain, token) in &published {
             responder.withdraw(domain, token).await;
         }
@@ -245,6 +264,26 @@ impl AcmeClient {
             chain_pem,
             key_pem: SecretString::from(key_pem),
         })
+    }
+
+    /// Revoke the certificate whose chain (leaf first) is `chain_pem`, issued to this
+    /// account. `key_compromise` tells the CA the private key leaked (reason 1).
+    pub async fn revoke(&self, chain_pem: &str, key_compromise: bool) -> Result<(), AcmeError> {
+        let der = crate::facts::leaf_der(chain_pem)?;
+        let certificate = rustls::pki_types::CertificateDer::from(der);
+        let reason = if key_compromise {
+            instant_acme::RevocationReason::KeyCompromise
+        } else {
+            instant_acme::RevocationReason::Superseded
+        };
+        let request = instant_acme::RevocationRequest { certificate: &certificate, reason: Some(reason) };
+        match tokio::time::timeout(ACCOUNT_TIMEOUT, self.account.revoke(&request)).await {
+            Ok(r) => r.map_err(|e| AcmeError::from_acme(&self.directory, "the revocation", e)),
+            Err(_) => Err(AcmeError::Unavailable {
+                directory: self.directory.clone(),
+                reason: format!("no answer to the revocation within {ACCOUNT_TIMEOUT:?}"),
+            }),
+        }
     }
 
     /// The first failed challenge's problem, named by its domain.

@@ -6,7 +6,7 @@ use rpcc_core::generation::Sha256Digest;
 use crate::AcmeError;
 
 /// The first certificate (the leaf) of a PEM chain, as DER.
-fn leaf_der(chain_pem: &str) -> Result<Vec<u8>, AcmeError> {
+pub(crate) fn leaf_der(chain_pem: &str) -> Result<Vec<u8>, AcmeError> {
     let bad = |why: String| AcmeError::Protocol(format!("certificate chain: {why}"));
     let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
     if pem.label != "CERTIFICATE" {

@@ -233,3 +233,50 @@ impl CertificateSet {
         self.0.is_empty()
     }
 }
+
+/// nginx's refusal of a tree, with a first line per `custom` site whose certificate or
+/// key file nginx could not load (nginx names the file, not the site).
+///
+/// ```
+/// # use rpcc_core::model::Inventory;
+/// let inv = Inventory::from_toml_str(r#"
+///     [[servers]]
+///     name = "e"
+///     host = "203.0.113.10"
+///     user = "deploy"
+///     auth = { agent = true }
+///     [[groups]]
+///     name = "g"
+///     servers = ["e"]
+///     [[sites]]
+///     domain = "shop.example.com"
+///     group = "g"
+///     upstream = { backends = ["10.0.0.5:80"] }
+///     tls = { mode = "custom", cert = "/etc/ssl/shop.pem", key = "/etc/ssl/shop.key" }
+/// "#).unwrap();
+/// let sites: Vec<_> = inv.sites.iter().collect();
+/// let nginx = "nginx: [emerg] cannot load certificate \"/etc/ssl/shop.pem\": BIO_new_file() failed";
+/// let text = rpcc_core::certs::explain_missing_certificates(nginx, &sites);
+/// assert!(text.starts_with("site shop.example.com: tls.cert /etc/ssl/shop.pem cannot be loaded on the server"));
+/// assert!(text.ends_with(nginx));
+/// ```
+pub fn explain_missing_certificates(message: &str, sites: &[&crate::model::Site]) -> String {
+    let mut lines = Vec::new();
+    for site in sites {
+        if let crate::model::TlsMode::Custom { cert, key } = &site.tls.mode {
+            for (field, path) in [("tls.cert", cert), ("tls.key", key)] {
+                if message.contains(&format!("\"{path}\"")) {
+                    lines.push(format!(
+                        "site {}: {field} {path} cannot be loaded on the server (missing, unreadable or not PEM)",
+                        site.domain
+                    ));
+                }
+            }
+        }
+    }
+    if lines.is_empty() {
+        return message.to_owned();
+    }
+    lines.push(message.to_owned());
+    lines.join("\n")
+}

@@ -75,3 +75,35 @@ def test_panel_adds_a_domain_deploys_the_group_and_shows_status(fleet: Fleet, tm
     assert {s["server"] for s in st} == {"s0", "s1"}
     logs = client.get("/api/logs").get_json()
     assert any("deploy" in entry["message"] for entry in logs)
+
+
+def test_panel_certificates_section(fleet: Fleet, tmp_path: Path) -> None:
+    pytest.importorskip("flask")
+    import panel  # examples/flask_panel/panel.py
+
+    app = panel.create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/panel.db",
+            "RPCC_STATE": f"sqlite:///{tmp_path}/state.db",
+            "RPCC_ENGINES": MODES["rust"],
+            "PANEL_SECRET_KEY_FILE": str(tmp_path / "keys"),
+            "PANEL_LEGACY_FERNET_KEY": "ZmVybmV0LWxlZ2FjeS1rZXktZm9yLXRoZS10ZXN0cyE=",
+        }
+    )
+    client = app.test_client()
+    panel.import_fleet(app, fleet.inventory)
+    r = client.post(
+        "/api/domains", json={"name": "secure.demo.example", "group": "all", "backend": "127.0.0.1:9", "tls": "self_signed"}
+    )
+    assert r.status_code == 201, r.get_json()
+    assert client.post("/api/groups/all/deploy").get_json()["ok"]
+    certs = client.get("/api/certs").get_json()
+    assert [(c["site"], c["mode"], c["in_service"], c["due"]) for c in certs] == [
+        ("secure.demo.example", "self_signed", True, None)
+    ], certs
+    renewed = client.post("/api/certs/renew", json={"force": True}).get_json()
+    assert renewed["ok"] and renewed["certificates"][0]["action"] == "generated", renewed
+    assert set(renewed["servers"].values()) == {"succeeded"}, renewed
+    logs = client.get("/api/logs").get_json()
+    assert any(e["server"] == "secure.demo.example" and "generated" in e["message"] for e in logs)

@@ -19,6 +19,23 @@ pub(crate) enum CertsCommand {
     /// self-signed regenerated) and deploy it to the servers that serve those sites
     /// through the verified path; nothing is deployed when nothing is due.
     Renew(RenewArgs),
+    /// Revoke a site's certificate at the CA, then obtain and deploy a new one at once.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RevokeArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// The site (its domain).
+    #[arg(long)]
+    site: String,
+    /// Tell the CA the private key leaked (revocation reason keyCompromise).
+    #[arg(long)]
+    key_compromise: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +69,7 @@ pub(crate) fn run(cmd: &CertsCommand) -> ExitCode {
     match cmd {
         CertsCommand::Status(args) => status(args),
         CertsCommand::Renew(args) => renew(args),
+        CertsCommand::Revoke(args) => revoke(args),
     }
 }
 
@@ -110,6 +128,42 @@ fn status(args: &StatusArgs) -> ExitCode {
     }
 }
 
+fn revoke(args: &RevokeArgs) -> ExitCode {
+    let mut err = std::io::stderr();
+    let fleet = match Fleet::load(&args.fleet, &mut err) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    if !args.yes && !confirm(&mut err, &format!("revoke the certificate of {} and deploy a new one", args.site)) {
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let report = match fleet.runtime.block_on(fleet.engine.revoke_certificate(
+        &args.site,
+        args.key_compromise,
+        ApplyOptions::default(),
+    )) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut err, e, EXIT_FAILED),
+    };
+    print_renewal(&report, args.fleet.json)
+}
+
+fn print_renewal(report: &rpcc::certs::RenewalReport, json: bool) -> ExitCode {
+    if json {
+        print_json(report);
+    } else {
+        let mut out = std::io::stdout().lock();
+        if report.certificates.is_empty() {
+            let _ = writeln!(out, "nothing is due");
+        }
+        print_outcomes(&mut out, &report.certificates);
+        for r in report.unreachable.iter().chain(report.deploy.iter().flat_map(|d| &d.servers)) {
+            print_report(&mut out, r);
+        }
+    }
+    if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
 fn renew(args: &RenewArgs) -> ExitCode {
     let mut err = std::io::stderr();
     let fleet = match Fleet::load(&args.fleet, &mut err) {
@@ -124,23 +178,10 @@ fn renew(args: &RenewArgs) -> ExitCode {
         certificates: CertificateOptions { renew_days: args.days, force: args.force, ..Default::default() },
         ..ApplyOptions::default()
     };
-    let report = match fleet.runtime.block_on(fleet.engine.renew_due(&args.fleet.selection(), options)) {
-        Ok(r) => r,
-        Err(e) => return fail(&mut err, e, EXIT_INVALID),
-    };
-    if args.fleet.json {
-        print_json(&report);
-    } else {
-        let mut out = std::io::stdout().lock();
-        if report.certificates.is_empty() {
-            let _ = writeln!(out, "nothing is due");
-        }
-        print_outcomes(&mut out, &report.certificates);
-        for r in report.unreachable.iter().chain(report.deploy.iter().flat_map(|d| &d.servers)) {
-            print_report(&mut out, r);
-        }
+    match fleet.runtime.block_on(fleet.engine.renew_due(&args.fleet.selection(), options)) {
+        Ok(r) => print_renewal(&r, args.fleet.json),
+        Err(e) => fail(&mut err, e, EXIT_INVALID),
     }
-    if report.failed() { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
 /// Print what an apply did about certificates (nothing when it did nothing).

@@ -826,7 +826,8 @@ impl Run<'_> {
         match RemoteExit::from_code(exit_code(&out)) {
             RemoteExit::Ok => {}
             RemoteExit::Rejected => {
-                return Outcome::Failed(DeploymentState::Rejected, DeployError::Rejected { message: text(&out) });
+                let message = crate::certs::explain_missing_certificates(&text(&out), sites);
+                return Outcome::Failed(DeploymentState::Rejected, DeployError::Rejected { message });
             }
             _ => return Outcome::Failed(DeploymentState::Failed, Self::remote_error(DeployStep::Validate, &out)),
         }
