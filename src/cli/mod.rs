@@ -84,8 +84,10 @@ pub(crate) fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // The platform verifier logs every untrusted peer certificate at ERROR; rpcc reports
+    // trust itself (monitoring, `certs status`), so that noise is off unless asked for.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rustls_platform_verifier=off")));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
