@@ -38,18 +38,7 @@ impl CertificateStore for SqliteStore {
         let record = key_record(&cert.site).map_err(|e| corrupt(format!("certificate of {:?}: {e}", cert.site)))?;
         let names = serde_json::to_string(&cert.names).map_err(|e| corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
-             updated_ms = excluded.updated_ms",
-        )
-        .bind(record.as_str())
-        .bind(key.key_id().as_str())
-        .bind(key.as_str())
-        .bind(cert.stored_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        crate::secrets::upsert_secret(&mut tx, &record, key, cert.stored_ms).await?;
         sqlx::query(
             "INSERT INTO certificates (site, names, origin, chain_pem, fingerprint, issuer, not_before, not_after, \
              stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET names = excluded.names, \

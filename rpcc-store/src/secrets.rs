@@ -25,24 +25,35 @@ fn row_secret(row: &sqlx::sqlite::SqliteRow) -> Result<(RecordId, Envelope), Sto
     Ok((record, envelope))
 }
 
+/// Insert or replace one sealed secret inside the caller's transaction.
+pub(crate) async fn upsert_secret(
+    conn: &mut sqlx::SqliteConnection,
+    record: &RecordId,
+    envelope: &Envelope,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
+         updated_ms = excluded.updated_ms",
+    )
+    .bind(record.as_str())
+    .bind(envelope.key_id().as_str())
+    .bind(envelope.as_str())
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl SecretStore for SqliteStore {
     async fn put_secrets(&self, items: &[(RecordId, Envelope)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let now = unix_ms();
         for (record, envelope) in items {
-            sqlx::query(
-                "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
-                 updated_ms = excluded.updated_ms",
-            )
-            .bind(record.as_str())
-            .bind(envelope.key_id().as_str())
-            .bind(envelope.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            upsert_secret(&mut tx, record, envelope, now).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())

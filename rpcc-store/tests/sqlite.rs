@@ -154,3 +154,54 @@ async fn secret_swaps_are_compare_and_swap_in_one_transaction_and_only_envelopes
     assert!(!raw.windows(6).any(|w| w == b"v-serv"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_stored_with_their_sealed_key_replaced_and_removed_together() -> anyhow::Result<()> {
+    use rpcc_core::certs::{CertificateOrigin, CertificateRecord, CertificateStore as _, key_record};
+    use rpcc_core::generation::Sha256Digest;
+    use rpcc_core::keyring::{KeyId, Keyring, SecretStore as _};
+    use secrecy::{ExposeSecret as _, SecretString};
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).await?;
+    let (_, k) = Keyring::generate_entry(KeyId::parse("k1").ok())?;
+    let ring = Keyring::parse(&k, "t")?;
+    let record = key_record("app.example.com")?;
+    let names = vec!["app.example.com".to_owned(), "www.app.example.com".to_owned()];
+    let cert = |pem: &str, not_after: i64| {
+        CertificateRecord::new(
+            "app.example.com",
+            names.clone(),
+            CertificateOrigin::Acme,
+            pem.to_owned(),
+            Sha256Digest::of(pem.as_bytes()),
+            "CN=Test CA".into(),
+            0,
+            not_after,
+        )
+    };
+    let first = cert("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 1_000);
+    store.put_certificate(&first, &ring.seal(&record, &SecretString::from("KEY-1"))?).await?;
+    // Reopened: the row and its key are there, and the key is only an envelope.
+    drop(store);
+    let store = SqliteStore::open(&path).await?;
+    assert_eq!(store.certificates().await?, vec![first.clone()]);
+    let sealed = store.secret(&record).await?.expect("key stored");
+    assert!(sealed.as_str().starts_with("rpcc:v1:k1:"));
+    assert_eq!(ring.open(&record, &sealed)?.expose_secret(), "KEY-1");
+    let raw = std::fs::read(&path)?;
+    assert!(!raw.windows(5).any(|w| w == b"KEY-1"), "the key is never stored in the clear");
+
+    // Replaced as a pair.
+    let second = cert("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n", 2_000);
+    store.put_certificate(&second, &ring.seal(&record, &SecretString::from("KEY-2"))?).await?;
+    assert_eq!(store.certificates().await?, vec![second]);
+    assert_eq!(ring.open(&record, &store.secret(&record).await?.expect("key"))?.expose_secret(), "KEY-2");
+
+    // Removed as a pair.
+    assert!(store.remove_certificate("app.example.com").await?);
+    assert!(store.certificates().await?.is_empty() && store.secret(&record).await?.is_none());
+    assert!(!store.remove_certificate("app.example.com").await?);
+    Ok(())
+}
