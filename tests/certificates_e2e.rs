@@ -356,3 +356,55 @@ fn a_custom_certificate_missing_on_the_server_is_refused_naming_the_site() -> an
     assert!(common::current_generation(&w.fleet.servers()[0].managed_root()).is_none(), "nothing was activated");
     Ok(())
 }
+
+#[test]
+fn scheduled_renewal_reports_a_failing_site_once_and_its_recovery() -> anyhow::Result<()> {
+    use rpcc::certs::RenewalWatch;
+    use rpcc::core::certs::{CertificateOrigin, key_record};
+
+    let w = World::start()?;
+    let dns = Resolver::start(&[("acme.test", Some("127.0.0.1".parse()?))])?;
+    let s0 = &w.fleet.servers()[0];
+    let acme =
+        AcmeServer::start(&AcmeOptions { dns: Some(dns.addr()), http_port: s0.http_port(), always_valid: false })?;
+    let up = acme_section(&acme, w.dir.path());
+    let engine = w.engine(w.inventory(&up, ""))?;
+    let first = w.apply(&engine, CertificateOptions::default())?;
+    assert!(!first.failed(), "{first:#?}");
+
+    // The ACME certificate is replaced in the store by one that expires in 5 days (the
+    // served one stays), so the next scheduled run finds it due.
+    let keyring = Keyring::from_file(&w.dir.path().join("keys"))?;
+    let names = vec!["app.acme.test".to_owned(), "api.acme.test".to_owned(), "www.app.acme.test".to_owned()];
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let short = rpcc::acme::self_signed(&refs, 5)?;
+    let rec = rpcc::acme::certificate_record("app.acme.test", &names, CertificateOrigin::Acme, &short.chain_pem)?;
+    let sealed = keyring.seal(&key_record("app.acme.test")?, &short.key_pem)?;
+    w.rt.block_on(engine.store().put_certificate(&rec, &sealed))?;
+
+    // The CA is unreachable: the first run reports the failure, the second stays quiet.
+    let down_engine = w.engine(w.inventory("[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n", ""))?;
+    let mut watch = RenewalWatch::default();
+    let news = w.rt.block_on(watch.run(&down_engine))?;
+    let message = news.message.expect("a failure is reported");
+    assert!(message.contains("certificate of app.acme.test could not be renewed"), "{message}");
+    assert_eq!(news.groups, ["all"]);
+    assert!(news.report.failed() && news.report.deploy.is_none(), "{:#?}", news.report);
+    let again = w.rt.block_on(watch.run(&down_engine))?;
+    assert!(again.message.is_none(), "one message per incident: {:?}", again.message);
+    assert!(again.report.failed());
+
+    // The CA is back: renewed, deployed to both servers, reported as a recovery.
+    let back = w.rt.block_on(watch.run(&engine))?;
+    let message = back.message.expect("the recovery is reported");
+    assert!(message.contains("certificate of app.acme.test renewed (recovered)"), "{message}");
+    assert!(!back.report.failed(), "{:#?}", back.report);
+    let deployed = back.report.deploy.as_ref().expect("deployed");
+    assert!(all_succeeded(deployed), "{deployed:#?}");
+    let stored = stored_fingerprint(&w, &engine, "app.acme.test")?;
+    assert_eq!(w.served("app.acme.test"), [Some(stored.clone()), Some(stored)]);
+    // Nothing due: nothing to say, nothing deployed.
+    let quiet = w.rt.block_on(watch.run(&engine))?;
+    assert!(quiet.message.is_none() && quiet.report.deploy.is_none() && quiet.report.certificates.is_empty());
+    Ok(())
+}

@@ -16,6 +16,17 @@ pub struct Resolver {
     _dir: tempfile::TempDir,
 }
 
+/// A loopback port free for both UDP and TCP right now.
+fn free_udp_and_tcp_port() -> Result<u16, KitError> {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
 impl Resolver {
     /// Start it: each `(name, Some(ip))` answers `ip` for the name and its subdomains;
     /// `(name, None)` answers NXDOMAIN.
@@ -27,7 +38,20 @@ impl Resolver {
                 program: "dnsmasq".into(),
                 hint: "Debian package dnsmasq-base".into(),
             })?;
-        let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        // dnsmasq binds UDP and TCP on its port; a port free for UDP may be in use for TCP
+        // (another test's connection), and dnsmasq then exits: try a few ports.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_udp_and_tcp_port()?;
+            match Self::spawn(bin, port, records) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(KitError::Start { what: "dnsmasq".into(), detail: last })
+    }
+
+    fn spawn(bin: &str, port: u16, records: &[(&str, Option<IpAddr>)]) -> Result<Self, KitError> {
         let (dir, path) = fleet_dir()?;
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -47,10 +71,16 @@ impl Resolver {
         }
         let process = ManagedProcess::spawn(cmd, "dnsmasq", &path)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let resolver = Self { process, addr, _dir: dir };
+        let mut resolver = Self { process, addr, _dir: dir };
         // Ready once the port is taken (binding it ourselves fails).
         let deadline = Instant::now() + Duration::from_secs(10);
         while UdpSocket::bind(addr).is_ok() {
+            if let Some(status) = resolver.process.exited() {
+                return Err(KitError::Start {
+                    what: "dnsmasq".into(),
+                    detail: format!("exited ({status}) on port {port}"),
+                });
+            }
             if Instant::now() > deadline {
                 return Err(KitError::Start { what: "dnsmasq".into(), detail: format!("not listening on {addr}") });
             }
