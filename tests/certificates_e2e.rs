@@ -381,6 +381,19 @@ fn scheduled_renewal_reports_a_failing_site_once_and_its_recovery() -> anyhow::R
     let rec = rpcc::acme::certificate_record("app.acme.test", &names, CertificateOrigin::Acme, &short.chain_pem)?;
     let sealed = keyring.seal(&key_record("app.acme.test")?, &short.key_pem)?;
     w.rt.block_on(engine.store().put_certificate(&rec, &sealed))?;
+    // A plan shows the key file changing but never its contents (old or new).
+    let plans = w.rt.block_on(engine.plan(&Selection::default()))?;
+    for (server, plan) in &plans {
+        let plan = plan.as_ref().map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
+        let key = plan.changes.iter().find(|c| c.path == "certs/app.acme.test/privkey.pem").expect("key changes");
+        assert_eq!(key.diff, "(private key: contents never shown; changed)\n");
+        assert!(
+            plan.changes
+                .iter()
+                .any(|c| c.path == "certs/app.acme.test/fullchain.pem" && c.diff.contains("CERTIFICATE"))
+        );
+        assert!(plan.changes.iter().all(|c| !c.diff.contains("PRIVATE KEY")), "{server}: a key leaked into the plan");
+    }
 
     // The CA is unreachable: the first run reports the failure, the second stays quiet.
     let down_engine = w.engine(w.inventory("[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n", ""))?;

@@ -148,6 +148,17 @@ pub fn key_path(site: &str) -> String {
     format!("certs/{site}/privkey.pem")
 }
 
+/// True for a generation path that holds a private key (`certs/<site>/privkey.pem`):
+/// never fetched, printed or diffed.
+///
+/// ```
+/// assert!(rpcc_core::certs::is_key_path("certs/app.example.com/privkey.pem"));
+/// assert!(!rpcc_core::certs::is_key_path("certs/app.example.com/fullchain.pem"));
+/// ```
+pub fn is_key_path(path: &str) -> bool {
+    path.starts_with("certs/") && path.ends_with("/privkey.pem")
+}
+
 /// Where certificates and their keys are kept.
 #[async_trait::async_trait]
 pub trait CertificateStore: Send + Sync {

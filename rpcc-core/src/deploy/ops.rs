@@ -87,11 +87,15 @@ pub async fn plan(
             kinds.insert(path.clone(), ChangeKind::Removed);
         }
     }
+    // A file that holds a secret: owner-only in the new tree, or a certificate's key.
+    let secret =
+        |path: &str| generation.file(path).is_some_and(|f| f.mode & 0o077 == 0) || crate::certs::is_key_path(path);
     let mut old: BTreeMap<String, String> = BTreeMap::new();
     if let Some(cur) = &state.current {
+        // Private keys are never fetched from the server.
         let wanted: Vec<GenerationPath> = kinds
             .iter()
-            .filter(|(_, k)| **k != ChangeKind::Added)
+            .filter(|(p, k)| **k != ChangeKind::Added && !secret(p))
             .filter_map(|(p, _)| GenerationPath::parse(p).ok())
             .collect();
         if !wanted.is_empty() {
@@ -112,6 +116,10 @@ pub async fn plan(
     let changes = kinds
         .into_iter()
         .map(|(path, kind)| {
+            if secret(&path) {
+                let diff = format!("(private key: contents never shown; {})\n", kind_word(kind));
+                return FileChange { path, kind, diff };
+            }
             let before = old.get(&path).map_or("", String::as_str);
             let after =
                 generation.file(&path).map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).unwrap_or_default();
@@ -133,6 +141,14 @@ pub async fn plan(
         unchanged,
         takes_over,
     })
+}
+
+fn kind_word(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Added => "added",
+        ChangeKind::Changed => "changed",
+        ChangeKind::Removed => "removed",
+    }
 }
 
 /// How a server's live tree compares with what rpcc recorded.
