@@ -806,10 +806,13 @@ impl Plugin {
 }
 
 /// A generation's files as (path, text) for lint plugins.
+/// The files a lint plugin sees: every rendered file except secrets (owner-only files
+/// and certificates' private keys), which never enter a guest.
 pub(crate) fn generation_files(generation: &Generation) -> Vec<(String, String)> {
     generation
         .files()
         .iter()
+        .filter(|(path, file)| file.mode & 0o077 != 0 && !rpcc_core::certs::is_key_path(path.as_str()))
         .map(|(path, file)| (path.as_str().to_owned(), String::from_utf8_lossy(&file.bytes).into_owned()))
         .collect()
 }
@@ -894,4 +897,28 @@ fn tree(list: Vec<tt::Directive>) -> Result<Vec<Directive>, String> {
         }
     }
     Ok(roots.into_iter().map(|i| build(i, &list, &children)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use rpcc_core::generation::{Generation, GenerationFile, GenerationPath};
+
+    #[test]
+    fn lint_plugins_never_see_keys_or_owner_only_files() -> Result<(), Box<dyn std::error::Error>> {
+        let file = |text: &str, mode: u32| GenerationFile { bytes: Arc::from(text.as_bytes()), mode };
+        let mut files = BTreeMap::new();
+        files.insert(GenerationPath::parse("sites/a.example.com.conf")?, file("server {}", 0o644));
+        files.insert(GenerationPath::parse("certs/a.example.com/fullchain.pem")?, file("CERT", 0o644));
+        files.insert(GenerationPath::parse("certs/a.example.com/privkey.pem")?, file("KEY", 0o600));
+        // A key shipped with a wrong mode is still withheld; any owner-only file is too.
+        files.insert(GenerationPath::parse("certs/b.example.com/privkey.pem")?, file("KEY", 0o644));
+        files.insert(GenerationPath::parse("secret.txt")?, file("S", 0o600));
+        let seen: Vec<String> =
+            super::generation_files(&Generation::new("g".into(), files)).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(seen, ["certs/a.example.com/fullchain.pem", "sites/a.example.com.conf"]);
+        Ok(())
+    }
 }
