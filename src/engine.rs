@@ -158,11 +158,9 @@ impl ApplyReport {
     /// Whether anything failed, was skipped, or a roll-back did not succeed.
     pub fn failed(&self) -> bool {
         let phases = std::iter::once(&self.fleet).chain(&self.tls_phase);
-        self.all().any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
-            || phases
-                .clone()
-                .flat_map(|f| &f.servers)
-                .any(|r| r.state.is_failure() || r.state == DeploymentState::Skipped)
+        let bad = |r: &ServerReport| r.state.is_failure() || r.state == DeploymentState::Skipped;
+        self.unreachable.iter().any(bad)
+            || phases.clone().flat_map(|f| &f.servers).any(bad)
             || phases.flat_map(|f| &f.rolled_back).any(|r| r.state != DeploymentState::Succeeded)
             || self.certificates.iter().any(|c| c.action == CertificateAction::Failed)
     }
