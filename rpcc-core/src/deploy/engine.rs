@@ -11,10 +11,10 @@ use futures_util::StreamExt as _;
 
 use super::audit::AuditEvent;
 use super::probe::HealthProbe;
-use super::remote::{RemoteCommands, RemoteExit, RemoteState};
+use super::remote::{Activation, RemoteCommands, RemoteExit, RemoteState};
 use super::state::{AuditAction, DeploymentState, NewDeployment, StateStore, StoreError};
 use crate::generation::{Generation, Sha256Digest};
-use crate::model::{Server, Site};
+use crate::model::{NginxValidation, Server, Site};
 use crate::transport::{ExecRequest, ExitStatus, Output, Transport, TransportError, TreeFile, tar_archive};
 
 /// Tunables of a deploy.
@@ -572,6 +572,7 @@ impl Deployer {
             deployment: None,
             locked: false,
             flipped: false,
+            rejected_at_activation: None,
             marks: Vec::new(),
         };
         let outcome = run.go(sites, &source).await;
@@ -603,6 +604,8 @@ struct Run<'a> {
     locked: bool,
     /// Whether the last activate call got as far as flipping `current`.
     flipped: bool,
+    /// The helper's answer when the master refused a single-parse activation.
+    rejected_at_activation: Option<Output>,
     /// When each step started.
     marks: Vec<(DeployStep, Instant)>,
 }
@@ -776,7 +779,7 @@ impl Run<'_> {
         {
             step!(self, DeployStep::Recover);
             let left = if cur == good { state.unverified.clone().unwrap_or_else(|| cur.clone()) } else { cur.clone() };
-            match self.activate(&good).await {
+            match self.activate(&good, Activation::Tested).await {
                 Ok(()) => {
                     let detail = if cur == good {
                         format!("re-activated committed generation {good} (an activation of {left} was never verified)")
@@ -818,33 +821,50 @@ impl Run<'_> {
             }
         }
 
-        step!(self, DeployStep::Validate);
-        let out = match self.exec(self.cmds.validate(&id, !staged_now, opts.command_timeout)).await {
-            Ok(o) => o,
-            Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
-        };
-        match RemoteExit::from_code(exit_code(&out)) {
-            RemoteExit::Ok => {}
-            RemoteExit::Rejected => {
-                let message = crate::certs::explain_missing_certificates(&text(&out), sites);
-                return Outcome::Failed(DeploymentState::Rejected, DeployError::Rejected { message });
+        // Single parse (`nginx.validate = "master"`): no separate `nginx -t`; the
+        // activation itself is the validation.
+        let check = match self.server.nginx.validate {
+            NginxValidation::Test => {
+                step!(self, DeployStep::Validate);
+                let out = match self.exec(self.cmds.validate(&id, !staged_now, opts.command_timeout)).await {
+                    Ok(o) => o,
+                    Err(e) => return Outcome::Failed(DeploymentState::Failed, e),
+                };
+                match RemoteExit::from_code(exit_code(&out)) {
+                    RemoteExit::Ok => {}
+                    RemoteExit::Rejected => return Self::rejected(&out, sites),
+                    _ => {
+                        return Outcome::Failed(
+                            DeploymentState::Failed,
+                            Self::remote_error(DeployStep::Validate, &out),
+                        );
+                    }
+                }
+                if let Err(e) = self.record(source).await {
+                    return Outcome::Failed(DeploymentState::Failed, e);
+                }
+                Activation::Tested
             }
-            _ => return Outcome::Failed(DeploymentState::Failed, Self::remote_error(DeployStep::Validate, &out)),
-        }
-        if let DeploySource::Generation(g) = source
-            && let Err(e) = self.d.store.record_generation(self.name(), &g.manifest()).await
-        {
-            return Outcome::Failed(DeploymentState::Failed, e.into());
-        }
+            NginxValidation::Master => Activation::SingleParse { verify: !staged_now },
+        };
 
         step!(self, DeployStep::Activate);
         let good = state.committed.clone();
-        if let Err(e) = self.activate(&id).await {
+        if let Err(e) = self.activate(&id, check).await {
+            if let Some(rejected) = self.rejected_at_activation.take() {
+                // The master refused the tree and `current` is back: nothing changed.
+                return Self::rejected(&rejected, sites);
+            }
             if !self.flipped {
                 // Refused before the switch (nginx not running, lock lost): untouched.
                 return Outcome::Failed(DeploymentState::Failed, e);
             }
             return self.restore(good.or_else(|| Some("0".into())), e).await;
+        }
+        if check != Activation::Tested
+            && let Err(e) = self.record(source).await
+        {
+            return Outcome::Failed(DeploymentState::Failed, e);
         }
 
         if let Some(probe) = self.d.probe.clone()
@@ -902,15 +922,37 @@ impl Run<'_> {
         if out.success() { Ok(()) } else { Err(Self::remote_error(DeployStep::Stage, &out)) }
     }
 
+    /// Record a validated generation's manifest in the state store.
+    async fn record(&self, source: &DeploySource) -> Result<(), DeployError> {
+        match source {
+            DeploySource::Generation(g) => Ok(self.d.store.record_generation(self.name(), &g.manifest()).await?),
+            DeploySource::Existing(_) => Ok(()),
+        }
+    }
+
+    /// nginx refused the tree (`nginx -t`, or the master's parse, switched back).
+    fn rejected(out: &Output, sites: &[&Site]) -> Outcome {
+        let message = crate::certs::explain_missing_certificates(&text(out), sites);
+        Outcome::Failed(DeploymentState::Rejected, DeployError::Rejected { message })
+    }
+
     /// Flip + reload + verify through the helper.
-    async fn activate(&mut self, id: &str) -> Result<(), DeployError> {
-        let req = self.cmds.activate(&self.d.holder, self.d.options.lock_ttl, id, self.d.options.reload_timeout);
+    async fn activate(&mut self, id: &str, check: Activation) -> Result<(), DeployError> {
+        let o = &self.d.options;
+        let req = self.cmds.activate(&self.d.holder, o.lock_ttl, id, o.reload_timeout, check);
         // A transport error leaves it unknown whether the flip happened: assume it did.
         self.flipped = true;
         let out = self.exec(req).await?;
-        self.flipped = String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("activated="));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let switched_back = stdout.lines().any(|l| l.starts_with("switched-back="));
+        self.flipped = !switched_back && stdout.lines().any(|l| l.starts_with("activated="));
         match RemoteExit::from_code(exit_code(&out)) {
             RemoteExit::Ok => Ok(()),
+            RemoteExit::Rejected if switched_back => {
+                let e = DeployError::Rejected { message: text(&out) };
+                self.rejected_at_activation = Some(out);
+                Err(e)
+            }
             RemoteExit::ReloadFailed | RemoteExit::NotRunning => Err(DeployError::ReloadFailed { message: text(&out) }),
             _ => Err(Self::remote_error(DeployStep::Activate, &out)),
         }
@@ -924,7 +966,7 @@ impl Run<'_> {
         let Some(good) = good else {
             return Outcome::Failed(DeploymentState::RestoreFailed, why);
         };
-        match self.activate(&good).await {
+        match self.activate(&good, Activation::Tested).await {
             Ok(()) => {
                 // Verified like any activation (new workers on the restored config). It
                 // is not probed again: the failed generation's sites and listen

@@ -135,6 +135,19 @@ impl RemoteState {
     }
 }
 
+/// How an activation is checked by the helper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// The tree already passed `nginx -t` (or is a known-good generation).
+    Tested,
+    /// Single parse: the master's own parse is the validation; a refusal switches
+    /// `current` back at once (exit 13). `verify`: check the tree's hashes first.
+    SingleParse {
+        /// Hash-check the tree before switching (not staged and checked by this run).
+        verify: bool,
+    },
+}
+
 /// Builds the helper invocations for one server.
 #[derive(Clone, Debug)]
 pub struct RemoteCommands {
@@ -232,13 +245,14 @@ impl RemoteCommands {
     }
 
     /// Flip `current` to `id`, reload nginx and wait until new workers run (or nginx
-    /// logs an `[emerg]`).
+    /// logs an `[emerg]`; with [`Activation::SingleParse`] `current` then goes back).
     pub fn activate(
         &self,
         holder: &str,
         ttl: Duration,
         id: &str,
         reload_timeout: Duration,
+        check: Activation,
     ) -> Result<ExecRequest, TransportError> {
         let (method, unit) = match &self.reload {
             ReloadMethod::Signal => ("signal", "-".to_owned()),
@@ -247,7 +261,24 @@ impl RemoteCommands {
         };
         let ticks = (reload_timeout.as_millis() / 20).max(1).to_string(); // 20 ms polls
         let ttl = ttl.as_secs().max(1).to_string();
-        let args = [holder, &ttl, id, self.mode_name(), &self.root, &self.pid, &self.error_log, method, &unit, &ticks];
+        let (parse, verify) = match check {
+            Activation::Tested => ("test", "0"),
+            Activation::SingleParse { verify } => ("master", if verify { "1" } else { "0" }),
+        };
+        let args = [
+            holder,
+            &ttl,
+            id,
+            self.mode_name(),
+            &self.root,
+            &self.pid,
+            &self.error_log,
+            method,
+            &unit,
+            &ticks,
+            parse,
+            verify,
+        ];
         Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + self.timeout))
     }
 

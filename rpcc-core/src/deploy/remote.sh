@@ -4,7 +4,8 @@
 # Files arrive as a tar stream on stdin, never through echo or heredocs.
 #
 # Exit codes: 0 ok, 2 usage, 10 lock held by another holder, 11 our lock was lost,
-# 12 staged files do not match their manifest, 13 nginx -t rejected the tree,
+# 12 staged files do not match their manifest, 13 nginx rejected the tree (nginx -t,
+# or the master's parse in single-parse mode, switched back),
 # 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
 # 17 the main config does not include rpcc's tree, 18 file system error, 75 guard busy.
 set -u
@@ -190,15 +191,26 @@ validate) # id mode nginx-binary root verify-hashes
     echo "valid=$id"
     ;;
 
-activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms-ticks
+activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [verify]]
+    # ticks: the timeout in 20 ms polls. parse: "test" (the tree passed nginx -t) or
+    # "master" (single parse: the master's own parse is the validation; a refusal
+    # switches back at once and exits 13). verify: 1 = check the tree's hashes first.
     holder=$1 ttl=$2 id=$3 mode=$4 root=$5 pidfile=$6 errlog=$7 method=$8 unit=$9
     check_id "$id"
     shift 9
-    ticks=$1
+    ticks=$1 parse=${2:-test} verify=${3:-0}
+    case $parse in test | master) ;; *) fail 2 "unknown parse mode $parse" ;; esac
     guard
     own_lock "$holder" "$ttl"
     D="$G/$id"
     [ -d "$D" ] || fail 16 "generation $id is not on the server"
+    [ "$verify" = 0 ] || verify_tree "$D"
+    if [ "$parse" = master ] && [ "$mode" = include ]; then
+        # No nginx -t ran, so its check of the hand-made main config happens here.
+        grep -qE "^[^#]*include[[:space:]]+$M/current/http.conf[[:space:]]*;" "$root/nginx.conf" 2>/dev/null ||
+            fail 17 "$root/nginx.conf does not include $M/current/http.conf"
+    fi
+    was=$(gen_of "$M/current")
     master=''
     [ -f "$pidfile" ] && read -r master <"$pidfile"
     case $master in '' | *[!0-9]*) fail 15 "nginx is not running (no pid in $pidfile)" ;; esac
@@ -252,6 +264,26 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
         ln -sfn "$target" "$root/.nginx.conf.rpcc-tmp" && mv -T "$root/.nginx.conf.rpcc-tmp" "$main" ||
             fail 18 "cannot point $main at $target"
     fi
+    # Single parse, refused: `current` (and an owned main config) go back to what the
+    # master still runs, and that state is as verified as it was before the switch.
+    switched_back=0
+    switch_back() {
+        if [ -n "$was" ]; then
+            ln -sfn "generations/$was" "$M/.current.tmp" && mv -T "$M/.current.tmp" "$M/current" || return 1
+        else
+            rm -f "$M/current" || return 1
+        fi
+        if [ $link_main = 1 ]; then
+            cp -p "$G/0/nginx.conf" "$root/.nginx.conf.rpcc-tmp" && mv -T "$root/.nginx.conf.rpcc-tmp" "$main" ||
+                return 1
+        fi
+        rm -f "$M/unverified" && switched_back=1
+        echo "switched-back=${was:-none}"
+    }
+    refused() {
+        [ $switched_back = 1 ] && exit 13
+        exit 14
+    }
     case $method in
     signal) kill -HUP "$master" || fail 14 "cannot signal nginx (pid $master)" ;;
     systemctl) systemctl reload "$unit" 2>&1 || fail 14 "systemctl reload $unit failed" ;;
@@ -267,20 +299,26 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
     # Polling must stay cheap: nginx is parsing the new config on the same CPUs. The
     # success check forks nothing until new workers exist; the log is read every
     # tenth tick (every tick once it shows a failure).
+    # Single parse: the log is read every tick, so a refusal is switched back at once.
+    every=10
+    [ "$parse" = master ] && every=1
     i=0 failing=0 quiet=0 last=$size
     while [ $i -lt "$ticks" ]; do
-        if [ $failing = 1 ] || [ $((i % 10)) = 0 ]; then
+        if [ $failing = 1 ] || [ $((i % every)) = 0 ]; then
             cur=0
             [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
             if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
                 tail -c +$((size + 1)) "$errlog" | grep -qE '\[(emerg|alert)\]'; then
                 failing=1
+                # The master has finished parsing (it logs a refusal at the end of
+                # the parse or after it) and kept the old configuration in memory.
+                [ "$parse" = master ] && switch_back
             fi
             if [ $failing = 1 ]; then
                 if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
                 if [ $quiet -ge 40 ]; then
                     tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
-                    exit 14
+                    refused
                 fi
             fi
             last=$cur
@@ -311,7 +349,7 @@ activate) # holder ttl id mode root pidfile errorlog method unit timeout-in-20ms
     done
     if [ $failing = 1 ]; then
         tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
-        exit 14
+        refused
     fi
     fail 14 "nginx started no new worker processes within $((ticks / 50)) s of the reload"
     ;;

@@ -6,8 +6,8 @@ use super::decoder::Decoder;
 use super::node::Node;
 use crate::keyring::RecordId;
 use crate::model::{
-    DomainGroup, GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Rollout, RolloutStrategy,
-    Server, ServerAuth,
+    DomainGroup, GlancesSettings, NginxLayout, NginxMode, NginxSettings, NginxValidation, ReloadMethod, Rollout,
+    RolloutStrategy, Server, ServerAuth,
 };
 use crate::validate::FieldPath;
 use crate::value::{
@@ -24,6 +24,7 @@ const NGINX_FIELDS: &[&str] = &[
     "managed_root",
     "binary",
     "reload",
+    "validate",
     "version",
     "listen_http",
     "listen_https",
@@ -154,6 +155,7 @@ fn default_nginx() -> Option<NginxSettings> {
         root,
         binary: RemotePath::parse("/usr/sbin/nginx").ok()?,
         reload: ReloadMethod::Signal,
+        validate: NginxValidation::Test,
         version: None,
         listen_http: ListenAddr::port_only(Port::new(80).ok()?),
         listen_https: ListenAddr::port_only(Port::new(443).ok()?),
@@ -179,6 +181,9 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
     };
     let binary = t.get("binary").map_or(Some(defaults.binary.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
     let reload = t.get("reload").map_or(Some(ReloadMethod::Signal), |(n, p)| d.parse(n, &p, parse_reload));
+    let validate = t.get("validate").map_or(Some(NginxValidation::Test), |(n, p)| {
+        d.choice(n, &p, &[("test", NginxValidation::Test), ("master", NginxValidation::Master)])
+    });
     let version = match t.get("version") {
         Some((n, p)) => d.parse(n, &p, parse_version).map(Some),
         None => Some(None),
@@ -216,6 +221,7 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         managed_root: managed_root?,
         binary: binary?,
         reload: reload?,
+        validate: validate?,
         version: version?,
         listen_http: listen_http?,
         listen_https: listen_https?,

@@ -17,7 +17,9 @@ pub use group::{DomainGroup, Rollout, RolloutStrategy};
 pub use inventory::{Inventory, LoadOptions};
 pub use monitor::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, NotifierKind, NotifierSettings};
 pub use plugin::{PluginCapability, PluginLimits, PluginSettings};
-pub use server::{GlancesSettings, NginxLayout, NginxMode, NginxSettings, ReloadMethod, Server, ServerAuth};
+pub use server::{
+    GlancesSettings, NginxLayout, NginxMode, NginxSettings, NginxValidation, ReloadMethod, Server, ServerAuth,
+};
 pub use site::{
     BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit,
     Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,

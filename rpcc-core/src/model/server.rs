@@ -91,6 +91,23 @@ pub enum ReloadMethod {
     Service(UnitName),
 }
 
+/// How a new configuration is validated before it serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NginxValidation {
+    /// `nginx -t` of the staged tree first, then switch and reload: two full parses,
+    /// and `current` never points at a tree nginx refused (the default).
+    #[default]
+    Test,
+    /// Single parse: switch, signal the master and take its own parse as the
+    /// validation (new workers = accepted, `[emerg]` = refused: `current` is switched
+    /// back at once; the master kept the old configuration, so nothing is reloaded).
+    /// Trade-off: between the switch and the switch-back (milliseconds, or until the
+    /// next rpcc run if the helper is killed there) `current` names a tree nginx
+    /// refused, so an nginx *restart* in that window would not start.
+    Master,
+}
+
 /// The distribution's nginx file layout (where an included directory is referenced from).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +134,8 @@ pub struct NginxSettings {
     pub binary: RemotePath,
     /// How to reload.
     pub reload: ReloadMethod,
+    /// How a new configuration is validated (`nginx -t` first, or the master's parse).
+    pub validate: NginxValidation,
     /// nginx version as `(major, minor, patch)` when known (chooses e.g. the HTTP/2 syntax).
     pub version: Option<(u16, u16, u16)>,
     /// Plain-HTTP listen address (default `80`).
