@@ -3,19 +3,31 @@
 //! network cut, stalled or reset mid-deploy by the fault proxy in front of sshd —
 //! then every server is checked:
 //!
-//! - `current` points at a complete generation (every file matches its manifest);
+//! - once a server was activated, `current` exists and points at a complete
+//!   generation (every file matches its manifest): a vanished `current` is a failure;
 //! - nginx serves one generation for every site (never a mix), and it is the
-//!   generation `current` or `committed` names (a known-good or the new one);
-//! - `nginx -t` of the main config passes;
+//!   generation `current` or `committed` names (a known-good or the new one), never
+//!   one nginx refused;
+//! - `nginx -t` of the main config passes (single-parse mode: unless the helper was
+//!   killed between its switch and its switch-back, which leaves `current` marked
+//!   unverified on the refused tree; counted, and the next run must recover it);
 //!
-//! and at the end a clean deploy succeeds everywhere, no deployment stays `running`,
-//! every finished attempt has its audit entry and the audit chain verifies.
+//! Besides crashes and network faults, runs deploy a tree nginx refuses, and the
+//! helper can be killed (SIGKILL) the moment it switches `current`. Every server is
+//! sampled twice: first at once, while a helper whose connection was cut may still be
+//! reloading nginx (samples that catch a reload are counted and reported; they must
+//! still show only the current or committed generation), then under the helper's
+//! guard, strictly.
 //!
-//! `RPCC_FAULT_DEPLOYS` (default 200) and `RPCC_FAULT_SEED` (default fixed) tune it.
+//! At the end a clean deploy succeeds everywhere, no deployment stays `running`, every
+//! finished attempt has its audit entry and the audit chain verifies. The campaign runs
+//! once with `nginx -t` first (the default) and once in single-parse mode.
+//!
+//! `RPCC_FAULT_DEPLOYS` (default 200; single-parse: 120) and `RPCC_FAULT_SEED` tune it.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +39,7 @@ use rpcc::core::deploy::{
     AuditAction, DeployOptions, DeploySource, DeployStep, Deployer, DeploymentState, FleetTarget, HookDecision,
     RolloutPolicy, StateStore as _, StepHook,
 };
-use rpcc::core::model::Inventory;
+use rpcc::core::model::{Inventory, NginxValidation};
 use rpcc::core::transport::Transport;
 use rpcc::ssh::{SshPool, SshTarget};
 use rpcc::store::SqliteStore;
@@ -73,17 +85,85 @@ enum Fault {
     Cut,
     Stall,
     Reset,
+    /// The new tree is one nginx refuses.
+    Refused,
+    /// The helper is killed as it switches `current` (to a refused tree when set),
+    /// and the control plane dies before its restore step.
+    KillHelper(bool),
+}
+
+/// Kills one server's activating helper the moment its `current` names `id`.
+fn kill_helper_at_switch(root: &Path, id: &str, stop: &AtomicBool) -> bool {
+    while !stop.load(Ordering::SeqCst) {
+        if read_link_id(&root.join("current")).as_deref() == Some(id) {
+            let pattern = format!("rpcc activate {}", root.display());
+            let _ = std::process::Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
+}
+
+/// Whether nginx is between a reload signal and its old workers' retirement: the
+/// master busy (parsing), workers shutting down, or old and new workers both live
+/// (the master sleeps ≈ 100 ms after starting new workers before it retires the old).
+fn reloading(master: u32) -> bool {
+    // (state, parent, start time in ticks) of a process.
+    let stat = |pid: &str| -> Option<(String, String, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = text.rsplit_once(") ")?.1.to_owned();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some((f.first()?.to_string(), f.get(1)?.to_string(), f.get(19)?.parse().ok()?))
+    };
+    let master_id = master.to_string();
+    if stat(&master_id).is_some_and(|(state, _, _)| state != "S") {
+        return true;
+    }
+    let mut live_starts = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Some((_, parent, started)) = stat(&pid) else { continue };
+        if parent != master_id {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("shutting down") {
+            return true;
+        }
+        if cmdline.contains("worker process") {
+            live_starts.push(started);
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let span = live_starts.iter().max().zip(live_starts.iter().min()).map_or(0, |(a, b)| a - b);
+    live_starts.len() > cpus || span >= 2
 }
 
 const SITES: [&str; 3] = ["a.test.example", "b.test.example", "c.test.example"];
 
-fn inventory(fleet: &Fleet, proxies: &[FaultProxy], tag: &str) -> Inventory {
+fn inventory(fleet: &Fleet, proxies: &[FaultProxy], tag: &str, mode: NginxValidation, refused: bool) -> Inventory {
     let mut toml = fleet.deploy_inventory_toml();
     for (s, p) in fleet.servers().iter().zip(proxies) {
         toml = toml.replace(&format!("port = {}\n", s.ssh_port()), &format!("port = {}\n", p.port()));
     }
+    if mode == NginxValidation::Master {
+        toml = toml.replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",");
+    }
     for d in SITES {
-        toml.push_str(&site(d, tag));
+        let mut block = site(d, tag);
+        if refused && d == SITES[0] {
+            // Valid input that nginx refuses: the certificate file does not exist.
+            block = block.replace(
+                "tls = { mode = \"off\" }",
+                "tls = { mode = \"custom\", cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\", redirect_http = false }",
+            );
+        }
+        toml.push_str(&block);
     }
     Inventory::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -103,7 +183,19 @@ fn complete(dir: &Path) -> bool {
 
 #[test]
 fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result<()> {
-    let deploys: usize = std::env::var("RPCC_FAULT_DEPLOYS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    campaign(NginxValidation::Test, 200)
+}
+
+#[test]
+fn single_parse_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result<()> {
+    campaign(NginxValidation::Master, 120)
+}
+
+/// The campaign reports what it saw on stdout (and each run with `RPCC_FAULT_VERBOSE`).
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()> {
+    let deploys: usize =
+        std::env::var("RPCC_FAULT_DEPLOYS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_deploys);
     let seed: u64 = std::env::var("RPCC_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_cafe);
     let fleet = Fleet::start(2)?;
     let proxies: Vec<FaultProxy> = fleet
@@ -128,6 +220,12 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut finished_attempts: HashMap<String, usize> = HashMap::new();
     let mut violations = Vec::new();
+    let mut refused_ids: HashSet<String> = HashSet::new();
+    let mut activated: HashSet<String> = HashSet::new(); // servers that had a `current`
+    let mut during_reload = 0usize; // unguarded samples that caught nginx reloading
+    let mut mixed_during_reload = 0usize; // … and saw old and new workers answer
+    let mut left_on_refused = 0usize; // single parse: helper killed between switch and switch-back
+    let mut settle_waits = 0usize; // strict looks that waited for a reload with no helper left
     let started = Instant::now();
 
     let transports = |inv: &Inventory| -> Vec<Arc<dyn Transport>> {
@@ -148,22 +246,28 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
     for i in 0..=deploys {
         let last = i == deploys; // a final clean run
         let tag = format!("t{i}");
-        let inv = inventory(&fleet, &proxies, &tag);
-        let gens = render(&inv);
-        for g in &gens {
-            tags.insert(g.id().to_owned(), tag.clone());
-        }
         let fault = if last {
             Fault::None
         } else {
             match rng.below(100) {
-                0..=19 => Fault::None,
-                20..=64 => Fault::Crash(DeployStep::ALL[rng.below(DeployStep::ALL.len() as u64) as usize]),
-                65..=79 => Fault::Cut,
-                80..=89 => Fault::Reset,
-                _ => Fault::Stall,
+                0..=14 => Fault::None,
+                15..=54 => Fault::Crash(DeployStep::ALL[rng.below(DeployStep::ALL.len() as u64) as usize]),
+                55..=66 => Fault::Cut,
+                67..=74 => Fault::Reset,
+                75..=81 => Fault::Stall,
+                82..=90 => Fault::Refused,
+                _ => Fault::KillHelper(rng.below(2) == 0),
             }
         };
+        let refused = matches!(fault, Fault::Refused | Fault::KillHelper(true));
+        let inv = inventory(&fleet, &proxies, &tag, mode, refused);
+        let gens = render(&inv);
+        for g in &gens {
+            tags.insert(g.id().to_owned(), tag.clone());
+            if refused {
+                refused_ids.insert(g.id().to_owned());
+            }
+        }
         let victim = rng.below(2) as usize;
         // Each run acts as its own control-plane process; after a crash that process is
         // gone (its pid, above the kernel's pid_max, never exists).
@@ -172,7 +276,11 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
             .with_options(options.clone())
             .with_probe(Arc::new(rpcc::monitor::HttpHealthProbe::new(Duration::from_secs(2))));
         let crash = match fault {
-            Fault::Crash(step) => {
+            Fault::Crash(_) | Fault::KillHelper(_) => {
+                let step = match fault {
+                    Fault::Crash(step) => step,
+                    _ => DeployStep::Restore,
+                };
                 let hook = Arc::new(CrashAt { server: format!("s{victim}"), step, fired: AtomicBool::new(false) });
                 deployer = deployer.with_hook(hook.clone());
                 Some(hook)
@@ -207,6 +315,8 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
             })
             .collect();
         let run_started = Instant::now();
+        let stop_killer = AtomicBool::new(false);
+        let mut killed = false;
         let report = std::thread::scope(|scope| {
             if let Some((proxy, mode, delay)) = injector {
                 scope.spawn(move || {
@@ -214,7 +324,16 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
                     proxy.set_mode(mode);
                 });
             }
-            rt.block_on(deployer.rollout(&targets, &policy))
+            let killer = matches!(fault, Fault::KillHelper(_)).then(|| {
+                let (root, id, stop) = (fleet.servers()[victim].managed_root(), gens[victim].id(), &stop_killer);
+                scope.spawn(move || kill_helper_at_switch(&root, id, stop))
+            });
+            let report = rt.block_on(deployer.rollout(&targets, &policy));
+            stop_killer.store(true, Ordering::SeqCst);
+            if let Some(k) = killer {
+                killed = k.join().unwrap_or(false);
+            }
+            report
         });
         for p in &proxies {
             p.set_mode(FaultMode::Forward);
@@ -224,6 +343,10 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
                 format!("crash before {step}")
             }
             Fault::Crash(_) => "crash (step not reached)".to_owned(),
+            Fault::KillHelper(r) if killed => {
+                format!("helper killed at the switch to a {} tree", if r { "refused" } else { "good" })
+            }
+            Fault::KillHelper(_) => "helper kill (switch not reached)".to_owned(),
             other => format!("{other:?}").to_lowercase(),
         };
         if std::env::var_os("RPCC_FAULT_VERBOSE").is_some() {
@@ -253,8 +376,40 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
         // SIGPIPE so that a switch is always followed by its signal). Like the next rpcc
         // run, the check holds the helper's guard while it looks, so it sees a settled
         // server rather than nginx in the middle of that helper's reload.
+        let serving = |ts: &rpcc_testkit::TestServer| -> Vec<Option<String>> {
+            SITES.iter().map(|d| get(ts.http_port(), d, "/healthz").and_then(|r| r.1)).collect()
+        };
+        let known = |root: &Path| {
+            let current = read_link_id(&root.join("current"));
+            let committed = std::fs::read_to_string(root.join("committed")).unwrap_or_default().trim().to_owned();
+            (current, committed)
+        };
         for ts in fleet.servers() {
             let root = ts.managed_root();
+            // First look at once, without waiting for a helper that may still be
+            // reloading nginx (its connection was cut): count what a reload looks like.
+            let before = known(&root);
+            let reload_seen = reloading(ts.nginx_pid());
+            let quick = serving(ts);
+            let after = known(&root);
+            if reload_seen || reloading(ts.nginx_pid()) {
+                during_reload += 1;
+                let allowed: HashSet<Option<&String>> = [&before, &after]
+                    .iter()
+                    .flat_map(|(c, k)| [c.as_ref(), Some(k)])
+                    .flatten()
+                    .filter(|id| !refused_ids.contains(*id))
+                    .map(|id| tags.get(id))
+                    .collect();
+                if quick.iter().any(|t| t.is_none() || !allowed.contains(&t.as_ref())) {
+                    violations.push(format!("#{i} {}: during a reload served {quick:?}", ts.name()));
+                }
+                if quick.iter().any(|t| *t != quick[0]) {
+                    mixed_during_reload += 1;
+                }
+            }
+
+            // Then strictly, holding the helper's guard like the next rpcc run does.
             let _guard = match std::fs::File::open(root.join(".guard")) {
                 Ok(f) => {
                     f.lock()?;
@@ -262,22 +417,35 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
                 }
                 Err(_) => None, // no helper ever took it
             };
-            let Some(current) = read_link_id(&root.join("current")) else {
+            // A helper killed after its signal leaves nginx reloading on its own: the
+            // strict look waits for that reload to finish (counted).
+            if reloading(ts.nginx_pid()) {
+                settle_waits += 1;
+                let until = Instant::now() + Duration::from_secs(10);
+                while reloading(ts.nginx_pid()) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let (current, committed) = known(&root);
+            let Some(current) = current else {
+                if activated.contains(ts.name()) {
+                    violations.push(format!("#{i} {}: `current` is gone", ts.name()));
+                }
                 continue; // never activated yet: still the hand-made config
             };
-            let committed = std::fs::read_to_string(root.join("committed")).unwrap_or_default().trim().to_owned();
+            activated.insert(ts.name().to_owned());
             if !complete(&root.join("generations").join(&current)) {
                 violations.push(format!("#{i} {}: current {current} is incomplete", ts.name()));
             }
-            let served: Vec<Option<String>> =
-                SITES.iter().map(|d| get(ts.http_port(), d, "/healthz").and_then(|r| r.1)).collect();
+            let served = serving(ts);
             let first = served[0].clone();
             if served.iter().any(|t| *t != first) || first.is_none() {
                 violations.push(format!("#{i} {}: mixed or missing config: {served:?}", ts.name()));
                 continue;
             }
             let allowed = [tags.get(&current), tags.get(&committed)];
-            if !allowed.iter().any(|t| t.map(String::as_str) == first.as_deref()) {
+            let refused_served = refused_ids.iter().any(|r| tags.get(r) == first.as_ref());
+            if refused_served || !allowed.iter().any(|t| t.map(String::as_str) == first.as_deref()) {
                 violations.push(format!(
                     "#{i} {}: serves {first:?}, current={current} ({:?}), committed={committed} ({:?})",
                     ts.name(),
@@ -287,8 +455,19 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
             }
             let t =
                 std::process::Command::new("/usr/sbin/nginx").args(["-t", "-q", "-c"]).arg(ts.nginx_conf()).output()?;
+            let marked = std::fs::read_to_string(root.join("unverified")).unwrap_or_default().trim() == current;
             if !t.status.success() {
-                violations.push(format!("#{i} {}: nginx -t fails: {}", ts.name(), String::from_utf8_lossy(&t.stderr)));
+                if mode == NginxValidation::Master && marked && refused_ids.contains(&current) {
+                    // Killed between switch and switch-back: nginx runs the committed
+                    // tree (checked above); the next run re-activates it.
+                    left_on_refused += 1;
+                } else {
+                    violations.push(format!(
+                        "#{i} {}: nginx -t fails: {}",
+                        ts.name(),
+                        String::from_utf8_lossy(&t.stderr)
+                    ));
+                }
             }
         }
     }
@@ -318,7 +497,10 @@ fn seeded_fault_campaign_never_leaves_a_mixed_or_lost_config() -> anyhow::Result
     }
     let chain = rt.block_on(store.verify_audit())?;
     println!(
-        "fault campaign: seed {seed:#x}, {} deploy runs × 2 servers in {:.0} s\nfaults: {faults:?}\noutcomes: {outcomes:?}\n\
+        "fault campaign ({mode:?}): seed {seed:#x}, {} deploy runs × 2 servers in {:.0} s\nfaults: {faults:?}\n\
+         outcomes: {outcomes:?}\nsamples that caught a reload: {during_reload} ({mixed_during_reload} answered \
+         by old and new workers); strict looks that waited for an orphaned reload: {settle_waits}; \
+         left on a refused tree until the next run: {left_on_refused}\n\
          audit entries: {}, chain intact: {}, deployments left running: {running}, lost or mixed configs: {}",
         deploys + 1,
         started.elapsed().as_secs_f64(),
