@@ -20,7 +20,7 @@ pub struct SiteTarget {
     pub http: SocketAddr,
     /// The server's HTTPS listener, when the site has TLS.
     pub https: Option<SocketAddr>,
-    /// Path to request (`health_path`, else `/`).
+    /// Path to request (`probe.path`, else `health_path`, else `/`).
     pub path: String,
 }
 
@@ -36,7 +36,7 @@ impl SiteTarget {
             server: server.name.to_string(),
             http,
             https,
-            path: site.health_path.as_ref().map_or_else(|| "/".to_owned(), ToString::to_string),
+            path: site.probe_path().to_owned(),
         })
     }
 }

@@ -280,5 +280,6 @@ pub(crate) fn pending_view(site: &Site) -> Site {
     s.tls.mode = TlsMode::Off;
     s.tls.redirect_http = false;
     s.health_path = None;
+    s.probe = rpcc_core::model::ProbeExpectation::default();
     s
 }

@@ -7,6 +7,7 @@ mod decoder;
 mod monitor;
 mod node;
 mod plugin;
+mod probe;
 mod server;
 mod site;
 

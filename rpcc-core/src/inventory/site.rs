@@ -3,8 +3,9 @@
 use super::decoder::Decoder;
 use super::node::{Node, NodeKind};
 use crate::model::{
-    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit,
-    Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProbeExpectation, ProxyTimeouts,
+    RateLimit, Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme,
+    WwwRedirect,
 };
 use crate::validate::FieldPath;
 use crate::value::{
@@ -32,6 +33,7 @@ const SITE_FIELDS: &[&str] = &[
     "static_cache",
     "buffering",
     "health_path",
+    "probe",
     "maintenance",
     "plugins",
 ];
@@ -151,6 +153,10 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         Some((n, p)) => d.parse(n, &p, UrlPath::parse).map(Some),
         None => Some(None),
     };
+    let probe = match t.get("probe") {
+        Some((n, p)) => super::probe::decode_probe(d, n, &p),
+        None => Some(ProbeExpectation::default()),
+    };
     let maintenance = opt!(t, d, "maintenance", false, |n, p| d.bool(n, &p));
     let plugins = super::server::plugin_names(d, &mut t);
     t.finish(d);
@@ -175,6 +181,7 @@ pub(crate) fn decode_site(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) ->
         static_cache: static_cache?,
         buffering: buffering?,
         health_path: health_path?,
+        probe: probe?,
         maintenance: maintenance?,
         plugins: plugins?,
     };

@@ -21,6 +21,7 @@ pub use server::{
     GlancesSettings, NginxLayout, NginxMode, NginxSettings, NginxValidation, ReloadMethod, Server, ServerAuth,
 };
 pub use site::{
-    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProxyTimeouts, RateLimit,
-    Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme, WwwRedirect,
+    BackendSpec, Balance, CertificateClient, HashKey, Limits, Location, LocationMatch, ProbeExpectation, ProxyTimeouts,
+    RateLimit, Redirect, RedirectCode, SecurityHeaders, Site, TlsMode, TlsPolicy, Upstream, UpstreamScheme,
+    WwwRedirect,
 };

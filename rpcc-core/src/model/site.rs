@@ -49,6 +49,8 @@ pub struct Site {
     pub buffering: bool,
     /// Path of a health endpoint answered by nginx itself.
     pub health_path: Option<UrlPath>,
+    /// What the post-deploy probe expects of this site.
+    pub probe: ProbeExpectation,
     /// Serve a maintenance page (503) instead of proxying.
     pub maintenance: bool,
     /// Plugins applied to this site after its group's, in order.
@@ -97,6 +99,44 @@ impl Site {
     /// The id of the site in file names and records (`*` written `_wildcard_`).
     pub fn id(&self) -> String {
         self.domain.as_str().replace('*', "_wildcard_")
+    }
+}
+
+/// What the post-deploy probe expects (`probe = { path, status, body }`). TLS sites are
+/// probed over HTTPS with the site's name as SNI, and the certificate presented must
+/// cover that name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub struct ProbeExpectation {
+    /// Path to request (default: `health_path`, else `/`).
+    pub path: Option<UrlPath>,
+    /// Expected status (default: 200 on `health_path`, else any HTTP answer from the
+    /// site's own server block).
+    pub status: Option<u16>,
+    /// Text the first 64 KiB of the body must contain (1–256 printable characters).
+    pub body: Option<String>,
+}
+
+impl ProbeExpectation {
+    /// The largest `body` accepted, in bytes.
+    pub const MAX_BODY_TEXT: usize = 256;
+    /// How much of a response body is searched for `body`.
+    pub const BODY_WINDOW: usize = 64 * 1024;
+}
+
+impl Site {
+    /// The path the probe requests: `probe.path`, else `health_path`, else `/`.
+    pub fn probe_path(&self) -> &str {
+        self.probe.path.as_ref().or(self.health_path.as_ref()).map_or("/", UrlPath::as_str)
+    }
+
+    /// The status the probe expects, when one is expected: `probe.status`, else 200
+    /// when it requests `health_path` (nginx answers that path itself).
+    pub fn probe_status(&self) -> Option<u16> {
+        self.probe.status.or_else(|| {
+            let on_health = self.health_path.as_ref().is_some_and(|h| h.as_str() == self.probe_path());
+            on_health.then_some(200)
+        })
     }
 }
 
