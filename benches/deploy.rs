@@ -1,10 +1,18 @@
 //! Deploy benchmark, side by side in one run (`cargo bench --bench deploy`):
 //!
 //! - a loopback fleet of 4 real sshd + nginx servers (rpcc-testkit), 50 and 500 TLS
-//!   sites per server: rpcc (render + full protocol: stage, `nginx -t`, switch, signal,
-//!   verify new workers, HTTP probe of every site, commit) against **the floor**
-//!   (`benches/peers/floor.sh`: OpenSSH, tar over stdin, flip, `nginx -t`,
-//!   `nginx -s reload`, servers in parallel); an unchanged inventory; one site changed;
+//!   sites per server. rpcc runs the whole protocol (render, lock, stage, `nginx -t` or
+//!   single parse, switch, signal, verify new workers, HTTPS probe of every site,
+//!   commit) two ways: **cold** (`rpcc apply` as a new process: its own connections,
+//!   inventory parse, SQLite state) and **warm** (the library over pooled
+//!   connections). **The floor** (`benches/peers/floor.sh`: OpenSSH, tar over stdin,
+//!   flip, `nginx -t`, `nginx -s reload`, servers in parallel, trees rendered for free)
+//!   runs cold (a new connection per server) and warm (through a ControlMaster opened
+//!   before the clock starts), each unverified (clock stops when `nginx -s reload`
+//!   returns) and **verified** (clock stops when new workers serve, polled as rpcc's
+//!   helper polls). Every way deploys a new tag; their order rotates per repetition.
+//!   Then an unchanged inventory and one site changed (warm);
+//! - at 50 × 4, the legacy way (paramiko) and Ansible;
 //! - 10,000 simulated servers (a fake transport answering each helper command after
 //!   50 ms) at concurrency 256 against the ideal schedule, with peak memory.
 //!
@@ -44,6 +52,15 @@ fn rss_kib() -> u64 {
 }
 
 fn inventory(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: Option<&str>) -> Inventory {
+    Inventory::from_toml_str(&inventory_toml(fleet, sites, tag, cert, changed_site)).expect("inventory")
+}
+
+/// The same inventory with single-parse activation (`nginx.validate = "master"`).
+fn single_parse(inv_toml: &str) -> String {
+    inv_toml.replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",")
+}
+
+fn inventory_toml(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: Option<&str>) -> String {
     let mut toml = fleet.deploy_inventory_toml();
     let (c, k) = (cert.join("cert.pem"), cert.join("key.pem"));
     for i in 0..sites {
@@ -57,12 +74,14 @@ fn inventory(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: 
             k.display()
         ));
     }
-    Inventory::from_toml_str(&toml).expect("inventory")
+    toml
 }
 
 fn make_cert(dir: &Path) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=bench.example", "-keyout"])
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=bench.example"])
+        // The post-deploy probe checks that the certificate covers each site's name.
+        .args(["-addext", "subjectAltName=DNS:*.bench.example", "-keyout"])
         .arg(dir.join("key.pem"))
         .arg("-out")
         .arg(dir.join("cert.pem"))
@@ -157,19 +176,67 @@ fn timed_peer(fleet: &Fleet, run: impl FnOnce()) -> f64 {
     secs
 }
 
-fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
+/// How the floor connects and when its clock stops.
+#[derive(Clone, Copy)]
+struct FloorMode {
+    /// Through an OpenSSH ControlMaster opened before the clock starts (warm), or a new
+    /// connection per server (cold).
+    warm: bool,
+    /// Stop the clock when new workers serve (verified floor), or when `nginx -s reload`
+    /// returns.
+    verified: bool,
+}
+
+/// The OpenSSH argv for `ts`, multiplexed over a persistent ControlMaster when `warm`.
+fn ssh_argv(fleet: &Fleet, ts: &rpcc_testkit::TestServer, control_dir: &Path, warm: bool) -> Vec<String> {
+    let ssh = fleet.ssh(ts);
+    let mut argv: Vec<String> =
+        std::iter::once(ssh.get_program()).chain(ssh.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
+    if warm {
+        let destination = argv.pop().expect("destination");
+        argv.extend([
+            "-o".into(),
+            format!("ControlPath={}/cm-{}", control_dir.display(), ts.name()),
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            "ControlPersist=600".into(),
+            destination,
+        ]);
+    }
+    argv
+}
+
+/// Open (untimed) the ControlMasters the warm floor reuses.
+fn open_control_masters(fleet: &Fleet, control_dir: &Path) {
+    for ts in fleet.servers() {
+        let argv = ssh_argv(fleet, ts, control_dir, true);
+        let ok = Command::new(&argv[0]).args(&argv[1..]).arg("true").status().is_ok_and(|s| s.success());
+        assert!(ok, "ControlMaster for {}", ts.name());
+    }
+}
+
+fn close_control_masters(fleet: &Fleet, control_dir: &Path) {
+    for ts in fleet.servers() {
+        let mut argv = ssh_argv(fleet, ts, control_dir, true);
+        let destination = argv.pop().expect("destination");
+        let _ = Command::new(&argv[0]).args(&argv[1..]).args(["-O", "exit"]).arg(destination).output();
+    }
+}
+
+fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path, mode: FloorMode) -> f64 {
     let trees = render_trees(inv, scratch);
     let mut jobs = Vec::new();
     for ((s, ts), (dir, id)) in inv.servers.iter().zip(fleet.servers()).zip(&trees) {
-        let ssh = fleet.ssh(ts);
         let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/floor.sh"));
         cmd.arg(dir)
             .arg(id)
             .arg(s.nginx.managed_root.as_str())
             .arg(s.nginx.root.as_str())
+            .arg(s.nginx.pid.as_str())
+            .arg(if mode.verified { "1" } else { "0" })
             .arg("--")
-            .arg(ssh.get_program())
-            .args(ssh.get_args());
+            .args(ssh_argv(fleet, ts, scratch, mode.warm));
         jobs.push(cmd);
     }
     timed_peer(fleet, || {
@@ -179,6 +246,33 @@ fn floor_deploy(fleet: &Fleet, inv: &Inventory, scratch: &Path) -> f64 {
             assert!(out.status.success(), "floor failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     })
+}
+
+/// `rpcc apply` as a new process: its own connections, inventory parse, SQLite state.
+fn rpcc_cold(inv_toml: &str, scratch: &Path) -> f64 {
+    let file = scratch.join("cold-inventory.toml");
+    std::fs::write(&file, inv_toml).expect("inventory");
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_rpcc"))
+        .arg("apply")
+        .arg(&file)
+        .arg("--state")
+        .arg(scratch.join("cold-state.db"))
+        .args(["--yes", "--strategy", "all", "--concurrency", "4", "--keep", "3"])
+        .env_remove("RPCC_KEYS")
+        .env_remove("RPCC_KEY_FILE")
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rpcc apply");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "rpcc apply failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
 }
 
 /// The Python tools (paramiko, ansible-core) in the project's venv, installed on demand.
@@ -293,6 +387,26 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// One timed way of deploying a fresh inventory to the fleet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Way {
+    Floor(bool, bool), // (warm, verified)
+    RpccWarm(bool),    // library, pooled connections; single parse?
+    RpccCold(bool),    // `rpcc apply` as a new process; single parse?
+}
+
+const WAYS: [Way; 8] = [
+    Way::Floor(false, false),
+    Way::Floor(false, true),
+    Way::Floor(true, false),
+    Way::Floor(true, true),
+    Way::RpccWarm(false),
+    Way::RpccWarm(true),
+    Way::RpccCold(false),
+    Way::RpccCold(true),
+];
+
+#[allow(clippy::too_many_lines)]
 fn fleet_bench(quick: bool) {
     let fleet = Fleet::start(4).expect("fleet");
     let scratch = tempfile::tempdir().expect("tmp");
@@ -306,10 +420,12 @@ fn fleet_bench(quick: bool) {
         .with_options(DeployOptions::default().keep(3))
         .with_probe(Arc::new(rpcc::monitor::HttpHealthProbe::new(Duration::from_secs(5))));
     println!("deploy: 4 servers (real sshd + nginx on loopback), TLS sites (RSA 2048), 2 cores");
-    println!(
-        "{:>6} {:>12} {:>12} {:>8} {:>12} {:>8} {:>16} {:>14}",
-        "sites", "rpcc s", "floor s", "ratio", "unchanged s", "ratio", "1 changed s", "1 changed sent"
-    );
+    println!("  cold = a new process / new SSH connections; warm = pooled connection / OpenSSH ControlMaster open");
+    println!("  floor = clock stops when `nginx -s reload` returns; verified floor = when new workers serve");
+    let inv_of = |sites: usize, tag: &str, single: bool| {
+        let toml = inventory_toml(&fleet, sites, tag, &certs, None);
+        if single { single_parse(&toml) } else { toml }
+    };
     for (sites, reps) in [(50usize, if quick { 2 } else { 5 }), (500, if quick { 1 } else { 3 })] {
         let tr: Vec<Arc<dyn Transport>> = {
             let inv = inventory(&fleet, 1, "x", &certs, None);
@@ -321,68 +437,96 @@ fn fleet_bench(quick: bool) {
                 })
                 .collect()
         };
-        // Warm-up: the first activation takes over the hand-made config.
+        // Warm-up: the first activation takes over the hand-made config; the pooled
+        // connections and the ControlMasters open here, untimed.
         rpcc_deploy(&rt, &deployer, &inventory(&fleet, sites, "warm", &certs, None), &tr);
-        let (mut ours, mut floor, mut noop, mut one, mut one_bytes, mut full_bytes) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        open_control_masters(&fleet, scratch.path());
+        let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let (mut noop, mut one, mut one_bytes, mut full_bytes) = (vec![], vec![], vec![], vec![]);
         for rep in 0..reps {
-            let inv_floor = inventory(&fleet, sites, &format!("floor{rep}"), &certs, None);
-            let inv = inventory(&fleet, sites, &format!("rpcc{rep}"), &certs, None);
-            if rep % 2 == 0 {
-                floor.push(floor_deploy(&fleet, &inv_floor, scratch.path()));
-                let r = rpcc_deploy(&rt, &deployer, &inv, &tr);
-                ours.push(r.secs);
-                full_bytes.push(r.sent_bytes as f64);
-            } else {
-                let r = rpcc_deploy(&rt, &deployer, &inv, &tr);
-                ours.push(r.secs);
-                full_bytes.push(r.sent_bytes as f64);
-                floor.push(floor_deploy(&fleet, &inv_floor, scratch.path()));
-                // The floor ran last; bring the servers back to rpcc's generation for the
-                // unchanged case (the floor does not record what rpcc recorded).
-                rpcc_deploy(&rt, &deployer, &inv, &tr);
+            // Every way in turn, the order rotated each repetition; each deploys a new tag.
+            for k in 0..WAYS.len() {
+                let way = WAYS[(k + rep) % WAYS.len()];
+                let tag = format!("{way:?}{rep}").replace(['(', ')', ',', ' '], "");
+                let secs = match way {
+                    Way::Floor(warm, verified) => floor_deploy(
+                        &fleet,
+                        &inventory(&fleet, sites, &tag, &certs, None),
+                        scratch.path(),
+                        FloorMode { warm, verified },
+                    ),
+                    Way::RpccWarm(single) => {
+                        let inv = Inventory::from_toml_str(&inv_of(sites, &tag, single)).expect("inventory");
+                        let r = rpcc_deploy(&rt, &deployer, &inv, &tr);
+                        if !single {
+                            full_bytes.push(r.sent_bytes as f64);
+                        }
+                        r.secs
+                    }
+                    Way::RpccCold(single) => rpcc_cold(&inv_of(sites, &tag, single), scratch.path()),
+                };
+                times.entry(format!("{way:?}")).or_default().push(secs);
             }
+            let inv = inventory(&fleet, sites, &format!("base{rep}"), &certs, None);
+            rpcc_deploy(&rt, &deployer, &inv, &tr);
             let r = rpcc_deploy(&rt, &deployer, &inv, &tr);
             assert_eq!(r.round_trips, 1, "unchanged inventory: one round trip per server");
             noop.push(r.secs);
-            let changed = inventory(&fleet, sites, &format!("rpcc{rep}"), &certs, Some(&format!("changed{rep}")));
+            let changed = inventory(&fleet, sites, &format!("base{rep}"), &certs, Some(&format!("changed{rep}")));
             let r = rpcc_deploy(&rt, &deployer, &changed, &tr);
             one.push(r.secs);
             one_bytes.push(r.sent_bytes as f64);
         }
-        let slow = if sites == 50 && std::env::var_os("RPCC_BENCH_SKIP_SLOW_PEERS").is_none() {
-            python_tools().map(|venv| {
-                let legacy =
-                    legacy_deploy(&fleet, &venv, &inventory(&fleet, sites, "legacy", &certs, None), scratch.path());
-                let (ansible, ansible_noop) =
-                    ansible_deploy(&fleet, &venv, &inventory(&fleet, sites, "ansible", &certs, None), scratch.path());
-                // Back to rpcc's records before the next case.
-                rpcc_deploy(&rt, &deployer, &inventory(&fleet, sites, "after-peers", &certs, None), &tr);
-                (legacy, ansible, ansible_noop)
-            })
-        } else {
-            None
-        };
-        let (o, f, n, c) = (median(ours.clone()), median(floor), median(noop.clone()), median(one));
+        close_control_masters(&fleet, scratch.path());
+        let m = |w: Way| median(times[&format!("{w:?}")].clone());
+        println!("\n{sites} sites × 4 servers, medians of {reps}:");
         println!(
-            "{sites:>6} {o:>12.3} {f:>12.3} {:>7.2}× {n:>12.3} {:>7.2}× {c:>16.3} {:>11.0} KiB",
-            o / f,
-            n / f,
-            median(one_bytes) / 1024.0
+            "  {:<26} {:>8} {:>9} {:>8} {:>15} {:>8}",
+            "", "rpcc s", "floor s", "/ floor", "verified floor", "/ verif."
         );
+        for (label, warm, single) in [
+            ("cold, nginx -t first", false, false),
+            ("warm, nginx -t first", true, false),
+            ("cold, single parse", false, true),
+            ("warm, single parse", true, true),
+        ] {
+            let ours = if warm { m(Way::RpccWarm(single)) } else { m(Way::RpccCold(single)) };
+            let (floor, verified) = (m(Way::Floor(warm, false)), m(Way::Floor(warm, true)));
+            println!(
+                "  {label:<26} {ours:>8.3} {floor:>9.3} {:>7.2}× {verified:>15.3} {:>7.2}×",
+                ours / floor,
+                ours / verified
+            );
+        }
+        let (n, c) = (median(noop), median(one));
         println!(
-            "       (full deploy sends {:.0} KiB over 4 servers; ratios are rpcc / floor, lower is better)",
+            "  unchanged (warm): {n:.3} s ({:.2}× the warm floor); one site changed: {c:.3} s, {:.0} KiB sent \
+             (a full deploy sends {:.0} KiB over 4 servers)",
+            n / m(Way::Floor(true, false)),
+            median(one_bytes) / 1024.0,
             median(full_bytes) / 1024.0
         );
-        if let Some((legacy, ansible, ansible_noop)) = slow {
+        if sites == 50
+            && std::env::var_os("RPCC_BENCH_SKIP_SLOW_PEERS").is_none()
+            && let Some(venv) = python_tools()
+        {
+            let legacy =
+                legacy_deploy(&fleet, &venv, &inventory(&fleet, sites, "legacy", &certs, None), scratch.path());
+            let (ansible, ansible_noop) =
+                ansible_deploy(&fleet, &venv, &inventory(&fleet, sites, "ansible", &certs, None), scratch.path());
+            // Back to rpcc's records before the next case.
+            rpcc_deploy(&rt, &deployer, &inventory(&fleet, sites, "after-peers", &certs, None), &tr);
+            let cold = m(Way::RpccCold(false));
             println!(
-                "       legacy way (paramiko, connection per command, per site, servers in turn): {legacy:.1} s → rpcc {:.0}× faster",
-                legacy / o
+                "  legacy way (paramiko, connection per command, per site, servers in turn): {legacy:.1} s → \
+                 rpcc cold {:.0}× faster",
+                legacy / cold
             );
             println!(
-                "       Ansible (copy loop, validate, reload handler, forks 4): {ansible:.1} s → rpcc {:.0}× faster; \
+                "  Ansible: {ansible:.1} s → rpcc cold {:.0}× faster (the cold floor itself: {:.0}× faster); \
                  unchanged {ansible_noop:.1} s → rpcc unchanged {:.0}× faster",
-                ansible / o,
+                ansible / cold,
+                ansible / m(Way::Floor(false, false)),
                 ansible_noop / n
             );
         }
