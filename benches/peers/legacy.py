@@ -1,63 +1,40 @@
-"""The legacy panel's way of deploying, for the deploy benchmark.
+"""The legacy panel's way of deploying, for the deploy benchmark: the Flask example's
+own legacy engine (examples/flask_panel/legacy.py), so there is one legacy
+implementation. Per server, one after another: a new paramiko connection for every
+command and every upload, one upload per domain (its legacy Jinja2 template), the main
+config, then one `nginx -t` and one reload for the server. No staging, no backup, no
+verification.
 
-What the Flask panel did (see ../shared/legacy/): paramiko, a new SSH connection for
-every command, no host-key check, one domain at a time: upload the file, `nginx -t`,
-reload; servers one after another. Reads a JSON list of servers on stdin:
-{host, port, user, key, tree, gen_dir, mroot, root}.
+Reads a JSON list of servers on stdin: {name, host, port, user, key, pin, root, pid,
+log_dir, listen_http, sites: [domain, ...]}.
 """
 
 import json
-import os
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
-import paramiko
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "flask_panel"))
 
-
-def connect(s):
-    c = paramiko.SSHClient()
-    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # the legacy panel's (unsafe) choice
-    c.connect(s["host"], port=s["port"], username=s["user"], key_filename=s["key"],
-              allow_agent=False, look_for_keys=False, timeout=30)
-    return c
+import legacy  # noqa: E402  (the example's engine)
 
 
-def execute_command(s, command):
-    c = connect(s)
-    try:
-        _, out, err = c.exec_command(command)
-        code = out.channel.recv_exit_status()
-        if code != 0:
-            raise RuntimeError(f"{command!r} failed: {err.read().decode()}")
-    finally:
-        c.close()
-
-
-def upload(s, local, remote):
-    c = connect(s)
-    try:
-        sftp = c.open_sftp()
-        sftp.put(local, remote)
-        sftp.close()
-    finally:
-        c.close()
-
-
-def deploy(s):
-    tree, gen = s["tree"], s["gen_dir"]
-    execute_command(s, f"mkdir -p {gen}/sites")
-    for name in ("mime.types", "http.conf", "nginx.conf"):
-        upload(s, os.path.join(tree, name), f"{gen}/{name}")
-    execute_command(s, f"ln -sfn {gen} {s['mroot']}/floor-current && "
-                       f"ln -sfn {s['mroot']}/floor-current/nginx.conf {s['root']}/nginx.conf")
-    for site in sorted(os.listdir(os.path.join(tree, "sites"))):
-        upload(s, os.path.join(tree, "sites", site), f"{gen}/sites/{site}")
-        execute_command(s, f"/usr/sbin/nginx -t -q -c {s['root']}/nginx.conf")
-        execute_command(s, f"/usr/sbin/nginx -s reload -c {s['root']}/nginx.conf")
-
-
-def main():
-    for s in json.load(sys.stdin):
-        deploy(s)
+def main() -> None:
+    spec = json.load(sys.stdin)
+    failed = []
+    for s in spec:
+        server = SimpleNamespace(
+            name=s["name"], host=s["host"], port=s["port"], user=s["user"], key_file=s["key"],
+            host_key=s["pin"],
+            nginx={"root": s["root"], "pid": s["pid"], "log_dir": s["log_dir"], "listen_http": s["listen_http"]},
+        )
+        domains = [SimpleNamespace(name=d, backend="127.0.0.1:9") for d in s["sites"]]
+        # The panel deploys a group's servers in turn; one server per call here keeps
+        # each server's own domains.
+        results = legacy.deploy_group([server], domains, legacy.render_site, lambda _s: None)
+        failed += [f"{k}: {v}" for k, v in results.items() if v != "ok"]
+    if failed:
+        sys.exit("legacy deploy failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rpcc-health\r\nConnection: close\r\n\r\n", site.domain);
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    // A TLS stream may hold the request's records until flushed.
+    stream.flush().await.map_err(|e| format!("cannot send to {addr}: {e}"))?;
     let want_body = site.probe.body.is_some();
     let limit = if want_body { 16 * 1024 + ProbeExpectation::BODY_WINDOW } else { 4096 };
     let mut data = Vec::with_capacity(1024);

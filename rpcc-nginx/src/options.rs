@@ -34,6 +34,7 @@ pub struct RenderOptions {
     pub(crate) json_access_log: bool,
     pub(crate) override_dir: Option<PathBuf>,
     pub(crate) worker_connections: u32,
+    pub(crate) max_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for RenderOptions {
@@ -44,6 +45,7 @@ impl Default for RenderOptions {
             json_access_log: false,
             override_dir: None,
             worker_connections: 4096,
+            max_threads: None,
         }
     }
 }
@@ -103,6 +105,13 @@ impl RenderOptions {
     /// JSON access logs.
     pub fn with_json_access_log(mut self, on: bool) -> Self {
         self.json_access_log = on;
+        self
+    }
+
+    /// Render on at most `threads` threads (default: every available core once a server
+    /// has enough sites; `1` renders on the calling thread only).
+    pub fn with_max_threads(mut self, threads: std::num::NonZeroUsize) -> Self {
+        self.max_threads = Some(threads);
         self
     }
 }

@@ -379,10 +379,14 @@ impl NginxRenderer {
 /// Sites per thread below which rendering stays on the calling thread.
 const PARALLEL_MIN_SITES: usize = 64;
 
-/// Run `f` over `items` on up to the available cores, keeping order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads =
-        std::thread::available_parallelism().map_or(1, usize::from).min(items.len() / PARALLEL_MIN_SITES).max(1);
+/// Run `f` over `items` on up to the available cores (at most `max`), keeping order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    max: Option<std::num::NonZeroUsize>,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = max.map_or(cores, |m| m.get().min(cores)).min(items.len() / PARALLEL_MIN_SITES).max(1);
     if threads == 1 {
         return items.iter().map(&f).collect();
     }
@@ -429,7 +433,7 @@ impl NginxRenderer {
         // 1. A digest per site of everything its file depends on (the templates, the
         //    server fields a site sees, the site itself); 2. render only the sites the
         //    previous render of this server did not have.
-        let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, |site| {
+        let prepared: Vec<PreparedSite<'_>> = parallel_map(&sites, self.options.max_threads, |site| {
             let ocsp = self.ocsp_domains.contains(site.domain.as_str());
             let managed = matches!(site.tls.mode, TlsMode::Acme | TlsMode::SelfSigned);
             let certificate = certificates.filter(|_| managed).and_then(|set| set.get(&site_id(site)));
@@ -461,7 +465,7 @@ impl NginxRenderer {
             }
             PreparedSite { site, ocsp, cert, certificate, plugin, digest: h.digest() }
         });
-        let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, |p| {
+        let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, self.options.max_threads, |p| {
             let plugin = p.plugin.as_ref().map_err(|message| RenderError::Extension {
                 server: server.name.to_string(),
                 site: p.site.domain.to_string(),
