@@ -945,7 +945,9 @@ impl Run<'_> {
         let out = self.exec(req).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let switched_back = stdout.lines().any(|l| l.starts_with("switched-back="));
-        self.flipped = !switched_back && stdout.lines().any(|l| l.starts_with("activated="));
+        // `switching=` comes before the switch: a helper killed after it may have moved
+        // `current` without saying so.
+        self.flipped = !switched_back && stdout.lines().any(|l| l.starts_with("switching="));
         match RemoteExit::from_code(exit_code(&out)) {
             RemoteExit::Ok => Ok(()),
             RemoteExit::Rejected if switched_back => {

@@ -233,9 +233,11 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     fi
     # Never switch while nginx is still reloading (a signal from an interrupted earlier
     # run): that reload could read either tree, and our signal would merge into it.
-    # An idle master sleeps in sigsuspend: wait for 3 sleeping samples in a row.
+    # Such a reload began before we took the guard (its helper was killed and released
+    # it), so it is already running at the first sample. An idle master sleeps in
+    # sigsuspend, a parsing one runs: wait for 3 sleeping samples in a row, 5 ms apart.
     settled=0 j=0
-    while [ $j -lt "$ticks" ]; do
+    while [ $j -lt $((ticks * 4)) ]; do
         st=''
         read -r _p _c st _rest 2>/dev/null <"/proc/$master/stat" || st=S
         if [ "$st" = S ]; then
@@ -244,7 +246,7 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
         else
             settled=0
         fi
-        sleep 0.02
+        sleep 0.005
         j=$((j + 1))
     done
     [ $settled -ge 3 ] || fail 14 "nginx (pid $master) stayed busy for $((ticks / 50)) s (a reload in progress?); nothing switched"
@@ -252,6 +254,9 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     before="$kids "
     size=0
     [ -f "$errlog" ] && size=$(wc -c <"$errlog")
+    # From here on the engine must assume `current` may have moved (a helper killed
+    # before it says `activated=` may still have switched).
+    echo "switching=$id"
     # Until this activation is verified the served config is unknown: a later run that
     # finds this mark re-activates the committed generation instead of calling the
     # server up to date.
