@@ -55,11 +55,6 @@ fn inventory(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: 
     Inventory::from_toml_str(&inventory_toml(fleet, sites, tag, cert, changed_site)).expect("inventory")
 }
 
-/// The same inventory with single-parse activation (`nginx.validate = "master"`).
-fn single_parse(inv_toml: &str) -> String {
-    inv_toml.replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",")
-}
-
 fn inventory_toml(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_site: Option<&str>) -> String {
     let mut toml = fleet.deploy_inventory_toml();
     let (c, k) = (cert.join("cert.pem"), cert.join("key.pem"));
@@ -163,13 +158,13 @@ fn render_trees(inv: &Inventory, scratch: &Path) -> Vec<(PathBuf, String)> {
 /// Time `run`, then wait (untimed) until every master has finished the reload a peer
 /// triggered, so the next measurement does not pay for it.
 fn timed_peer(fleet: &Fleet, run: impl FnOnce()) -> f64 {
-    let before: Vec<Vec<u32>> = fleet.servers().iter().map(|s| children(s.nginx_pid())).collect();
+    let before: Vec<Vec<u32>> = fleet.servers().iter().map(|s| rpcc_testkit::child_pids(s.nginx_pid())).collect();
     let t = Instant::now();
     run();
     let secs = t.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);
     for (s, old) in fleet.servers().iter().zip(&before) {
-        while children(s.nginx_pid()).iter().any(|p| old.contains(p)) && Instant::now() < deadline {
+        while rpcc_testkit::child_pids(s.nginx_pid()).iter().any(|p| old.contains(p)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -389,21 +384,6 @@ fn ansible_deploy(fleet: &Fleet, venv: &Path, inv: &Inventory, scratch: &Path) -
     (changed, unchanged)
 }
 
-/// Child processes of `pid` (nginx workers).
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let Some(after) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        if after.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()) == Some(pid)
-            && let Some(p) = e.file_name().to_str().and_then(|n| n.parse().ok())
-        {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// One timed way of deploying a fresh inventory to the fleet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Way {
@@ -444,7 +424,7 @@ fn fleet_bench(quick: bool) {
     println!("  floor = clock stops when `nginx -s reload` returns; verified floor = when new workers serve");
     let inv_of = |sites: usize, tag: &str, single: bool| {
         let toml = inventory_toml(&fleet, sites, tag, &certs, None);
-        if single { single_parse(&toml) } else { toml }
+        if single { Fleet::single_parse(&toml) } else { toml }
     };
     for (sites, reps) in [(50usize, if quick { 2 } else { 5 }), (500, if quick { 1 } else { 3 })] {
         let tr: Vec<Arc<dyn Transport>> = {

@@ -114,10 +114,7 @@ fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> a
     assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
 
     // A certificate file that does not exist on the server: valid input, nginx says no.
-    let bad_site = site("a.test.example", "bad").replace(
-        "tls = { mode = \"off\" }",
-        "tls = { mode = \"custom\", cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\", redirect_http = false }",
-    );
+    let bad_site = common::refused_site("a.test.example", "bad");
     let (_, r) = bed.deploy(&bad_site);
     assert_eq!(r.state, DeploymentState::Rejected, "{}", r.detail);
     assert!(matches!(r.error, Some(DeployError::Rejected { .. })));

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{get, render, site};
+use common::{get, refused_site, render, site};
 use rpcc::core::deploy::{
     AuditAction, DeployOptions, DeploySource, DeployStep, Deployer, DeploymentState, FleetTarget, HookDecision,
     RolloutPolicy, StateStore as _, StepHook,
@@ -109,34 +109,17 @@ fn kill_helper_at_switch(root: &Path, id: &str, stop: &AtomicBool) -> bool {
 /// master busy (parsing), workers shutting down, or old and new workers both live
 /// (the master sleeps ≈ 100 ms after starting new workers before it retires the old).
 fn reloading(master: u32) -> bool {
-    // (state, parent, start time in ticks) of a process.
-    let stat = |pid: &str| -> Option<(String, String, u64)> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = text.rsplit_once(") ")?.1.to_owned();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some((f.first()?.to_string(), f.get(1)?.to_string(), f.get(19)?.parse().ok()?))
-    };
-    let master_id = master.to_string();
-    if stat(&master_id).is_some_and(|(state, _, _)| state != "S") {
+    if rpcc_testkit::proc_stat(master).is_some_and(|m| m.state != 'S') {
         return true;
     }
     let mut live_starts = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Some((_, parent, started)) = stat(&pid) else { continue };
-        if parent != master_id {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
+    for child in rpcc_testkit::children_of(master) {
+        let cmdline = rpcc_testkit::cmdline(child.pid);
         if cmdline.contains("shutting down") {
             return true;
         }
         if cmdline.contains("worker process") {
-            live_starts.push(started);
+            live_starts.push(child.start_ticks);
         }
     }
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -152,18 +135,11 @@ fn inventory(fleet: &Fleet, proxies: &[FaultProxy], tag: &str, mode: NginxValida
         toml = toml.replace(&format!("port = {}\n", s.ssh_port()), &format!("port = {}\n", p.port()));
     }
     if mode == NginxValidation::Master {
-        toml = toml.replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",");
+        toml = Fleet::single_parse(&toml);
     }
     for d in SITES {
-        let mut block = site(d, tag);
-        if refused && d == SITES[0] {
-            // Valid input that nginx refuses: the certificate file does not exist.
-            block = block.replace(
-                "tls = { mode = \"off\" }",
-                "tls = { mode = \"custom\", cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\", redirect_http = false }",
-            );
-        }
-        toml.push_str(&block);
+        // Valid input that nginx refuses: the certificate file does not exist.
+        toml.push_str(&if refused && d == SITES[0] { refused_site(d, tag) } else { site(d, tag) });
     }
     Inventory::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -17,8 +17,7 @@ use rpcc::core::model::Inventory;
 
 /// The bed's inventory with single-parse activation on every server.
 fn single_parse(bed: &Bed, sites: &str) -> Inventory {
-    let toml = format!("{}\n{sites}", bed.fleet.deploy_inventory_toml())
-        .replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",");
+    let toml = rpcc_testkit::Fleet::single_parse(&format!("{}\n{sites}", bed.fleet.deploy_inventory_toml()));
     let inv = Inventory::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(inv.servers[0].nginx.validate, rpcc::core::model::NginxValidation::Master);
     inv
@@ -26,10 +25,7 @@ fn single_parse(bed: &Bed, sites: &str) -> Inventory {
 
 /// A site nginx refuses at parse time: its certificate file does not exist.
 fn refused_site(tag: &str) -> String {
-    site("a.test.example", tag).replace(
-        "tls = { mode = \"off\" }",
-        "tls = { mode = \"custom\", cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\", redirect_http = false }",
-    )
+    common::refused_site("a.test.example", tag)
 }
 
 fn nginx_t(bed: &Bed) -> bool {
@@ -50,7 +46,7 @@ fn accepted_without_nginx_t_and_refused_switches_back_at_once() -> anyhow::Resul
     assert!(!steps.contains(&DeployStep::Validate), "no separate nginx -t: {steps:?}");
     assert!(steps.contains(&DeployStep::Activate) && steps.contains(&DeployStep::Probe), "{steps:?}");
     assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
-    let workers_before = worker_pids(ts.nginx_pid());
+    let workers_before = rpcc_testkit::child_pids(ts.nginx_pid());
 
     // Refused by the master: Rejected (not rolled back: nothing was reloaded), nginx's
     // own message naming the file, `current` back on the good generation, no
@@ -63,7 +59,7 @@ fn accepted_without_nginx_t_and_refused_switches_back_at_once() -> anyhow::Resul
     let root = ts.managed_root();
     assert!(!root.join("unverified").exists(), "the switch-back is a verified state");
     assert!(!root.join("lock").exists(), "lock released");
-    assert_eq!(worker_pids(ts.nginx_pid()), workers_before, "nothing reloaded");
+    assert_eq!(rpcc_testkit::child_pids(ts.nginx_pid()), workers_before, "nothing reloaded");
     assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
     assert!(nginx_t(&bed), "the tree on disk is the one nginx runs");
 
@@ -179,24 +175,4 @@ fn a_helper_killed_between_switch_and_switch_back_loses_nothing() -> anyhow::Res
     assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("next".into()))));
     let _ = good;
     Ok(())
-}
-
-/// The worker processes of an nginx master.
-fn worker_pids(master: u32) -> Vec<u32> {
-    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().nth(1) == Some(&master.to_string()))
-                })
-                .unwrap_or(false)
-        })
-        .collect();
-    kids.sort_unstable();
-    kids
 }

@@ -304,6 +304,12 @@ impl Fleet {
         toml
     }
 
+    /// [`Fleet::deploy_inventory_toml`] (or text built from it) with single-parse
+    /// activation (`nginx.validate = "master"`) on every server.
+    pub fn single_parse(inventory_toml: &str) -> String {
+        inventory_toml.replace("reload = \"signal\",", "reload = \"signal\", validate = \"master\",")
+    }
+
     /// An rpcc inventory (TOML) describing this fleet: one group `all` with every
     /// server, the fleet's key, pinned host keys, nginx under each server's prefix.
     pub fn inventory_servers_toml(&self) -> String {

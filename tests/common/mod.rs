@@ -40,6 +40,15 @@ pub fn site(domain: &str, tag: &str) -> String {
     )
 }
 
+/// [`site`] with a TLS certificate that does not exist on the server: valid input that
+/// nginx refuses.
+pub fn refused_site(domain: &str, tag: &str) -> String {
+    site(domain, tag).replace(
+        "tls = { mode = \"off\" }",
+        "tls = { mode = \"custom\", cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\", redirect_http = false }",
+    )
+}
+
 /// The fleet's deploy inventory plus `sites`.
 pub fn inventory(fleet: &Fleet, sites: &str) -> Inventory {
     let toml = format!("{}\n{sites}", fleet.deploy_inventory_toml());
