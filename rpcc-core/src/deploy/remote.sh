@@ -99,6 +99,22 @@ children_var() {
     done
 }
 
+# Whether the live (not shutting down) children of a master come from two cycles: their
+# start times (field 22 of /proc/<pid>/stat, in clock ticks) differ by more than a tick.
+two_cycles() {
+    children_var "$1"
+    lo='' hi=''
+    for p in $kids; do
+        grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null && continue
+        read -r _1 _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13 _14 _15 _16 _17 _18 _19 _20 _21 t _r \
+            2>/dev/null <"/proc/$p/stat" || continue
+        case $t in '' | *[!0-9]*) continue ;; esac
+        [ -z "$lo" ] || [ "$t" -lt "$lo" ] && lo=$t
+        [ -z "$hi" ] || [ "$t" -gt "$hi" ] && hi=$t
+    done
+    [ -n "$lo" ] && [ $((hi - lo)) -gt 1 ]
+}
+
 verify_tree() { # dir
     (cd "$1" && sha256sum -c --quiet --strict .rpcc/sha256 >/dev/null 2>&1) ||
         fail 12 "files in $1 do not match its manifest (changed on the server?)"
@@ -235,12 +251,16 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     # run): that reload could read either tree, and our signal would merge into it.
     # Such a reload began before we took the guard (its helper was killed and released
     # it), so it is already running at the first sample. An idle master sleeps in
-    # sigsuspend, a parsing one runs: wait for 3 sleeping samples in a row, 5 ms apart.
+    # sigsuspend, a parsing one runs; after a parse it also sleeps (≈ 100 ms) before it
+    # retires the old workers, and then two cycles' workers both take connections. So
+    # settled = the master asleep and every live worker from one cycle (start times
+    # within a tick), 3 samples in a row, 5 ms apart.
     settled=0 j=0
     while [ $j -lt $((ticks * 4)) ]; do
         st=''
         read -r _p _c st _rest 2>/dev/null <"/proc/$master/stat" || st=S
-        if [ "$st" = S ]; then
+        [ "$st" = S ] && ! two_cycles "$master" && st=idle
+        if [ "$st" = idle ]; then
             settled=$((settled + 1))
             [ $settled -ge 3 ] && break
         else
