@@ -101,11 +101,13 @@ children_var() {
 
 # Whether the live (not shutting down) children of a master come from two cycles: their
 # start times (field 22 of /proc/<pid>/stat, in clock ticks) differ by more than a tick.
+# Leaves the live children in $live.
 two_cycles() {
     children_var "$1"
-    lo='' hi=''
+    lo='' hi='' live=''
     for p in $kids; do
         grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null && continue
+        live="$live $p"
         read -r _1 _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13 _14 _15 _16 _17 _18 _19 _20 _21 t _r \
             2>/dev/null <"/proc/$p/stat" || continue
         case $t in '' | *[!0-9]*) continue ;; esac
@@ -254,12 +256,22 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     # sigsuspend, a parsing one runs; after a parse it also sleeps (≈ 100 ms) before it
     # retires the old workers, and then two cycles' workers both take connections. So
     # settled = the master asleep and every live worker from one cycle (start times
-    # within a tick), 3 samples in a row, 5 ms apart.
-    settled=0 j=0
+    # within a tick), 3 samples in a row, 5 ms apart. Workers of one cycle can start
+    # further apart (a loaded machine; a worker the master respawned after a crash), so
+    # a set of live workers unchanged for 60 samples (≥ 300 ms, longer than the master's
+    # sleep before it retires an old cycle) counts as settled too: never stuck.
+    settled=0 j=0 same=0 seen=''
     while [ $j -lt $((ticks * 4)) ]; do
         st=''
         read -r _p _c st _rest 2>/dev/null <"/proc/$master/stat" || st=S
-        [ "$st" = S ] && ! two_cycles "$master" && st=idle
+        if [ "$st" = S ]; then
+            mixed=0
+            two_cycles "$master" && mixed=1
+            if [ "$live" = "$seen" ]; then same=$((same + 1)); else same=0 seen=$live; fi
+            if [ $mixed = 0 ] || [ $same -ge 60 ]; then st=idle; fi
+        else
+            same=0 seen=''
+        fi
         if [ "$st" = idle ]; then
             settled=$((settled + 1))
             [ $settled -ge 3 ] && break
