@@ -9,13 +9,13 @@ use futures_util::StreamExt as _;
 use rpcc_core::certs::CertificateSet;
 use rpcc_core::deploy::{
     self, AuditSeal, DeployOptions, DeploySource, Deployer, DeploymentState, DriftReport, FleetReport, FleetTarget,
-    HealthProbe, ProgressFn, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
+    HealthProbe, ProgressFn, RolloutOverrides, RolloutPolicy, ServerPlan, ServerReport, ServerStatus, StepHook,
 };
 use rpcc_core::generation::Generation;
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{DomainGroup, Inventory, Server, Site};
 use rpcc_core::transport::Transport;
-use rpcc_monitor::HttpHealthProbe;
+use rpcc_monitor::{HttpHealthProbe, Notification, NotifierSet, NotifierSettings, NotifyError};
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 use rpcc_ssh::{SshPool, SshTarget};
 use rpcc_store::SqliteStore;
@@ -81,6 +81,9 @@ pub enum EngineError {
         #[source]
         source: rpcc_core::keyring::KeyringError,
     },
+    /// The inventory's notifiers could not be set up (a secret that does not open).
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
     /// Lint plugins reported errors: nothing is deployed.
     #[error("lint plugins reported {} error(s); nothing was deployed:{}", .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).count(), .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).map(|(s, f)| format!("\n  {s}: [{}] {}:{}: {}", f.plugin, f.finding.file, f.finding.line, f.finding.message)).collect::<String>())]
     Lint {
@@ -97,10 +100,40 @@ impl EngineError {
             Self::Deploy(e) => e.is_retryable(),
             Self::Server { .. } => true,
             Self::Plugin(e) => e.is_retryable(),
+            Self::Notify(e) => e.is_retryable(),
             Self::Certificates { .. } => true,
             Self::CertificateKeys { source, .. } => source.is_retryable(),
             Self::Unknown { .. } | Self::Render { .. } | Self::Lint { .. } => false,
         }
+    }
+}
+
+/// One server's part of an operation: its result, or why the operation failed there.
+/// Serialized as `{"server": …, "result": … or null, "error": "…" or null}`, the shape
+/// of every per-server list in the CLI's `--json` output and the Python package.
+#[derive(Debug)]
+pub struct ServerOutcome<T> {
+    /// The server.
+    pub server: String,
+    /// What the operation found, or why it failed for this server.
+    pub result: Result<T, EngineError>,
+}
+
+impl<T> ServerOutcome<T> {
+    /// Whether the operation failed for this server.
+    pub fn is_err(&self) -> bool {
+        self.result.is_err()
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for ServerOutcome<T> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = ser.serialize_struct("ServerOutcome", 3)?;
+        st.serialize_field("server", &self.server)?;
+        st.serialize_field("result", &self.result.as_ref().ok())?;
+        st.serialize_field("error", &self.result.as_ref().err().map(ToString::to_string))?;
+        st.end()
     }
 }
 
@@ -119,8 +152,9 @@ pub struct Selection {
 pub struct ApplyOptions {
     /// Protocol options (keep, timeouts).
     pub deploy: DeployOptions,
-    /// Overrides of the groups' rollout policy (`None`: the strictest of the groups).
-    pub policy: Option<RolloutPolicy>,
+    /// Changes to the rollout policy, which is otherwise the strictest of the selected
+    /// servers' groups.
+    pub rollout: RolloutOverrides,
     /// Probe every site over HTTP after the reload (default on).
     pub skip_probe: bool,
     /// Progress callback.
@@ -135,10 +169,14 @@ pub struct ApplyOptions {
 
 /// What `apply` did: reports of servers that were deployed (or skipped, or rolled back)
 /// and of servers that could not be reached at all.
-#[derive(Debug, serde::Serialize)]
+///
+/// Serialized (the CLI's `apply --json` and the Python package alike) as `{"servers":
+/// [every server's report, unreachable ones first], "stopped", "rolled_back",
+/// "certificates", "tls_phase": [reports of the second rollout], "failed",
+/// "notification_failures"}`.
+#[derive(Debug)]
 pub struct ApplyReport {
     /// The rollout.
-    #[serde(flatten)]
     pub fleet: FleetReport,
     /// Servers that never started (no transport: unenrolled, credentials unusable).
     pub unreachable: Vec<ServerReport>,
@@ -147,12 +185,58 @@ pub struct ApplyReport {
     /// The second rollout, which put newly obtained certificates in service (only when
     /// this run obtained any).
     pub tls_phase: Option<FleetReport>,
+    /// Notifiers that failed to take the outcome (`[monitor] notify_deploys`), with why.
+    pub notification_failures: Vec<String>,
+}
+
+impl serde::Serialize for ApplyReport {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = ser.serialize_struct("ApplyReport", 7)?;
+        st.serialize_field("servers", &self.all().collect::<Vec<_>>())?;
+        st.serialize_field("stopped", &self.fleet.stopped)?;
+        st.serialize_field("rolled_back", &self.fleet.rolled_back)?;
+        st.serialize_field("certificates", &self.certificates)?;
+        st.serialize_field("tls_phase", &self.tls_phase.iter().flat_map(|f| &f.servers).collect::<Vec<_>>())?;
+        st.serialize_field("failed", &self.failed())?;
+        st.serialize_field("notification_failures", &self.notification_failures)?;
+        st.end()
+    }
 }
 
 impl ApplyReport {
     /// Every server's report, unreachable ones first.
     pub fn all(&self) -> impl Iterator<Item = &ServerReport> {
         self.unreachable.iter().chain(&self.fleet.servers)
+    }
+
+    /// The operators' message about this run (by `actor`) and the groups of the servers
+    /// it touched, which route it.
+    pub fn notification(&self, inv: &Inventory, actor: &str) -> (Notification, Vec<String>) {
+        let reports: Vec<_> = self.all().collect();
+        let count = |f: &dyn Fn(&DeploymentState) -> bool| reports.iter().filter(|r| f(&r.state)).count();
+        let ok = count(&|s| *s == DeploymentState::Succeeded);
+        let failed = count(&|s| s.is_failure());
+        let skipped = count(&|s| *s == DeploymentState::Skipped);
+        let mut text = format!(
+            "rpcc apply by {actor}: {ok} succeeded, {failed} failed, {skipped} skipped, of {} server(s)",
+            reports.len()
+        );
+        for r in reports.iter().filter(|r| r.state != DeploymentState::Succeeded) {
+            text.push_str(&format!("\n{}: {} {}", r.server, r.state.as_str(), r.detail));
+        }
+        for c in self.certificates.iter().filter(|c| c.action == CertificateAction::Failed) {
+            text.push_str(&format!("\ncertificate of {}: failed: {}", c.site, c.detail));
+        }
+        let mut groups: Vec<String> = Vec::new();
+        for r in &reports {
+            for g in inv.groups_of_server(&r.server) {
+                if !groups.iter().any(|x| x == g.name.as_str()) {
+                    groups.push(g.name.to_string());
+                }
+            }
+        }
+        (Notification::deploy(text, groups.first().cloned()), groups)
     }
 
     /// Whether anything failed, was skipped, or a roll-back did not succeed.
@@ -176,6 +260,8 @@ pub struct Engine {
     actor: String,
     renderer: NginxRenderer,
     plugins: Option<Arc<PluginSet>>,
+    notifier_settings: NotifierSettings,
+    notifiers: std::sync::OnceLock<NotifierSet>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -217,7 +303,39 @@ impl Engine {
             actor: deploy::local_actor(),
             renderer,
             plugins,
+            notifier_settings: NotifierSettings::default(),
+            notifiers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Build the inventory's notifiers with `settings` (Telegram API base, timeout).
+    pub fn with_notifier_settings(mut self, settings: NotifierSettings) -> Self {
+        self.notifier_settings = settings;
+        self.notifiers = std::sync::OnceLock::new();
+        self
+    }
+
+    /// Send notifications to `notifiers` instead of the inventory's.
+    pub fn with_notifiers(self, notifiers: NotifierSet) -> Self {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(notifiers);
+        Self { notifiers: cell, ..self }
+    }
+
+    /// The notifiers (the inventory's, built on first use: their secrets are opened
+    /// with the keyring then).
+    pub fn notifiers(&self) -> Result<&NotifierSet, EngineError> {
+        if let Some(set) = self.notifiers.get() {
+            return Ok(set);
+        }
+        let set = NotifierSet::from_inventory(&self.inv, self.keyring.as_ref(), &self.notifier_settings)?;
+        Ok(self.notifiers.get_or_init(|| set))
+    }
+
+    /// Send `note`, about servers of `groups`, to the notifiers routed to it. `Err` when
+    /// the notifiers cannot be set up; otherwise the failures of single notifiers.
+    pub async fn notify(&self, note: &Notification, groups: &[String]) -> Result<Vec<NotifyError>, EngineError> {
+        Ok(self.notifiers()?.deliver(note, groups).await)
     }
 
     /// Record actions under this name instead of `user@host`.
@@ -369,17 +487,19 @@ impl Engine {
     }
 
     /// Per selected server: what `apply` would change (or why it cannot tell).
-    pub async fn plan(&self, sel: &Selection) -> Result<Vec<(String, Result<ServerPlan, String>)>, EngineError> {
+    pub async fn plan(&self, sel: &Selection) -> Result<Vec<ServerOutcome<ServerPlan>>, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
         let certificates = self.certificate_set().await?;
         let gens = self.render_checked(&servers, Some(&certificates))?;
-        let results = Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
-            let t = self.transport(s).map_err(|e| e.to_string())?;
-            deploy::plan(&*t, s, g).await.map_err(|e| e.to_string())
+        Ok(Self::on_each(servers.iter().zip(&gens).map(|(s, g)| async move {
+            let result = match self.transport(s) {
+                Ok(t) => deploy::plan(&*t, s, g).await.map_err(EngineError::from),
+                Err(e) => Err(e),
+            };
+            ServerOutcome { server: s.name.to_string(), result }
         }))
-        .await;
-        Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
+        .await)
     }
 
     /// A keyed audit log cannot be extended without its key: changes are refused before
@@ -458,7 +578,19 @@ impl Engine {
             }
             outcomes.extend(obtained);
         }
-        Ok(ApplyReport { fleet, unreachable, certificates: outcomes, tls_phase })
+        let mut report =
+            ApplyReport { fleet, unreachable, certificates: outcomes, tls_phase, notification_failures: Vec::new() };
+        if self.inv.monitor.notify_deploys {
+            let (note, groups) = report.notification(&self.inv, &self.actor);
+            report.notification_failures = match self.notify(&note, &groups).await {
+                Ok(failed) => failed.iter().map(ToString::to_string).collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            for why in &report.notification_failures {
+                tracing::warn!(error = %why, "deploy notification not sent");
+            }
+        }
+        Ok(report)
     }
 
     /// Render `servers` with `certificates` and roll them out; servers without a
@@ -502,7 +634,7 @@ impl Engine {
                 )),
             }
         }
-        let policy = options.policy.unwrap_or_else(|| RolloutPolicy::strictest(self.groups_of(servers)));
+        let policy = options.rollout.apply_to(RolloutPolicy::strictest(self.groups_of(servers)));
         let d = self
             .deployer(!options.skip_probe, options.progress.clone(), options.hook.clone())
             .with_options(options.deploy.clone());
@@ -553,15 +685,17 @@ impl Engine {
     }
 
     /// Per selected server: hand edits of the live tree against the recorded generation.
-    pub async fn drift(&self, sel: &Selection) -> Result<Vec<(String, Result<DriftReport, String>)>, EngineError> {
+    pub async fn drift(&self, sel: &Selection) -> Result<Vec<ServerOutcome<DriftReport>>, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
-        let results = Self::on_each(servers.iter().map(|s| async move {
-            let t = self.transport(s).map_err(|e| e.to_string())?;
-            deploy::drift(&*t, s, &*self.store).await.map_err(|e| e.to_string())
+        Ok(Self::on_each(servers.iter().map(|s| async move {
+            let result = match self.transport(s) {
+                Ok(t) => deploy::drift(&*t, s, &*self.store).await.map_err(EngineError::from),
+                Err(e) => Err(e),
+            };
+            ServerOutcome { server: s.name.to_string(), result }
         }))
-        .await;
-        Ok(servers.iter().map(|s| s.name.to_string()).zip(results).collect())
+        .await)
     }
 }
 

@@ -4,15 +4,20 @@
 //! watched, safely. This facade re-exports the crates:
 //!
 //! - [`engine`]: [`engine::Engine`], the fleet operations (plan, apply, rollback, status,
-//!   drift) over one inventory, its SQLite state and pooled SSH connections, shared by
-//!   the CLI and the Python package;
+//!   drift) over one inventory, its SQLite state and pooled SSH connections, and its
+//!   notifiers ([`engine::Engine::notify`]; `apply` reports its outcome to them when the
+//!   inventory asks), shared by the CLI and the Python package;
 //! - [`certs`]: the certificates of an engine's sites (due, self-signed, ACME
 //!   issuance across every serving server, the set a deployable render carries);
 //! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, the deploy
 //!   engine (`core::deploy`) and the keyring (`core::keyring`);
 //! - [`ssh`] (russh transport), [`nginx`] (renderer), [`store`] (SQLite state),
-//!   [`monitor`] (so far the deploy's HTTP health probe), [`acme`], [`plugins`]:
-//!   adapters, each documenting its state.
+//!   [`monitor`] (health probes, Glances metrics, DNS checks, alert rules, notifiers),
+//!   [`acme`], [`plugins`]: adapters, each documenting its state.
+//!
+//! The `rpcc` command-line tool is the default feature `cli`; with
+//! `default-features = false` the library comes without clap, indicatif or
+//! tracing-subscriber.
 //!
 //! ```
 //! let inv = rpcc::core::Inventory::from_toml_str(r#"

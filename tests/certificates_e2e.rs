@@ -383,8 +383,9 @@ fn scheduled_renewal_reports_a_failing_site_once_and_its_recovery() -> anyhow::R
     w.rt.block_on(engine.store().put_certificate(&rec, &sealed))?;
     // A plan shows the key file changing but never its contents (old or new).
     let plans = w.rt.block_on(engine.plan(&Selection::default()))?;
-    for (server, plan) in &plans {
-        let plan = plan.as_ref().map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
+    for outcome in &plans {
+        let server = &outcome.server;
+        let plan = outcome.result.as_ref().map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
         let key = plan.changes.iter().find(|c| c.path == "certs/app.acme.test/privkey.pem").expect("key changes");
         assert_eq!(key.diff, "(private key: contents never shown; changed)\n");
         assert!(

@@ -1,26 +1,22 @@
 //! # rpcc-monitor
 //!
-//! Implemented so far:
-//! - [`HttpHealthProbe`], the deploy engine's post-reload site check (an HTTP request with
-//!   the site's `Host` sent to the server itself);
-//! - [`AlertEngine`]: alert rules as a deterministic state machine (thresholds held for a
-//!   duration or N checks, one message per incident, flap suppression, recovery);
-//! - the [`Notifier`] role with [`LogNotifier`], [`MemoryNotifier`] and [`split_message`];
-//! - [`GlancesSource`]: a Glances REST API v4 client (reqwest) per server, typed
-//!   [`Metrics`], unreachable/unauthorized/malformed as states, bounded concurrency.
-//!
-//! - [`TelegramNotifier`] (split over 4,096 characters, 429 `retry_after`, the token never
-//!   shown) and [`WebhookNotifier`] (JSON, HMAC-SHA256 signature, retries with backoff).
-//!
+//! - [`HttpHealthProbe`], the deploy engine's post-reload site check (HTTP, or HTTPS with
+//!   SNI for TLS sites, with per-site expectations), sent to the server itself;
 //! - [`SiteProber`]: per site and serving server, HTTP(S) status and latency with
 //!   Host/SNI pinned to that server, and the served certificate (expiry, issuer, names,
-//!   name match, trust).
+//!   name match, trust);
+//! - [`DnsProber`]: do a site's names resolve to the servers that serve it;
+//! - [`GlancesSource`]: a Glances REST API v4 client (reqwest) per server, typed
+//!   [`Metrics`], unreachable/unauthorized/malformed as states, bounded concurrency;
+//! - [`AlertEngine`]: alert rules as a deterministic state machine (thresholds held for a
+//!   duration or N checks, one message per incident, flap suppression, recovery);
+//! - the [`Notifier`] role with [`LogNotifier`], [`MemoryNotifier`], [`TelegramNotifier`]
+//!   (split over 4,096 characters, 429 `retry_after`, the token never shown) and
+//!   [`WebhookNotifier`] (JSON, HMAC-SHA256 signature, retries with backoff), routed by
+//!   group in a [`NotifierSet`] built from the inventory.
 //!
-//! - [`DnsProber`]: do a site's names resolve to the servers that serve it.
-//!
-//! Still to come (issue: "rpcc-monitor"): alert rules configurable in the inventory,
-//! metric samples with retention, deploy outcomes to the notifiers. `rpcc check` and
-//! `rpcc watch` (in the CLI) drive all of the above.
+//! `rpcc check` and `rpcc watch` (the CLI) drive these; the facade's `Engine` sends deploy
+//! outcomes to the notifiers.
 
 pub mod alert;
 mod dns;
@@ -36,8 +32,8 @@ pub use dns::{DnsProber, DnsReport};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
 pub use health::HttpHealthProbe;
 pub use notifiers::{
-    RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WEBHOOK_REPLAY_WINDOW, WebhookNotifier, WebhookRejection,
-    verify_webhook_signature, webhook_signature,
+    NotifierSet, NotifierSettings, RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WEBHOOK_REPLAY_WINDOW,
+    WebhookNotifier, WebhookRejection, verify_webhook_signature, webhook_signature,
 };
 pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};
 pub use probe::{CertInfo, FetchedResponse, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};

@@ -36,6 +36,21 @@ pub enum NotifyError {
         /// Why (no URL with a token in it).
         reason: String,
     },
+    /// A notifier's secret (bot token, signing secret) could not be opened.
+    #[error("notifier {notifier}: its secret cannot be opened: {source}")]
+    Secret {
+        /// Notifier name.
+        notifier: String,
+        /// Why (never the secret).
+        #[source]
+        source: rpcc_core::keyring::KeyringError,
+    },
+    /// The HTTP client could not be built.
+    #[error("notifiers: HTTP client: {reason}")]
+    Client {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl NotifyError {
@@ -76,6 +91,17 @@ pub trait Notifier: Send + Sync {
 
     /// Deliver one notification (retries are the notifier's business).
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
+}
+
+#[async_trait::async_trait]
+impl<N: Notifier + ?Sized> Notifier for std::sync::Arc<N> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn send(&self, notification: &Notification) -> Result<(), NotifyError> {
+        (**self).send(notification).await
+    }
 }
 
 /// Split `text` into parts of at most `limit` characters (not bytes), at line breaks

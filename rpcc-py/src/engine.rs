@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use rpcc::certs::CertificateOptions;
-use rpcc::engine::{ApplyOptions, ApplyReport, Engine, EngineError, Selection};
+use rpcc::engine::{ApplyOptions, Engine, EngineError, Selection};
 use rpcc::ssh::{SshPool, SshTarget, SshTransport};
-use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutPolicy, ServerReport};
+use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutOverrides};
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{Inventory, RolloutStrategy};
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport as _};
@@ -37,28 +37,6 @@ fn engine_error(py: Python<'_>, e: EngineError) -> PyErr {
 
 fn to_json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| RpccError::new_err(format!("cannot encode a result: {e}")))
-}
-
-/// An apply's report as the Python layer reads it.
-fn apply_json(report: &ApplyReport) -> serde_json::Value {
-    serde_json::json!({
-        "servers": report.all().map(report_json).collect::<Vec<_>>(),
-        "stopped": report.fleet.stopped,
-        "rolled_back": report.fleet.rolled_back.iter().map(report_json).collect::<Vec<_>>(),
-        "certificates": report.certificates,
-        "tls_phase": report.tls_phase.iter().flat_map(|f| &f.servers).map(report_json).collect::<Vec<_>>(),
-        "failed": report.failed(),
-    })
-}
-
-/// A report with the Python exception class its error maps to (`error_kind`).
-fn report_json(r: &ServerReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        let kind = r.error.as_ref().map(errors::kind_of);
-        obj.insert("error_kind".into(), kind.map_or(serde_json::Value::Null, |k| k.into()));
-    }
-    v
 }
 
 /// The keyring: required when the inventory holds sealed secrets; otherwise the
@@ -138,14 +116,7 @@ impl PyEngine {
                 py.detach(|| rt.block_on(engine.plan(&sel)))
             }
             .map_err(|e| engine_error(py, e))?;
-            let out: Vec<serde_json::Value> = result
-                .into_iter()
-                .map(|(server, r)| match r {
-                    Ok(p) => serde_json::json!({ "server": server, "plan": p }),
-                    Err(e) => serde_json::json!({ "server": server, "error": e }),
-                })
-                .collect();
-            to_json(&out)
+            to_json(&result)
         })
     }
 
@@ -172,12 +143,10 @@ impl PyEngine {
         guarded(|| {
             let sel = selection(servers, groups);
             let engine = self.engine(py)?;
-            engine.check(&sel).map_err(|e| engine_error(py, e))?;
-            let mut policy = RolloutPolicy::strictest(engine.groups_of(&engine.selected(&sel)));
-            match strategy {
-                None => {}
-                Some("all") => policy.strategy = RolloutStrategy::All,
-                Some("canary") => policy.strategy = RolloutStrategy::Canary,
+            let strategy = match strategy {
+                None => None,
+                Some("all") => Some(RolloutStrategy::All),
+                Some("canary") => Some(RolloutStrategy::Canary),
                 Some(other) => {
                     return Err(errors::validation(
                         py,
@@ -185,19 +154,8 @@ impl PyEngine {
                         vec![("strategy".into(), format!("{other:?} is not one of \"all\", \"canary\""))],
                     ));
                 }
-            }
-            if let Some(b) = batch {
-                policy.batch = b.max(1);
-            }
-            if let Some(c) = concurrency {
-                policy.concurrency = c.max(1);
-            }
-            if let Some(m) = max_failed {
-                policy.max_failed = m;
-            }
-            if let Some(r) = rollback_on_failure {
-                policy.rollback_on_failure = r;
-            }
+            };
+            let rollout = RolloutOverrides { strategy, batch, concurrency, max_failed, rollback_on_failure };
             let mut deploy = DeployOptions::default();
             if let Some(k) = keep {
                 deploy = deploy.keep(k);
@@ -219,7 +177,7 @@ impl PyEngine {
             });
             let options = ApplyOptions {
                 deploy,
-                policy: Some(policy),
+                rollout,
                 skip_probe: !probe,
                 progress,
                 skip_certificates: !certificates,
@@ -227,7 +185,7 @@ impl PyEngine {
             };
             let rt = runtime()?;
             let report = py.detach(|| rt.block_on(engine.apply(&sel, options))).map_err(|e| engine_error(py, e))?;
-            to_json(&apply_json(&report))
+            to_json(&report)
         })
     }
 
@@ -255,9 +213,9 @@ impl PyEngine {
             let report = py.detach(|| rt.block_on(engine.renew_due(&sel, options))).map_err(|e| engine_error(py, e))?;
             let deployed = report.deploy.as_ref();
             to_json(&serde_json::json!({
-                "servers": report.unreachable.iter().chain(deployed.iter().flat_map(|d| &d.servers)).map(report_json).collect::<Vec<_>>(),
+                "servers": report.unreachable.iter().chain(deployed.iter().flat_map(|d| &d.servers)).collect::<Vec<_>>(),
                 "stopped": deployed.and_then(|d| d.stopped.clone()),
-                "rolled_back": deployed.iter().flat_map(|d| &d.rolled_back).map(report_json).collect::<Vec<_>>(),
+                "rolled_back": deployed.iter().flat_map(|d| &d.rolled_back).collect::<Vec<_>>(),
                 "certificates": report.certificates,
                 "failed": report.failed(),
             }))
@@ -304,7 +262,7 @@ impl PyEngine {
                 py.detach(|| rt.block_on(engine.rollback(&server, to.as_deref())))
             }
             .map_err(|e| engine_error(py, e))?;
-            to_json(&report_json(&r))
+            to_json(&r)
         })
     }
 
@@ -334,14 +292,7 @@ impl PyEngine {
                 py.detach(|| rt.block_on(engine.drift(&sel)))
             }
             .map_err(|e| engine_error(py, e))?;
-            let out: Vec<serde_json::Value> = result
-                .into_iter()
-                .map(|(server, r)| match r {
-                    Ok(d) => serde_json::to_value(d).unwrap_or_default(),
-                    Err(e) => serde_json::json!({ "server": server, "error": e }),
-                })
-                .collect();
-            to_json(&out)
+            to_json(&result)
         })
     }
 

@@ -101,22 +101,6 @@ pub(crate) fn deploy(py: Python<'_>, e: CoreDeployError) -> PyErr {
     }
 }
 
-/// The Python exception class name for a report's error, for the Python layer.
-pub(crate) fn kind_of(e: &CoreDeployError) -> &'static str {
-    match e {
-        CoreDeployError::Transport(t) => match t {
-            CoreTransportError::HostKey { .. } => "HostKeyError",
-            CoreTransportError::Auth { .. } => "AuthError",
-            CoreTransportError::Timeout { .. } => "TimeoutError",
-            CoreTransportError::Credentials { .. } => "KeyringError",
-            _ => "TransportError",
-        },
-        CoreDeployError::Rejected { .. } => "ConfigRejected",
-        CoreDeployError::ReloadFailed { .. } => "ReloadFailed",
-        _ => "DeployError",
-    }
-}
-
 /// Map a keyring error.
 pub(crate) fn keyring(e: rpcc_core::keyring::KeyringError) -> PyErr {
     KeyringError::new_err(e.to_string())

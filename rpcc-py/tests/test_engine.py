@@ -209,3 +209,101 @@ def test_certificates_are_issued_deployed_and_renewed(fleet: Fleet, tmp_path: Pa
     bare = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db")
     with pytest.raises(rpcc.KeyringError):
         bare.apply()
+
+
+def test_apply_sends_its_outcome_to_the_notifiers(fleet: Fleet, tmp_path: Path) -> None:
+    """`[monitor] notify_deploys`: the engine itself tells the notifiers (as the CLI does),
+    signed, routed, naming the actor, never the secret."""
+    import hashlib
+    import hmac
+    import http.server
+
+    keys = tmp_path / "keys"
+    fd = os.open(keys, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, (rpcc.Keyring.generate_entry("k1") + "\n").encode())
+    os.close(fd)
+    secret = "py-deploy-hook-secret-x93"
+    sealed = rpcc.Keyring.load(keys).encrypt("notifier/pager/secret", secret)
+    received: List[tuple] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["X-Rpcc-Signature"], body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        monitor = (
+            "\n[monitor]\nnotify_deploys = true\n"
+            f'notifiers = [{{ name = "pager", kind = "webhook", insecure_http = true, url = "{hook}", '
+            f'secret = "{sealed}" }}]\n'
+        )
+        inv = rpcc.Inventory.from_toml(fleet.write("notify.toml", fleet.text() + monitor))
+        e = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db", key_file=keys, actor="panel:alice")
+        report = e.apply()
+        assert not report.failed and report.notification_failures == [], report
+        assert len(received) == 1, received
+        sig, body = received[0]
+        t, v1 = (part.split("=", 1)[1] for part in sig.split(","))
+        expected = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(v1, expected)
+        text = body.decode()
+        assert "rpcc apply by panel:alice: 2 succeeded, 0 failed" in text, text
+        assert secret not in text
+
+        # The receiver gone: the apply still succeeds and says which notifier failed.
+        server.shutdown()
+        server.server_close()
+        report = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db", key_file=keys).apply()
+        assert not report.failed
+        assert [f for f in report.notification_failures if "pager" in f], report.notification_failures
+        assert all(secret not in f for f in report.notification_failures)
+    finally:
+        server.server_close()
+
+
+def _timeless(v: Any) -> Any:
+    """A document without its timings (they differ between two runs)."""
+    if isinstance(v, dict):
+        return {k: _timeless(x) for k, x in v.items() if k not in ("elapsed", "steps")}
+    if isinstance(v, list):
+        return [_timeless(x) for x in v]
+    return v
+
+
+def test_cli_json_and_python_give_the_same_documents(fleet: Fleet, rpcc_cli: str) -> None:
+    """`rpcc <op> --json` and `Engine.<op>()` serialize the same facade types: equal
+    documents for plan, status and drift; the same shape for apply."""
+    import json
+
+    inv_path, state = fleet.dir / "inventory.toml", fleet.dir / "state.db"
+    native = rpcc.Engine(rpcc.Inventory.from_toml(inv_path), f"sqlite:///{state}")._native
+
+    def cli(op: str, *extra: str) -> Any:
+        out = subprocess.run(
+            [rpcc_cli, op, str(inv_path), "--state", str(state), "--json", *extra], capture_output=True, text=True
+        )
+        assert out.stdout, out.stderr
+        return json.loads(out.stdout)
+
+    plan = cli("plan")
+    assert plan == json.loads(native.plan()) and {p["server"] for p in plan} == {"s0", "s1"}
+    assert all(p["error"] is None and p["result"]["changes"] for p in plan), plan
+    by_cli = cli("apply", "--yes")
+    assert [r["state"] for r in by_cli["servers"]] == ["succeeded", "succeeded"], by_cli
+    by_python = json.loads(native.apply(probe=True, certificates=True))
+    assert [r["state"] for r in by_python["servers"]] == ["no_op", "no_op"], by_python
+    assert set(by_cli) == set(by_python) == {
+        "servers", "stopped", "rolled_back", "certificates", "tls_phase", "failed", "notification_failures",
+    }
+    assert [set(r) for r in by_cli["servers"]] == [set(r) for r in by_python["servers"]]
+    assert by_cli["servers"][0]["error_kind"] is None and by_cli["failed"] is False
+    for op in ("status", "drift", "plan"):
+        assert _timeless(cli(op)) == _timeless(json.loads(getattr(native, op)())), op

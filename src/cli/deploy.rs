@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcc::certs::{CertificateAction, CertificateOptions};
-use rpcc::engine::{ApplyOptions, ApplyReport};
+use rpcc::certs::CertificateOptions;
+use rpcc::engine::{ApplyOptions, ApplyReport, ServerOutcome};
 use rpcc_core::deploy::{
-    ChangeKind, DeployOptions, DeploymentState, DriftState, FleetReport, ProgressEvent, ProgressFn, RolloutPolicy,
+    ChangeKind, DeployOptions, DeploymentState, DriftState, FleetReport, ProgressEvent, ProgressFn, RolloutOverrides,
     ServerReport, StateStore as _,
 };
 use rpcc_core::model::RolloutStrategy;
@@ -51,19 +51,13 @@ pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
     };
     let mut failed = false;
     if args.fleet.json {
-        let json: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(s, r)| match r {
-                Ok(p) => serde_json::to_value(p).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "server": s, "error": e }),
-            })
-            .collect();
-        print_json(&json);
-        failed = results.iter().any(|(_, r)| r.is_err());
+        print_json(&results);
+        failed = results.iter().any(ServerOutcome::is_err);
     } else {
         let mut out = std::io::stdout().lock();
-        for (s, r) in &results {
-            match r {
+        for outcome in &results {
+            let s = &outcome.server;
+            match &outcome.result {
                 Err(e) => {
                     failed = true;
                     let _ = writeln!(out, "{s}: cannot plan: {e}");
@@ -152,26 +146,17 @@ pub(crate) struct ApplyArgs {
     yes: bool,
 }
 
-fn policy_for(fleet: &Fleet, args: &ApplyArgs) -> RolloutPolicy {
-    let engine = &fleet.engine;
-    let mut p = RolloutPolicy::strictest(engine.groups_of(&engine.selected(&args.fleet.selection())));
-    if let Some(s) = args.strategy {
-        p.strategy = match s {
+fn rollout_overrides(args: &ApplyArgs) -> RolloutOverrides {
+    RolloutOverrides {
+        strategy: args.strategy.map(|s| match s {
             Strategy::All => RolloutStrategy::All,
             Strategy::Canary => RolloutStrategy::Canary,
-        };
+        }),
+        batch: args.batch,
+        concurrency: args.concurrency,
+        max_failed: args.max_failed,
+        rollback_on_failure: args.rollback_on_failure.then_some(true),
     }
-    if let Some(b) = args.batch {
-        p.batch = b.max(1);
-    }
-    if let Some(c) = args.concurrency {
-        p.concurrency = c.max(1);
-    }
-    if let Some(m) = args.max_failed {
-        p.max_failed = m;
-    }
-    p.rollback_on_failure |= args.rollback_on_failure;
-    p
 }
 
 fn progress_bar(total: usize) -> Option<Arc<indicatif::ProgressBar>> {
@@ -224,13 +209,7 @@ pub(crate) fn print_report(out: &mut impl Write, r: &ServerReport) {
 
 fn finish_fleet(report: &ApplyReport, json: bool) -> ExitCode {
     if json {
-        print_json(&serde_json::json!({
-            "servers": report.all().collect::<Vec<_>>(),
-            "stopped": report.fleet.stopped,
-            "rolled_back": report.fleet.rolled_back,
-            "certificates": report.certificates,
-            "tls_phase": report.tls_phase,
-        }));
+        print_json(report);
     } else {
         let mut out = std::io::stdout().lock();
         for r in report.all() {
@@ -278,7 +257,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
     let bar = if args.fleet.json { None } else { progress_bar(count) };
     let options = ApplyOptions {
         deploy: DeployOptions::default().keep(args.keep).reload_timeout(Duration::from_secs(args.reload_timeout)),
-        policy: Some(policy_for(&fleet, args)),
+        rollout: rollout_overrides(args),
         skip_probe: args.no_probe,
         progress: bar.clone().map(progress),
         hook: AbortBefore::from_env(),
@@ -292,49 +271,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if fleet.inv().monitor.notify_deploys {
-        notify_deploy(&fleet, &report);
-    }
     finish_fleet(&report, args.fleet.json)
-}
-
-/// Send the outcome of an apply to the inventory's notifiers (`[monitor]
-/// notify_deploys = true`), routed by the groups of the servers it touched.
-fn notify_deploy(fleet: &Fleet, report: &ApplyReport) {
-    let inv = fleet.inv();
-    let sinks = match super::monitor::notifiers(inv, fleet.engine.keyring()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "deploy notification not sent");
-            return;
-        }
-    };
-    let reports: Vec<_> = report.all().collect();
-    let count = |f: &dyn Fn(&DeploymentState) -> bool| reports.iter().filter(|r| f(&r.state)).count();
-    let ok = count(&|s| *s == DeploymentState::Succeeded);
-    let failed = count(&|s| s.is_failure());
-    let skipped = count(&|s| *s == DeploymentState::Skipped);
-    let mut text = format!(
-        "rpcc apply by {}: {ok} succeeded, {failed} failed, {skipped} skipped, of {} server(s)",
-        rpcc_core::deploy::local_actor(),
-        reports.len()
-    );
-    for r in reports.iter().filter(|r| r.state != DeploymentState::Succeeded) {
-        text.push_str(&format!("\n{}: {} {}", r.server, r.state.as_str(), r.detail));
-    }
-    for c in report.certificates.iter().filter(|c| c.action == CertificateAction::Failed) {
-        text.push_str(&format!("\ncertificate of {}: failed: {}", c.site, c.detail));
-    }
-    let mut groups: Vec<String> = Vec::new();
-    for r in &reports {
-        for g in inv.groups_of_server(&r.server) {
-            if !groups.iter().any(|x| x == g.name.as_str()) {
-                groups.push(g.name.to_string());
-            }
-        }
-    }
-    let note = rpcc_monitor::Notification::deploy(text, groups.first().cloned());
-    fleet.runtime.block_on(super::monitor::deliver(&sinks, &note, &groups));
 }
 
 // ---------------------------------------------------------------- rollback
@@ -413,6 +350,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
         unreachable: vec![],
         certificates: vec![],
         tls_phase: None,
+        notification_failures: vec![],
     };
     finish_fleet(&report, args.json)
 }
@@ -480,19 +418,17 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
     let mut bad = false;
-    let mut json = Vec::new();
     let mut out = std::io::stdout().lock();
-    for (name, r) in &results {
-        match r {
+    for outcome in &results {
+        let name = &outcome.server;
+        match &outcome.result {
             Err(e) => {
                 bad = true;
-                json.push(serde_json::json!({ "server": name, "error": e }));
                 if !args.json {
                     let _ = writeln!(out, "{name}: cannot check: {e}");
                 }
             }
             Ok(d) => {
-                json.push(serde_json::to_value(d).unwrap_or_default());
                 bad |= matches!(d.drift, DriftState::Drifted { .. } | DriftState::Unknown);
                 if args.json {
                     continue;
@@ -529,7 +465,7 @@ pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
         }
     }
     if args.json {
-        print_json(&json);
+        print_json(&results);
     }
     if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }

@@ -69,7 +69,10 @@ impl Fleet {
             .build()
             .map_err(|e| fail(err, format!("cannot start the runtime: {e}"), EXIT_INVALID))?;
         let path = state_path(args.state.as_deref(), &args.inventory);
-        let engine = runtime.block_on(Engine::open(inv, &path, keyring)).map_err(|e| fail(err, e, EXIT_INVALID))?;
+        let engine = runtime
+            .block_on(Engine::open(inv, &path, keyring))
+            .map_err(|e| fail(err, e, EXIT_INVALID))?
+            .with_notifier_settings(super::monitor::notifier_settings());
         engine.check(&args.selection()).map_err(|e| fail(err, e, EXIT_INVALID))?;
         Ok(Self { engine, runtime })
     }

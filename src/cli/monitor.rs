@@ -12,11 +12,10 @@ use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, unix_ms};
 use rpcc_core::keyring::Keyring;
 use std::net::IpAddr;
 
-use rpcc_core::model::{AlertRuleSettings, DnsResolver, Inventory, NotifierKind};
+use rpcc_core::model::{AlertRuleSettings, DnsResolver, Inventory};
 use rpcc_monitor::{
-    AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesSource, LogNotifier, MetricsReport,
-    MetricsState, Notification, Notifier, Reading, SiteProber, SiteReport, SiteTarget, Subject, TelegramNotifier,
-    WebhookNotifier, collect_all,
+    AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesSource, MetricsReport, MetricsState,
+    Notification, NotifierSet, NotifierSettings, Reading, SiteProber, SiteReport, SiteTarget, Subject, collect_all,
 };
 use rpcc_store::SqliteStore;
 
@@ -423,9 +422,6 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
     if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-/// A notifier and the groups it is limited to (empty: all).
-pub(crate) type Routed = (Vec<String>, Box<dyn Notifier>);
-
 /// The alert thresholds of `settings` over the built-in defaults.
 fn alert_config(settings: &AlertRuleSettings) -> AlertRulesConfig {
     let d = AlertRulesConfig::default();
@@ -493,40 +489,10 @@ fn samples(round: &Round, at_ms: i64) -> Vec<rpcc_store::MetricSample> {
 }
 
 /// Send `note` to every notifier whose groups (if any) include one of `groups`.
-pub(crate) async fn deliver(sinks: &[Routed], note: &Notification, groups: &[String]) {
-    for (routes, sink) in sinks {
-        if !routes.is_empty() && !routes.iter().any(|r| groups.contains(r)) {
-            continue;
-        }
-        if let Err(e) = sink.send(note).await {
-            tracing::warn!(notifier = sink.name(), error = %e, "notification failed");
-        }
-    }
-}
-
-pub(crate) fn notifiers(inv: &Inventory, keyring: Option<&Keyring>) -> Result<Vec<Routed>, String> {
-    let http = GlancesSource::client(Duration::from_secs(15)).map_err(|e| e.to_string())?;
-    let mut out: Vec<Routed> = vec![(Vec::new(), Box::new(LogNotifier))];
-    for n in &inv.monitor.notifiers {
-        let groups = n.groups.iter().map(ToString::to_string).collect();
-        let notifier: Box<dyn Notifier> = match &n.kind {
-            NotifierKind::Telegram { chat_id, token } => {
-                let token = token.open(keyring).map_err(|e| e.to_string())?;
-                let mut t = TelegramNotifier::new(n.name.as_str(), http.clone(), token, chat_id);
-                if let Ok(api) = std::env::var("RPCC_TELEGRAM_API") {
-                    t = t.with_api(&api);
-                }
-                Box::new(t)
-            }
-            NotifierKind::Webhook { url, secret, .. } => {
-                let secret = secret.open(keyring).map_err(|e| e.to_string())?;
-                Box::new(WebhookNotifier::new(n.name.as_str(), http.clone(), url.as_str(), secret))
-            }
-            _ => continue,
-        };
-        out.push((groups, notifier));
-    }
-    Ok(out)
+/// The notifier settings of the CLI: `RPCC_TELEGRAM_API` points the Telegram notifier at
+/// another Bot API base (a local fake in tests).
+pub(crate) fn notifier_settings() -> NotifierSettings {
+    NotifierSettings { telegram_api: std::env::var("RPCC_TELEGRAM_API").ok(), ..NotifierSettings::default() }
 }
 
 pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
@@ -540,7 +506,7 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
     let retention = inv.monitor.retention.as_duration();
-    let sinks = match notifiers(&inv, keyring.as_ref()) {
+    let sinks = match NotifierSet::from_inventory(&inv, keyring.as_ref(), &notifier_settings()) {
         Ok(n) => n,
         Err(e) => return fail(&mut err, e, EXIT_INVALID),
     };
@@ -584,7 +550,7 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
 
 async fn run_watch(
     monitor: &Monitor,
-    sinks: &[Routed],
+    sinks: &NotifierSet,
     store: &SqliteStore,
     mut alerting: Alerting,
     (interval, retention): (Duration, Duration),
@@ -658,18 +624,18 @@ async fn run_watch(
                 tracing::warn!(error = %e, "alert not recorded");
             }
             let note = Notification::alert(event, groups.first().cloned());
-            deliver(sinks, &note, &groups).await;
+            sinks.deliver(&note, &groups).await;
         }
     }
 }
 
 /// One scheduled certificate renewal: what is due is renewed and deployed; failures
 /// (once per incident), recoveries and renewals go to the notifiers.
-async fn renew_certificates(engine: &rpcc::engine::Engine, watch: &mut rpcc::certs::RenewalWatch, sinks: &[Routed]) {
+async fn renew_certificates(engine: &rpcc::engine::Engine, watch: &mut rpcc::certs::RenewalWatch, sinks: &NotifierSet) {
     match watch.run(engine).await {
         Ok(news) => {
             if let Some(text) = news.message {
-                deliver(sinks, &Notification::deploy(text, news.groups.first().cloned()), &news.groups).await;
+                sinks.deliver(&Notification::deploy(text, news.groups.first().cloned()), &news.groups).await;
             }
         }
         Err(e) => tracing::warn!(error = %e, "certificate renewal did not run"),

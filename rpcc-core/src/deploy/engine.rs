@@ -275,6 +275,25 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// A stable name for the kind of failure, for machine-readable reports (the CLI's
+    /// `--json` field `error_kind`; the Python package raises the class of that name):
+    /// `HostKeyError`, `AuthError`, `TimeoutError`, `KeyringError`, `TransportError`,
+    /// `ConfigRejected`, `ReloadFailed` or `DeployError`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Transport(t) => match t {
+                TransportError::HostKey { .. } => "HostKeyError",
+                TransportError::Auth { .. } => "AuthError",
+                TransportError::Timeout { .. } => "TimeoutError",
+                TransportError::Credentials { .. } => "KeyringError",
+                _ => "TransportError",
+            },
+            Self::Rejected { .. } => "ConfigRejected",
+            Self::ReloadFailed { .. } => "ReloadFailed",
+            _ => "DeployError",
+        }
+    }
+
     /// Transient failures (network, busy store, held lock) may succeed on a rerun.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -301,8 +320,8 @@ pub struct ServerReport {
     pub previous: Option<String>,
     /// What happened, in words (nginx's message for a rejected config).
     pub detail: String,
-    /// The error, when it failed.
-    #[serde(skip)]
+    /// The error, when it failed (serialized as its [`DeployError::kind`], `error_kind`).
+    #[serde(rename = "error_kind", serialize_with = "ser_kind")]
     pub error: Option<DeployError>,
     /// Commands sent to the server (SSH round trips).
     pub round_trips: u32,
@@ -351,6 +370,13 @@ impl ServerReport {
             elapsed: Duration::ZERO,
             steps: Vec::new(),
         }
+    }
+}
+
+fn ser_kind<S: serde::Serializer>(e: &Option<DeployError>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_some(e.kind()),
+        None => s.serialize_none(),
     }
 }
 

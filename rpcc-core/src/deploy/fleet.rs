@@ -98,6 +98,52 @@ impl RolloutPolicy {
     }
 }
 
+/// An operator's changes to the groups' rollout policy for one run; `None` keeps the
+/// group's setting.
+///
+/// ```
+/// use rpcc_core::deploy::{RolloutOverrides, RolloutPolicy};
+/// use rpcc_core::model::RolloutStrategy;
+/// let o = RolloutOverrides { strategy: Some(RolloutStrategy::Canary), batch: Some(0), ..Default::default() };
+/// let p = o.apply_to(RolloutPolicy::default());
+/// assert_eq!((p.strategy, p.batch), (RolloutStrategy::Canary, 1)); // batches hold one server at least
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RolloutOverrides {
+    /// All at once, or canary then batches.
+    pub strategy: Option<RolloutStrategy>,
+    /// Servers per batch after the canary (at least 1).
+    pub batch: Option<usize>,
+    /// Servers deploying at once (at least 1).
+    pub concurrency: Option<usize>,
+    /// Stop once more than this many servers failed.
+    pub max_failed: Option<u32>,
+    /// On stop, roll back the servers this run already changed.
+    pub rollback_on_failure: Option<bool>,
+}
+
+impl RolloutOverrides {
+    /// `policy` with these changes.
+    pub fn apply_to(&self, mut policy: RolloutPolicy) -> RolloutPolicy {
+        if let Some(s) = self.strategy {
+            policy.strategy = s;
+        }
+        if let Some(b) = self.batch {
+            policy.batch = b.max(1);
+        }
+        if let Some(c) = self.concurrency {
+            policy.concurrency = c.max(1);
+        }
+        if let Some(m) = self.max_failed {
+            policy.max_failed = m;
+        }
+        if let Some(r) = self.rollback_on_failure {
+            policy.rollback_on_failure = r;
+        }
+        policy
+    }
+}
+
 /// What a rollout did.
 #[derive(Debug, serde::Serialize)]
 pub struct FleetReport {

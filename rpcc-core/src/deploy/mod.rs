@@ -47,7 +47,7 @@ pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
     ServerReport, StepHook, StepTiming, local_actor,
 };
-pub use fleet::{FleetReport, FleetTarget, RolloutPolicy};
+pub use fleet::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};
 pub use ops::{
     ChangeKind, DriftReport, DriftState, FileChange, ServerPlan, ServerStatus, drift, last_good, plan,
     previous_generation, status,

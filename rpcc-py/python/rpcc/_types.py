@@ -47,9 +47,9 @@ class ServerPlan:
 
     @classmethod
     def _from(cls, d: Dict[str, Any]) -> "ServerPlan":
-        if "error" in d:
+        if d.get("error") is not None:
             return cls(server=str(d["server"]), error=str(d["error"]))
-        p = d["plan"]
+        p = d["result"]
         return cls(
             server=str(d["server"]),
             current=_opt_str(p.get("current")),
@@ -178,6 +178,8 @@ class FleetReport:
     failed: bool = False
     certificates: List[CertificateOutcome] = field(default_factory=list)
     tls_phase: List[ServerReport] = field(default_factory=list)
+    notification_failures: List[str] = field(default_factory=list)
+    """Notifiers that did not take the outcome (``[monitor] notify_deploys``), with why."""
 
     def __getitem__(self, server: str) -> ServerReport:
         for r in self.servers:
@@ -207,6 +209,7 @@ class FleetReport:
             failed=bool(d.get("failed", False)),
             certificates=[CertificateOutcome._from(c) for c in d.get("certificates", [])],
             tls_phase=[ServerReport._from(r) for r in d.get("tls_phase", [])],
+            notification_failures=[str(f) for f in d.get("notification_failures", [])],
         )
 
 
@@ -258,8 +261,9 @@ class DriftReport:
 
     @classmethod
     def _from(cls, d: Dict[str, Any]) -> "DriftReport":
-        if "error" in d:
+        if d.get("error") is not None:
             return cls(server=str(d["server"]), state="error", error=str(d["error"]))
+        d = d["result"]
         detail: Dict[str, Any] = d.get("drift") or {}
         state = detail.get("state", "unknown")
         return cls(
