@@ -33,9 +33,11 @@
 mod audit;
 mod engine;
 mod fleet;
+mod holder;
 mod ops;
 mod probe;
 pub mod remote;
+mod run;
 mod state;
 
 pub use audit::{
@@ -45,9 +47,10 @@ pub use audit::{
 };
 pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
-    ServerReport, StepHook, StepTiming, local_actor,
+    ServerReport, StepHook, StepTiming,
 };
 pub use fleet::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};
+pub use holder::local_actor;
 pub use ops::{
     ChangeKind, DriftReport, DriftState, FileChange, ServerPlan, ServerStatus, drift, last_good, plan,
     previous_generation, status,

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::generation::{GenerationPath, Sha256Digest};
+use super::engine::DeployError;
+use crate::generation::{Generation, GenerationPath, Sha256Digest};
 use crate::model::{NginxMode, ReloadMethod, Server};
-use crate::transport::{Argv, ExecRequest, TransportError};
+use crate::transport::{Argv, ExecRequest, TransportError, TreeFile, tar_archive};
 
 /// The helper script (POSIX sh, coreutils, tar, flock).
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
@@ -315,9 +316,48 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// The stage archive: changed files, `.rpcc/sha256` for every file, and `.rpcc/links`
+/// naming unchanged files the server hard-links from the live generation. Returns
+/// (archive, files sent, files linked).
+pub(super) fn stage_archive(
+    generation: &Generation,
+    live: Option<&BTreeMap<String, Sha256Digest>>,
+) -> Result<(Vec<u8>, usize, usize), DeployError> {
+    let mut sums = String::new();
+    let mut links = String::new();
+    let mut modes: Vec<String> = Vec::new();
+    let mut files: Vec<TreeFile<'_>> = Vec::new();
+    let mut linked = 0;
+    for (path, file) in generation.files() {
+        let digest = Sha256Digest::of(&file.bytes);
+        sums.push_str(&format!("{digest}  {path}\n"));
+        modes.push(format!("{:o} {path}\n", file.mode & 0o7777));
+        if live.and_then(|m| m.get(path.as_str())) == Some(&digest) {
+            links.push_str(&format!("{path}\n"));
+            linked += 1;
+        } else {
+            files.push(TreeFile { path: path.as_str(), bytes: &file.bytes, mode: file.mode });
+        }
+    }
+    // Byte order, as `LC_ALL=C sort` on the server orders `find -printf '%m %P'`.
+    modes.sort_unstable();
+    let modes = modes.concat();
+    let sent = files.len();
+    files.push(TreeFile { path: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o644 });
+    files.push(TreeFile { path: ".rpcc/modes", bytes: modes.as_bytes(), mode: 0o644 });
+    if linked > 0 {
+        files.push(TreeFile { path: ".rpcc/links", bytes: links.as_bytes(), mode: 0o644 });
+    }
+    let tar = tar_archive(&files).map_err(|e| TransportError::Io { target: "local".into(), source: e })?;
+    Ok((tar, sent, linked))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::generation::GenerationFile;
 
     #[test]
     fn parses_a_report_with_manifest() {
@@ -341,5 +381,43 @@ mod tests {
         let s = RemoteState::parse(b"lock=\ncurrent=\n");
         assert_eq!(s.lock, None);
         assert_eq!(s.current, None);
+    }
+
+    fn generation(files: &[(&str, &str)]) -> Generation {
+        Generation::new(
+            "abc".into(),
+            files
+                .iter()
+                .map(|(p, b)| {
+                    (GenerationPath::parse(p).unwrap(), GenerationFile { bytes: Arc::from(b.as_bytes()), mode: 0o644 })
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn stage_archive_links_only_files_with_the_same_hash() {
+        let g = generation(&[("nginx.conf", "main"), ("sites/a.conf", "a"), ("sites/b.conf", "b2")]);
+        let live: BTreeMap<String, Sha256Digest> =
+            [("sites/a.conf".to_owned(), Sha256Digest::of(b"a")), ("sites/b.conf".to_owned(), Sha256Digest::of(b"b1"))]
+                .into();
+        let (tar, sent, linked) = stage_archive(&g, Some(&live)).unwrap();
+        assert_eq!((sent, linked), (2, 1));
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut names = Vec::new();
+        let mut links = String::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().display().to_string();
+            if p == ".rpcc/links" {
+                std::io::Read::read_to_string(&mut e, &mut links).unwrap();
+            }
+            names.push(p);
+        }
+        assert_eq!(names, ["nginx.conf", "sites/b.conf", ".rpcc/sha256", ".rpcc/modes", ".rpcc/links"]);
+        assert_eq!(links, "sites/a.conf\n");
+
+        let (_, sent, linked) = stage_archive(&g, None).unwrap();
+        assert_eq!((sent, linked), (3, 0));
     }
 }
