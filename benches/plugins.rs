@@ -30,7 +30,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Canned;
 
 impl SiteHttp for Canned {
-    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, String> {
+    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, rpcc_wasm_plugins::SiteHttpError> {
         Ok(HttpResponse { status: 200, headers: Vec::new(), body: b"ok\n".to_vec() })
     }
 }

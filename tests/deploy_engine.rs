@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use rpcc::core::deploy::{
-    self, AuditAction, DeployError, DeploymentState, DriftState, HealthProbe, RolloutPolicy, StateStore,
+    self, AuditAction, DeployError, DeploymentState, DriftState, HealthProbe, ProbeError, RolloutPolicy, StateStore,
 };
 use rpcc::core::model::{RolloutStrategy, Server, Site};
 use rpcc::ssh::SshPool;
@@ -194,8 +194,8 @@ struct FailSite(&'static str);
 
 #[async_trait::async_trait]
 impl HealthProbe for FailSite {
-    async fn probe(&self, _server: &Server, site: &Site) -> Result<(), String> {
-        if site.domain.as_str() == self.0 { Err("answered 500".into()) } else { Ok(()) }
+    async fn probe(&self, _server: &Server, site: &Site) -> Result<(), ProbeError> {
+        if site.domain.as_str() == self.0 { Err(ProbeError::Unexpected("answered 500".into())) } else { Ok(()) }
     }
 }
 

@@ -139,7 +139,7 @@ fn many_https_probes_in_parallel_all_get_their_answer() -> anyhow::Result<()> {
             futures_util::stream::iter(&inv.sites)
                 .map(|s| probe.probe(&inv.servers[0], s))
                 .buffer_unordered(16)
-                .filter_map(|r| std::future::ready(r.err()))
+                .filter_map(|r| std::future::ready(r.err().map(|e| e.to_string())))
                 .collect(),
         );
         assert!(failures.is_empty(), "{failures:?}");

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcc_core::deploy::HealthProbe;
+use rpcc_core::deploy::{HealthProbe, ProbeError};
 use rpcc_core::model::{ProbeExpectation, Server, Site, TlsMode};
 use rpcc_core::value::ListenAddr;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -80,45 +80,52 @@ impl HttpHealthProbe {
     }
 
     /// One plain-HTTP exchange.
-    async fn http(&self, server: &Server, site: &Site, path: &str) -> Result<Answer, String> {
+    async fn http(&self, server: &Server, site: &Site, path: &str) -> Result<Answer, ProbeError> {
         let addr = Self::target(server, &server.nginx.listen_http);
         let exchange = async {
-            let stream = TcpStream::connect(&addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let stream = TcpStream::connect(&addr).await.map_err(unreachable(format!("cannot connect to {addr}")))?;
             exchange(stream, &addr, site, path).await
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| format!("no response from {addr} within {:?}", self.timeout))?
+            .map_err(|_| ProbeError::Timeout { addr: addr.clone(), timeout: self.timeout })?
     }
 
     /// One HTTPS exchange with the site's name as SNI; the presented certificate must
     /// cover that name.
-    async fn https(&self, server: &Server, site: &Site, path: &str) -> Result<Answer, String> {
+    async fn https(&self, server: &Server, site: &Site, path: &str) -> Result<Answer, ProbeError> {
         let addr = Self::target(server, &server.nginx.listen_https);
         let domain = site.domain.to_string();
         let exchange = async {
-            let name = ServerName::try_from(domain.clone()).map_err(|e| format!("{domain} as SNI: {e}"))?;
-            let tcp = TcpStream::connect(&addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            let connector = self.tls.as_ref().map_err(Clone::clone)?;
-            let tls = connector.connect(name, tcp).await.map_err(|e| {
-                format!("TLS handshake with {addr} for {domain} failed: {e} (site not served over TLS?)")
-            })?;
+            let name = ServerName::try_from(domain.clone())
+                .map_err(|e| ProbeError::Unexpected(format!("{domain} as SNI: {e}")))?;
+            let tcp = TcpStream::connect(&addr).await.map_err(unreachable(format!("cannot connect to {addr}")))?;
+            let connector = self.tls.as_ref().map_err(|e| ProbeError::Setup(e.clone()))?;
+            let tls = connector.connect(name, tcp).await.map_err(unreachable(format!(
+                "TLS handshake with {addr} for {domain} failed (site not served over TLS?)"
+            )))?;
             let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-            let der = der.ok_or_else(|| format!("{addr} presented no certificate for {domain}"))?;
-            let cert = crate::probe::parse_cert(&der, &domain)?;
+            let der =
+                der.ok_or_else(|| ProbeError::Unexpected(format!("{addr} presented no certificate for {domain}")))?;
+            let cert = crate::probe::parse_cert(&der, &domain).map_err(ProbeError::Unexpected)?;
             if !cert.name_matches {
-                return Err(format!(
+                return Err(ProbeError::Unexpected(format!(
                     "{addr} presented a certificate for {} (subject {}), which does not cover {domain}",
                     cert.names.join(", "),
                     cert.subject
-                ));
+                )));
             }
             exchange(tls, &addr, site, path).await
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| format!("no response from {addr} within {:?}", self.timeout))?
+            .map_err(|_| ProbeError::Timeout { addr: addr.clone(), timeout: self.timeout })?
     }
+}
+
+/// An I/O failure while `context`.
+fn unreachable(context: String) -> impl FnOnce(std::io::Error) -> ProbeError {
+    move |source| ProbeError::Unreachable { context, source }
 }
 
 /// A response: status and the first [`ProbeExpectation::BODY_WINDOW`] bytes of the body.
@@ -133,12 +140,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     addr: &str,
     site: &Site,
     path: &str,
-) -> Result<Answer, String> {
+) -> Result<Answer, ProbeError> {
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rpcc-health\r\nConnection: close\r\n\r\n", site.domain);
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    stream.write_all(request.as_bytes()).await.map_err(unreachable(format!("cannot send to {addr}")))?;
     // A TLS stream may hold the request's records until flushed.
-    stream.flush().await.map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    stream.flush().await.map_err(unreachable(format!("cannot send to {addr}")))?;
     let want_body = site.probe.body.is_some();
     let limit = if want_body { 16 * 1024 + ProbeExpectation::BODY_WINDOW } else { 4096 };
     let mut data = Vec::with_capacity(1024);
@@ -153,15 +160,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(n) => data.extend_from_slice(&buf[..n]),
             // A TLS peer that closes without close_notify still sent a whole answer.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !data.is_empty() => break,
-            Err(e) => return Err(format!("reading from {addr}: {e}")),
+            Err(e) => return Err(ProbeError::Unreachable { context: format!("reading from {addr}"), source: e }),
         }
     }
     let status = parse_status(&data).ok_or_else(|| {
-        if data.is_empty() {
+        ProbeError::Unexpected(if data.is_empty() {
             format!("{addr} closed the connection without a response (site not served?)")
         } else {
             format!("{addr} sent no HTTP status line")
-        }
+        })
     })?;
     let body = match data.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(end) => data.split_off(end + 4),
@@ -180,22 +187,22 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 }
 
 /// Judge an answer against the site's expectations.
-fn judge(site: &Site, scheme: &str, path: &str, answer: &Answer) -> Result<(), String> {
+fn judge(site: &Site, scheme: &str, path: &str, answer: &Answer) -> Result<(), ProbeError> {
     if let Some(want) = site.probe_status()
         && answer.status != want
     {
-        return Err(format!("{scheme} GET {path} answered {}, expected {want}", answer.status));
+        return Err(ProbeError::Unexpected(format!("{scheme} GET {path} answered {}, expected {want}", answer.status)));
     }
     if let Some(text) = &site.probe.body {
         let window = &answer.body[..answer.body.len().min(ProbeExpectation::BODY_WINDOW)];
         let found = window.windows(text.len()).any(|w| w == text.as_bytes());
         if !found {
-            return Err(format!(
+            return Err(ProbeError::Unexpected(format!(
                 "{scheme} GET {path} answered {} without {text:?} in the first {} KiB of its body \
                  (chunked or compressed bodies are searched as sent)",
                 answer.status,
                 ProbeExpectation::BODY_WINDOW / 1024
-            ));
+            )));
         }
     }
     Ok(())
@@ -203,7 +210,7 @@ fn judge(site: &Site, scheme: &str, path: &str, answer: &Answer) -> Result<(), S
 
 #[async_trait::async_trait]
 impl HealthProbe for HttpHealthProbe {
-    async fn probe(&self, server: &Server, site: &Site) -> Result<(), String> {
+    async fn probe(&self, server: &Server, site: &Site) -> Result<(), ProbeError> {
         let path = site.probe_path();
         if site.tls.mode == TlsMode::Off {
             let answer = self.http(server, site, path).await?;
@@ -214,7 +221,10 @@ impl HealthProbe for HttpHealthProbe {
         if site.tls.redirect_http {
             let plain = self.http(server, site, path).await?;
             if plain.status != 301 {
-                return Err(format!("HTTP GET {path} answered {}, expected a 301 redirect to HTTPS", plain.status));
+                return Err(ProbeError::Unexpected(format!(
+                    "HTTP GET {path} answered {}, expected a 301 redirect to HTTPS",
+                    plain.status
+                )));
             }
         }
         Ok(())

@@ -36,14 +36,15 @@ pub enum RenderError {
     },
     /// A site extension (template plugin) refused to produce fragments, or produced
     /// fragments that failed the allow-list.
-    #[error("server {server}, site {site}: {message}")]
+    #[error("server {server}, site {site}: {source}")]
     Extension {
         /// Server name.
         server: String,
         /// Site domain.
         site: String,
-        /// The plugin and why.
-        message: String,
+        /// The extension's error (it names the plugin and why).
+        #[source]
+        source: rpcc_core::fragment::ExtensionError,
     },
     /// The server is not in the inventory or serves nothing renderable.
     #[error("server {server}: {message}")]

@@ -187,7 +187,7 @@ struct PreparedSite<'i> {
     /// The certificate that goes into the generation with the site.
     certificate: Option<&'i SiteCertificate>,
     /// The extension's fragments as the template will insert them (`None`: no extension).
-    plugin: Result<Option<PluginView>, String>,
+    plugin: Result<Option<PluginView>, rpcc_core::fragment::ExtensionError>,
     digest: [u8; 32],
 }
 
@@ -253,10 +253,10 @@ impl NginxRenderer {
     fn fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, RenderError> {
         match &self.extension {
             None => Ok(SiteFragments::default()),
-            Some(ext) => ext.site_fragments(inventory, server, site).map_err(|message| RenderError::Extension {
+            Some(ext) => ext.site_fragments(inventory, server, site).map_err(|source| RenderError::Extension {
                 server: server.name.to_string(),
                 site: site.domain.to_string(),
-                message,
+                source,
             }),
         }
     }
@@ -466,10 +466,10 @@ impl NginxRenderer {
             PreparedSite { site, ocsp, cert, certificate, plugin, digest: h.digest() }
         });
         let rendered: Vec<Result<Arc<str>, RenderError>> = parallel_map(&prepared, self.options.max_threads, |p| {
-            let plugin = p.plugin.as_ref().map_err(|message| RenderError::Extension {
+            let plugin = p.plugin.as_ref().map_err(|source| RenderError::Extension {
                 server: server.name.to_string(),
                 site: p.site.domain.to_string(),
-                message: message.clone(),
+                source: std::sync::Arc::clone(source),
             })?;
             match previous.get(&p.digest) {
                 Some(text) => Ok(Arc::clone(text)),

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpcc_core::fragment::{Directive, Fragment, FragmentPolicy, FragmentScope, SiteExtension, SiteFragments};
+use rpcc_core::fragment::{
+    Directive, ExtensionError, Fragment, FragmentPolicy, FragmentScope, SiteExtension, SiteFragments,
+};
 use rpcc_core::generation::Generation;
 use rpcc_core::model::{Inventory, PluginCapability, PluginLimits, PluginSettings, Server, Site};
 use sha2::{Digest, Sha256};
@@ -122,7 +124,19 @@ pub struct HttpResponse {
 /// plugin's thread and may block up to `timeout`.
 pub trait SiteHttp: Send + Sync {
     /// GET `path` (already checked: absolute, printable).
-    fn get(&self, path: &str, timeout: Duration) -> Result<HttpResponse, String>;
+    fn get(&self, path: &str, timeout: Duration) -> Result<HttpResponse, SiteHttpError>;
+}
+
+/// Why a [`SiteHttp`] GET got no response (the plugin is given its message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiteHttpError {
+    /// No answer within the time the plugin had left.
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The request failed (connection, TLS, protocol), in words.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Check result status.
@@ -820,8 +834,13 @@ pub(crate) fn generation_files(generation: &Generation) -> Vec<(String, String)>
 /// One template plugin on its own as the renderer's extension (what `rpcc plugin check`
 /// and Python's `Plugin.render_site` use); a [`crate::PluginSet`] applies an inventory's.
 impl SiteExtension for Plugin {
-    fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
-        self.render(inventory, server, site).map_err(|e| e.to_string())
+    fn site_fragments(
+        &self,
+        inventory: &Inventory,
+        server: &Server,
+        site: &Site,
+    ) -> Result<SiteFragments, ExtensionError> {
+        self.render(inventory, server, site).map_err(|e| Arc::new(e) as ExtensionError)
     }
 }
 

@@ -33,7 +33,7 @@ mod view;
 pub use error::PluginError;
 pub use host::{
     CheckOutcome, CheckStatus, Finding, HttpResponse, LogLine, Manifest, Plugin, PluginHost, PluginKind, PluginSpec,
-    Severity, SiteHttp,
+    Severity, SiteHttp, SiteHttpError,
 };
 pub use set::{PluginFinding, PluginSet};
 pub use view::{server_view, site_view};

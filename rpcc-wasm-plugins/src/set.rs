@@ -134,7 +134,13 @@ impl PluginSet {
 }
 
 impl SiteExtension for PluginSet {
-    fn site_fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, String> {
-        self.fragments(inventory, server, site).map_err(|e| e.to_string())
+    fn site_fragments(
+        &self,
+        inventory: &Inventory,
+        server: &Server,
+        site: &Site,
+    ) -> Result<SiteFragments, rpcc_core::fragment::ExtensionError> {
+        self.fragments(inventory, server, site)
+            .map_err(|e| std::sync::Arc::new(e) as rpcc_core::fragment::ExtensionError)
     }
 }

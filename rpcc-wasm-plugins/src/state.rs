@@ -193,7 +193,7 @@ impl host_http::Host for HostState {
         if left.is_zero() {
             return Ok(Err("no time left for a request".into()));
         }
-        Ok(http.get(&path, left).map(|r: HttpResponse| {
+        Ok(http.get(&path, left).map_err(|e| e.to_string()).map(|r: HttpResponse| {
             let mut body = r.body;
             body.truncate(HTTP_BODY_MAX);
             host_http::Response { status: r.status, headers: r.headers, body }

@@ -214,7 +214,7 @@ fn capabilities_must_be_granted() {
 struct CountingHttp(AtomicUsize);
 
 impl SiteHttp for CountingHttp {
-    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, String> {
+    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, rpcc_wasm_plugins::SiteHttpError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(HttpResponse { status: 200, headers: Vec::new(), body: b"ok".to_vec() })
     }

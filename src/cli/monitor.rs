@@ -65,12 +65,16 @@ struct ProberHttp {
 }
 
 impl rpcc_wasm_plugins::SiteHttp for ProberHttp {
-    fn get(&self, path: &str, timeout: Duration) -> Result<rpcc_wasm_plugins::HttpResponse, String> {
+    fn get(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<rpcc_wasm_plugins::HttpResponse, rpcc_wasm_plugins::SiteHttpError> {
         let fetch = self.prober.fetch(&self.target, path, 64 * 1024);
         match self.runtime.block_on(tokio::time::timeout(timeout, fetch)) {
             Ok(Ok(r)) => Ok(rpcc_wasm_plugins::HttpResponse { status: r.status, headers: r.headers, body: r.body }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => Err(rpcc_wasm_plugins::SiteHttpError::Failed(e)),
+            Err(_) => Err(rpcc_wasm_plugins::SiteHttpError::Timeout(timeout)),
         }
     }
 }

@@ -63,7 +63,7 @@ headers = { X-Sample = "yes" }
 struct SampleHttp;
 
 impl SiteHttp for SampleHttp {
-    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, String> {
+    fn get(&self, _path: &str, _timeout: Duration) -> Result<HttpResponse, rpcc_wasm_plugins::SiteHttpError> {
         Ok(HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "text/plain".into())],

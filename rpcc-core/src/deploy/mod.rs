@@ -55,7 +55,7 @@ pub use ops::{
     ChangeKind, DriftReport, DriftState, FileChange, ServerPlan, ServerStatus, drift, last_good, plan,
     previous_generation, status,
 };
-pub use probe::HealthProbe;
+pub use probe::{HealthProbe, ProbeError};
 pub use state::{
     AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,
     unix_ms,

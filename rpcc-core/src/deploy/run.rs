@@ -510,7 +510,7 @@ async fn probe_sites(probe: &dyn HealthProbe, server: &Server, sites: &[&Site], 
             for attempt in 0..attempts {
                 match probe.probe(server, site).await {
                     Ok(()) => return None,
-                    Err(e) => last = e,
+                    Err(e) => last = e.to_string(),
                 }
                 if attempt + 1 < attempts {
                     tokio::time::sleep(opts.health_retry_delay).await;

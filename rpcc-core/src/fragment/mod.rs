@@ -439,17 +439,20 @@ impl SiteFragments {
     }
 }
 
+/// Why a [`SiteExtension`] refused a site: the extension's own error (its message names
+/// the plugin and the reason), shared so a render can report it from several threads.
+pub type ExtensionError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Something that adds checked fragments to sites at render time (the WASM plugin host
 /// implements it). Called once per site and server, possibly from several threads.
 pub trait SiteExtension: Send + Sync + std::fmt::Debug {
-    /// The fragments for `site` on `server`, or why the render must fail (the message
-    /// names the plugin and the reason).
+    /// The fragments for `site` on `server`, or why the render must fail.
     fn site_fragments(
         &self,
         inventory: &crate::model::Inventory,
         server: &crate::model::Server,
         site: &crate::model::Site,
-    ) -> Result<SiteFragments, String>;
+    ) -> Result<SiteFragments, ExtensionError>;
 }
 
 #[cfg(test)]
