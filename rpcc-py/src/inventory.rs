@@ -19,11 +19,38 @@ use crate::errors::{self, RpccError, guarded};
 pub struct PyInventory {
     pub(crate) inv: Arc<Inventory>,
     pub(crate) source: Option<PathBuf>,
+    /// This process's renderer (templates compiled, plugins loaded once, content cache):
+    /// built on the first render, rebuilt after a fork (the plugin host's epoch thread
+    /// belongs to the parent).
+    renderer: std::sync::Mutex<Option<(u32, Arc<NginxRenderer>)>>,
 }
 
 impl PyInventory {
     fn new(inv: Inventory, source: Option<PathBuf>) -> Self {
-        Self { inv: Arc::new(inv), source }
+        Self { inv: Arc::new(inv), source, renderer: std::sync::Mutex::new(None) }
+    }
+
+    /// The renderer for this inventory, with its template plugins when it configures any.
+    fn renderer(&self) -> PyResult<Arc<NginxRenderer>> {
+        let pid = std::process::id();
+        let mut slot = self.renderer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((owner, r)) = slot.as_ref()
+            && *owner == pid
+        {
+            return Ok(Arc::clone(r));
+        }
+        if let Some((_, inherited)) = slot.take() {
+            // Dropping it would wait for a thread that does not exist in this process.
+            std::mem::forget(inherited);
+        }
+        let r = NginxRenderer::new(RenderOptions::default()).map_err(|e| RpccError::new_err(e.to_string()))?;
+        let r = Arc::new(match rpcc::engine::load_plugins(&self.inv) {
+            Ok(None) => r,
+            Ok(Some(set)) => r.with_extension(set),
+            Err(e) => return Err(errors::PluginError::new_err(e.to_string())),
+        });
+        *slot = Some((pid, Arc::clone(&r)));
+        Ok(r)
     }
 }
 
@@ -113,16 +140,6 @@ impl PyInventory {
     }
 }
 
-/// The renderer for `inv`, with its template plugins when it configures any.
-fn renderer(inv: &Inventory) -> PyResult<NginxRenderer> {
-    let r = NginxRenderer::new(RenderOptions::default()).map_err(|e| RpccError::new_err(e.to_string()))?;
-    match rpcc::engine::load_plugins(inv) {
-        Ok(None) => Ok(r),
-        Ok(Some(set)) => Ok(r.with_extension(set)),
-        Err(e) => Err(errors::PluginError::new_err(e.to_string())),
-    }
-}
-
 /// Render one server's configuration tree: `{path: text}`.
 #[pyfunction]
 pub fn render(py: Python<'_>, inventory: &PyInventory, server: &str) -> PyResult<BTreeMap<String, String>> {
@@ -136,7 +153,7 @@ pub fn render(py: Python<'_>, inventory: &PyInventory, server: &str) -> PyResult
             ));
         };
         py.detach(|| {
-            let r = renderer(&inv)?;
+            let r = inventory.renderer()?;
             let generation = r.render(&inv, &s).map_err(|e| match e {
                 rpcc::nginx::RenderError::Extension { .. } => errors::PluginError::new_err(e.to_string()),
                 e => RpccError::new_err(e.to_string()),
