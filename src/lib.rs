@@ -7,6 +7,9 @@
 //!   drift) over one inventory, its SQLite state and pooled SSH connections, and its
 //!   notifiers ([`engine::Engine::notify`]; `apply` reports its outcome to them when the
 //!   inventory asks), shared by the CLI and the Python package;
+//! - [`watch`], [`watch::Monitor`] (one round of metrics, site, DNS and plugin checks)
+//!   and [`watch::Watch`] (rounds on an interval with alerts, samples and certificate
+//!   renewal, until stopped);
 //! - [`certs`]: the certificates of an engine's sites (due, self-signed, ACME
 //!   issuance across every serving server, the set a deployable render carries);
 //! - [`core`] (`rpcc-core`): validated model, inventory loading, transports, the deploy
@@ -32,6 +35,7 @@
 
 pub mod certs;
 pub mod engine;
+pub mod watch;
 
 pub use rpcc_acme as acme;
 pub use rpcc_core as core;

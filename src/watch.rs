@@ -1,0 +1,567 @@
+//! Watching a fleet: [`Monitor`] runs one round of checks (Glances metrics, site probes
+//! pinned to each serving server, DNS, check plugins) and [`Watch`] runs rounds on the
+//! inventory's interval with alerts, samples and certificate renewal, until stopped.
+//! The CLI's `rpcc check` / `rpcc watch` and the Python package's `Engine.check()` are
+//! thin layers over these.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, local_actor, unix_ms};
+use rpcc_core::keyring::Keyring;
+use rpcc_core::model::{AlertRuleSettings, DnsResolver, Inventory};
+use rpcc_monitor::{
+    AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesError, GlancesSource, MetricsReport,
+    MetricsState, Notification, NotifierSet, Reading, SiteProber, SiteReport, SiteTarget, Subject, collect_all,
+};
+use rpcc_store::SqliteStore;
+use rpcc_wasm_plugins::{SiteHttp, SiteHttpError};
+
+use crate::certs::RenewalWatch;
+use crate::engine::Engine;
+
+/// Why monitoring could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// A Glances client or a server's Glances settings (its password).
+    #[error(transparent)]
+    Glances(#[from] GlancesError),
+    /// The DNS resolver of `[monitor] dns`.
+    #[error("[monitor] dns: {0}")]
+    Dns(String),
+    /// The inventory's plugins.
+    #[error(transparent)]
+    Plugin(#[from] rpcc_wasm_plugins::PluginError),
+    /// Alert rules out of range.
+    #[error("{field}: {reason}")]
+    Rules {
+        /// `monitor.rules` or `monitor.group_rules[i] (group)`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl WatchError {
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Glances(e) => e.is_retryable(),
+            Self::Plugin(e) => e.is_retryable(),
+            Self::Dns(_) | Self::Rules { .. } => false,
+        }
+    }
+}
+
+/// A check plugin's verdict on a site on a server.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginCheckRow {
+    /// The site.
+    pub site: String,
+    /// The server it was checked on.
+    pub server: String,
+    /// The plugin.
+    pub plugin: String,
+    /// `ok`, `warn`, `fail` or `error` (the plugin itself failed).
+    pub status: String,
+    /// The plugin's message.
+    pub message: String,
+}
+
+/// A check plugin's `http-get`: one site on one server, through the monitor's prober.
+struct ProberHttp {
+    prober: Arc<SiteProber>,
+    target: SiteTarget,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SiteHttp for ProberHttp {
+    fn get(&self, path: &str, timeout: Duration) -> Result<rpcc_wasm_plugins::HttpResponse, SiteHttpError> {
+        let fetch = self.prober.fetch(&self.target, path, 64 * 1024);
+        match self.runtime.block_on(tokio::time::timeout(timeout, fetch)) {
+            Ok(Ok(r)) => Ok(rpcc_wasm_plugins::HttpResponse { status: r.status, headers: r.headers, body: r.body }),
+            Ok(Err(e)) => Err(SiteHttpError::Failed(e)),
+            Err(_) => Err(SiteHttpError::Timeout(timeout)),
+        }
+    }
+}
+
+/// One monitoring round: every server's metrics, every (site, server) probe, DNS checks
+/// and check plugins. Serialized as `{"servers", "sites", "dns", "plugins"}` (the CLI's
+/// `check --json`, Python's `Engine.check()`).
+#[derive(Debug, serde::Serialize)]
+pub struct Round {
+    /// Glances metrics per server that has Glances settings.
+    #[serde(rename = "servers")]
+    pub metrics: Vec<MetricsReport>,
+    /// HTTP(S) status, latency and certificate per site and serving server.
+    pub sites: Vec<SiteReport>,
+    /// Whether each site's names resolve to its servers (`[monitor] dns`).
+    pub dns: Vec<DnsReport>,
+    /// Check plugins' verdicts.
+    pub plugins: Vec<PluginCheckRow>,
+}
+
+impl Round {
+    /// Whether anything is wrong: metrics unavailable, a DNS problem, a site down (no
+    /// answer or 5xx) or its certificate unreadable, a check plugin failing.
+    pub fn failed(&self) -> bool {
+        self.metrics.iter().any(|m| !matches!(m.state, MetricsState::Ok { .. }))
+            || self.dns.iter().any(|d| d.problem.is_some())
+            || self
+                .sites
+                .iter()
+                .any(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))))
+            || self.plugins.iter().any(|p| p.status == "fail" || p.status == "error")
+    }
+}
+
+/// A site's DNS check: its names (wildcards left out) and its servers' addresses.
+struct DnsTarget {
+    site: String,
+    names: Vec<String>,
+    expected: Vec<IpAddr>,
+}
+
+/// Checks a fleet: Glances metrics, site probes pinned to each serving server, DNS and
+/// check plugins, built once from an inventory (clients, targets, plugins) and run as
+/// many rounds as asked.
+pub struct Monitor {
+    inv: Arc<Inventory>,
+    sources: Vec<Arc<GlancesSource>>,
+    targets: Vec<SiteTarget>,
+    prober: Arc<SiteProber>,
+    plugins: Option<Arc<rpcc_wasm_plugins::PluginSet>>,
+    concurrency: usize,
+    dns: Option<(DnsProber, Vec<DnsTarget>)>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("glances", &self.sources.len())
+            .field("site_checks", &self.targets.len())
+            .field("dns", &self.dns.as_ref().map(|(_, c)| c.len()))
+            .finish()
+    }
+}
+
+impl Monitor {
+    /// Set up the checks of `inv` (Glances passwords opened with `keyring`; site names
+    /// of servers given by name are resolved now).
+    pub async fn new(inv: Inventory, keyring: Option<&Keyring>) -> Result<Self, WatchError> {
+        let timeout = inv.monitor.timeout.as_duration();
+        let http = GlancesSource::client(timeout)?;
+        let mut sources = Vec::new();
+        for s in &inv.servers {
+            if let Some(src) = GlancesSource::for_server(s, keyring, http.clone())? {
+                sources.push(Arc::new(src));
+            }
+        }
+        let mut targets = Vec::new();
+        for server in &inv.servers {
+            for site in inv.sites_for_server(server.name.as_str()) {
+                if let Some(t) = SiteTarget::for_site(server, site).await {
+                    targets.push(t);
+                }
+            }
+        }
+        let concurrency = usize::try_from(inv.monitor.concurrency).unwrap_or(32);
+        let dns = match &inv.monitor.dns {
+            None => None,
+            Some(r) => {
+                let prober = match r {
+                    DnsResolver::Server(addr) => DnsProber::with_nameserver(*addr, timeout).map_err(WatchError::Dns)?,
+                    _ => DnsProber::system(timeout).map_err(WatchError::Dns)?,
+                };
+                let mut checks = Vec::new();
+                for site in &inv.sites {
+                    let mut expected = Vec::new();
+                    for server in inv
+                        .servers
+                        .iter()
+                        .filter(|s| inv.sites_for_server(s.name.as_str()).any(|x| x.domain == site.domain))
+                    {
+                        match server.host.to_string().parse::<IpAddr>() {
+                            Ok(ip) => expected.push(ip),
+                            Err(_) => {
+                                if let Ok(found) = tokio::net::lookup_host((server.host.to_string(), 0)).await {
+                                    expected.extend(found.map(|a| a.ip()));
+                                }
+                            }
+                        }
+                    }
+                    let names = std::iter::once(site.domain.to_string())
+                        .chain(site.aliases.iter().map(ToString::to_string))
+                        .filter(|n| !n.starts_with('*'))
+                        .collect();
+                    checks.push(DnsTarget { site: site.domain.to_string(), names, expected });
+                }
+                Some((prober, checks))
+            }
+        };
+        let plugins = crate::engine::load_plugins(&inv)?;
+        Ok(Self {
+            inv: Arc::new(inv),
+            sources,
+            targets,
+            prober: Arc::new(SiteProber::new(timeout)),
+            plugins,
+            concurrency,
+            dns,
+        })
+    }
+
+    /// Servers with Glances settings.
+    pub fn glances_servers(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// (site, serving server) pairs probed each round.
+    pub fn site_checks(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inv
+    }
+
+    /// One round of every check, at most `[monitor] concurrency` at once.
+    pub async fn round(&self) -> Round {
+        let metrics = collect_all(&self.sources, self.concurrency);
+        let sites = futures_util::stream::iter(self.targets.iter().map(|t| self.prober.probe(t)))
+            .buffered(self.concurrency)
+            .collect::<Vec<_>>();
+        let dns = async {
+            match &self.dns {
+                None => Vec::new(),
+                Some((prober, checks)) => {
+                    futures_util::stream::iter(checks.iter().map(|c| prober.check(&c.site, &c.names, &c.expected)))
+                        .buffered(self.concurrency)
+                        .collect::<Vec<_>>()
+                        .await
+                }
+            }
+        };
+        let (metrics, sites, dns, plugins) = tokio::join!(metrics, sites, dns, self.plugin_checks());
+        Round { metrics, sites, dns, plugins }
+    }
+
+    /// Check plugins of every (site, server), each on a blocking thread (plugins are
+    /// synchronous; their `http-get` goes through the prober on this runtime).
+    async fn plugin_checks(&self) -> Vec<PluginCheckRow> {
+        let Some(set) = &self.plugins else { return Vec::new() };
+        let runtime = tokio::runtime::Handle::current();
+        let jobs = self.targets.iter().filter_map(|t| {
+            let site = self.inv.sites.iter().find(|s| s.domain.as_str() == t.domain)?;
+            if !set.has_checks(&self.inv, site) {
+                return None;
+            }
+            let (inv, set, target) = (Arc::clone(&self.inv), Arc::clone(set), t.clone());
+            let http: Arc<dyn SiteHttp> =
+                Arc::new(ProberHttp { prober: Arc::clone(&self.prober), target: t.clone(), runtime: runtime.clone() });
+            Some(tokio::task::spawn_blocking(move || {
+                let (Some(server), Some(site)) =
+                    (inv.server(&target.server), inv.sites.iter().find(|s| s.domain.as_str() == target.domain))
+                else {
+                    return Vec::new();
+                };
+                set.checks(&inv, server, site, &http)
+                    .into_iter()
+                    .map(|(plugin, r)| {
+                        let (status, message) = match r {
+                            Ok(o) => (format!("{:?}", o.status).to_lowercase(), o.message),
+                            Err(e) => ("error".to_owned(), e.to_string()),
+                        };
+                        PluginCheckRow {
+                            site: target.domain.clone(),
+                            server: target.server.clone(),
+                            plugin,
+                            status,
+                            message,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }))
+        });
+        let done = futures_util::stream::iter(jobs).buffered(self.concurrency.min(8)).collect::<Vec<_>>().await;
+        done.into_iter().filter_map(Result::ok).flatten().collect()
+    }
+
+    /// The groups an alert subject belongs to (for notifier routing).
+    pub fn groups_of(&self, subject: &Subject) -> Vec<String> {
+        let server = match subject {
+            Subject::Cpu { server }
+            | Subject::Memory { server }
+            | Subject::Disk { server, .. }
+            | Subject::Metrics { server } => Some(server.as_str()),
+            _ => None,
+        };
+        let site = match subject {
+            Subject::Site { site, .. }
+            | Subject::Certificate { site, .. }
+            | Subject::Dns { site }
+            | Subject::Plugin { site, .. } => Some(site.as_str()),
+            _ => None,
+        };
+        self.inv
+            .groups
+            .iter()
+            .filter(|g| {
+                server.is_some_and(|s| g.servers.iter().any(|m| m.as_str() == s))
+                    || site.is_some_and(|d| self.inv.sites.iter().any(|x| x.domain.as_str() == d && x.group == g.name))
+            })
+            .map(|g| g.name.to_string())
+            .collect()
+    }
+}
+
+/// Every (subject, reading) of a round.
+pub fn observations(round: &Round) -> Vec<(Subject, Reading)> {
+    let mut out = Vec::new();
+    for m in &round.metrics {
+        let server = m.server.clone();
+        match &m.state {
+            MetricsState::Ok { metrics } => {
+                out.push((Subject::Metrics { server: server.clone() }, Reading::Ok));
+                out.push((Subject::Cpu { server: server.clone() }, Reading::Percent(metrics.cpu_percent)));
+                out.push((Subject::Memory { server: server.clone() }, Reading::Percent(metrics.mem_percent)));
+                for fs in &metrics.fs {
+                    out.push((
+                        Subject::Disk { server: server.clone(), mount: fs.mount.clone() },
+                        Reading::Percent(fs.percent),
+                    ));
+                }
+            }
+            other => out.push((Subject::Metrics { server }, Reading::Failed(state_text(other)))),
+        }
+    }
+    for s in &round.sites {
+        let site = Subject::Site { site: s.site.clone(), server: s.server.clone() };
+        out.push(match &s.http {
+            Ok(h) if h.status < 500 => (site, Reading::Ok),
+            Ok(h) => (site, Reading::Failed(format!("HTTP {}", h.status))),
+            Err(e) => (site, Reading::Failed(e.clone())),
+        });
+        if let Some(cert) = &s.cert {
+            let subject = Subject::Certificate { site: s.site.clone(), server: s.server.clone() };
+            out.push(match cert {
+                Ok(c) if !c.name_matches => {
+                    (subject, Reading::Failed(format!("certificate names {:?} do not cover the site", c.names)))
+                }
+                Ok(c) => (subject, Reading::DaysLeft(c.days_left)),
+                Err(e) => (subject, Reading::Failed(e.clone())),
+            });
+        }
+    }
+    for p in &round.plugins {
+        let subject = Subject::Plugin { plugin: p.plugin.clone(), site: p.site.clone(), server: p.server.clone() };
+        let reading = match p.status.as_str() {
+            "fail" | "error" => Reading::Failed(p.message.clone()),
+            _ => Reading::Ok,
+        };
+        out.push((subject, reading));
+    }
+    for d in &round.dns {
+        let subject = Subject::Dns { site: d.site.clone() };
+        out.push(match &d.problem {
+            None => (subject, Reading::Ok),
+            Some(p) => (subject, Reading::Failed(p.clone())),
+        });
+    }
+    out
+}
+
+/// A metrics state in words.
+pub fn state_text(s: &MetricsState) -> String {
+    match s {
+        MetricsState::Ok { .. } => "ok".into(),
+        MetricsState::Unreachable { reason } => format!("glances unreachable: {reason}"),
+        MetricsState::Unauthorized { status } => format!("glances refused the credentials (HTTP {status})"),
+        MetricsState::Malformed { endpoint, reason } => format!("glances answered badly on {endpoint}: {reason}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// The alert thresholds of `settings` over the built-in defaults.
+fn alert_config(settings: &AlertRuleSettings) -> AlertRulesConfig {
+    let d = AlertRulesConfig::default();
+    let secs = |v: Option<rpcc_core::value::DurationValue>, def: u64| v.map_or(def, |v| v.as_duration().as_secs());
+    let mut c = d.clone();
+    c.cpu_above = settings.cpu_above.map_or(d.cpu_above, f64::from);
+    c.cpu_for_secs = secs(settings.cpu_for, d.cpu_for_secs);
+    c.memory_above = settings.memory_above.map_or(d.memory_above, f64::from);
+    c.memory_for_secs = secs(settings.memory_for, d.memory_for_secs);
+    c.disk_above = settings.disk_above.map_or(d.disk_above, f64::from);
+    c.cert_days = settings.cert_days.map_or(d.cert_days, f64::from);
+    c.site_down_checks = settings.site_down_checks.unwrap_or(d.site_down_checks);
+    c.dns_mismatch_checks = settings.dns_mismatch_checks.unwrap_or(d.dns_mismatch_checks);
+    c.metrics_down_checks = settings.metrics_down_checks.unwrap_or(d.metrics_down_checks);
+    c.clear_for_secs = secs(settings.clear_for, d.clear_for_secs);
+    c
+}
+
+/// Alert engines: the inventory's rules, and one per group with overrides.
+#[derive(Debug)]
+pub struct Alerting {
+    default: AlertEngine,
+    groups: Vec<(String, AlertEngine)>,
+}
+
+impl Alerting {
+    /// The inventory's `[monitor] rules` and `group_rules`.
+    pub fn new(inv: &Inventory) -> Result<Self, WatchError> {
+        let base = &inv.monitor.rules;
+        let rules_error = |field: String, e: &dyn std::fmt::Display| WatchError::Rules { field, reason: e.to_string() };
+        let default =
+            AlertEngine::new(alert_config(base).build().map_err(|e| rules_error("monitor.rules".into(), &e))?);
+        let mut groups = Vec::new();
+        for (i, g) in inv.monitor.group_rules.iter().enumerate() {
+            let rules = alert_config(&base.overlaid(&g.rules))
+                .build()
+                .map_err(|e| rules_error(format!("monitor.group_rules[{i}] ({})", g.group), &e))?;
+            groups.push((g.group.to_string(), AlertEngine::new(rules)));
+        }
+        Ok(Self { default, groups })
+    }
+
+    /// The engine for a subject in `groups`: the first group with its own rules.
+    pub fn engine_for(&mut self, groups: &[String]) -> &mut AlertEngine {
+        match self.groups.iter().position(|(g, _)| groups.contains(g)) {
+            Some(i) => &mut self.groups[i].1,
+            None => &mut self.default,
+        }
+    }
+}
+
+/// Metric samples of a round (servers whose Glances answered).
+pub fn samples(round: &Round, at_ms: i64) -> Vec<rpcc_store::MetricSample> {
+    round
+        .metrics
+        .iter()
+        .filter_map(|m| match &m.state {
+            MetricsState::Ok { metrics } => Some(rpcc_store::MetricSample {
+                server: m.server.clone(),
+                at_ms,
+                cpu: metrics.cpu_percent,
+                mem: metrics.mem_percent,
+                load1: metrics.load[0],
+                disk_max: metrics.fs.iter().map(|f| f.percent).fold(0.0_f64, f64::max),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `rpcc watch` as a library: rounds on the inventory's interval (with a start offset so
+/// many watchers do not hit the servers together), metric samples kept for the
+/// retention, alerts recorded in the audit log and sent to the notifiers, and (with an
+/// engine) certificate renewal on its own schedule. Runs until `stop` completes.
+#[derive(Debug)]
+pub struct Watch<'a> {
+    /// The checks.
+    pub monitor: &'a Monitor,
+    /// Where alerts go.
+    pub notifiers: &'a NotifierSet,
+    /// Samples and the audit log.
+    pub store: &'a SqliteStore,
+    /// Alert rules and their state.
+    pub alerting: Alerting,
+    /// The engine that renews certificates, if any.
+    pub renewals: Option<&'a Engine>,
+}
+
+impl Watch<'_> {
+    /// Watch until `stop` completes (a signal, a stop handle's future); a round in
+    /// progress is abandoned then.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        let stop = std::pin::pin!(stop);
+        let mut stop = stop;
+        let inv = self.monitor.inventory();
+        let (interval, retention) = (inv.monitor.interval.as_duration(), inv.monitor.retention.as_duration());
+        // Jitter: start at a random offset within the first tenth of the interval, so many
+        // watchers do not hit the same servers at the same moment.
+        let jitter = interval.mul_f64(f64::from(u32::from(std::process::id() as u16 % 100)) / 1000.0);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut renew_ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + RenewalWatch::first_delay(), RenewalWatch::EVERY);
+        renew_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut renewal = RenewalWatch::default();
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {}
+                _ = renew_ticks.tick(), if self.renewals.is_some() => {
+                    if let Some(engine) = self.renewals {
+                        tokio::select! {
+                            () = &mut stop => return,
+                            () = renew_certificates(engine, &mut renewal, self.notifiers) => {}
+                        }
+                    }
+                    continue;
+                }
+            }
+            let started = Instant::now();
+            let round = tokio::select! {
+                () = &mut stop => return,
+                r = self.monitor.round() => r,
+            };
+            let took = started.elapsed();
+            if took > interval {
+                tracing::warn!(took = ?took, interval = ?interval, "round took longer than the interval; the overlapping round was skipped");
+            }
+            self.after_round(&round, retention).await;
+        }
+    }
+
+    /// Keep the round's samples, prune old ones, and turn its readings into alerts.
+    async fn after_round(&mut self, round: &Round, retention: Duration) {
+        let now_ms = unix_ms();
+        if let Err(e) = self.store.record_samples(&samples(round, now_ms)).await {
+            tracing::warn!(error = %e, "metric samples not recorded");
+        }
+        let horizon = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        match self.store.prune_samples(horizon).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "old metric samples pruned"),
+            Err(e) => tracing::warn!(error = %e, "metric samples not pruned"),
+        }
+        let now = now_ms.max(0).unsigned_abs();
+        let monitor = self.monitor;
+        let events: Vec<AlertEvent> = observations(round)
+            .iter()
+            .filter_map(|(s, r)| self.alerting.engine_for(&monitor.groups_of(s)).observe(s, r, now))
+            .collect();
+        for event in events {
+            let groups = monitor.groups_of(&event.subject);
+            let outcome = match event.kind {
+                rpcc_monitor::AlertKind::Fired => "fired",
+                rpcc_monitor::AlertKind::Recovered => "recovered",
+            };
+            let record = AuditEvent::now(&local_actor(), AuditAction::Alert, None, outcome, &event.message);
+            if let Err(e) = self.store.append_audit(&record).await {
+                tracing::warn!(error = %e, "alert not recorded");
+            }
+            let note = Notification::alert(event, groups.first().cloned());
+            self.notifiers.deliver(&note, &groups).await;
+        }
+    }
+}
+
+/// One scheduled certificate renewal: what is due is renewed and deployed; failures
+/// (once per incident), recoveries and renewals go to the notifiers.
+async fn renew_certificates(engine: &Engine, watch: &mut RenewalWatch, sinks: &NotifierSet) {
+    match watch.run(engine).await {
+        Ok(news) => {
+            if let Some(text) = news.message {
+                sinks.deliver(&Notification::deploy(text, news.groups.first().cloned()), &news.groups).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "certificate renewal did not run"),
+    }
+}
