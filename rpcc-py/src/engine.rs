@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use rpcc::certs::CertificateOptions;
 use rpcc::engine::{ApplyOptions, Engine, EngineError, Selection};
 use rpcc::ssh::{SshPool, SshTarget, SshTransport};
-use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutOverrides};
+use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutOverrides, StateStore as _};
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{Inventory, RolloutStrategy};
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport as _};
@@ -249,6 +249,49 @@ impl PyEngine {
                 })
                 .collect();
             to_json(&out)
+        })
+    }
+
+    /// One monitoring round over the whole inventory (JSON: servers' metrics, sites,
+    /// DNS, check plugins, and whether anything failed), as `rpcc check --json`.
+    fn check(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| {
+            let engine = self.engine(py)?;
+            let rt = runtime()?;
+            let round = py.detach(|| {
+                rt.block_on(async {
+                    let monitor = rpcc::watch::Monitor::new(engine.inventory().clone(), engine.keyring()).await?;
+                    Ok::<_, rpcc::watch::WatchError>(monitor.round().await)
+                })
+            });
+            let round = round.map_err(|e| RpccError::new_err(e.to_string()))?;
+            let mut v = serde_json::to_value(&round).map_err(|e| RpccError::new_err(e.to_string()))?;
+            v["failed"] = serde_json::Value::Bool(round.failed());
+            to_json(&v)
+        })
+    }
+
+    /// The audit log in sequence order (JSON list of records).
+    fn audit(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| {
+            let engine = self.engine(py)?;
+            let rt = runtime()?;
+            let records = py.detach(|| rt.block_on(async { engine.store().audit_log().await }));
+            to_json(&records.map_err(|e| RpccError::new_err(e.to_string()))?)
+        })
+    }
+
+    /// Send `text` to the inventory's notifiers routed to `groups` (all default
+    /// notifiers when empty); returns the notifiers that failed, with why.
+    #[pyo3(signature = (text, *, groups = None))]
+    fn notify(&self, py: Python<'_>, text: String, groups: Option<Vec<String>>) -> PyResult<Vec<String>> {
+        guarded(|| {
+            let engine = self.engine(py)?;
+            let rt = runtime()?;
+            let groups = groups.unwrap_or_default();
+            let note = rpcc::monitor::Notification::deploy(text, groups.first().cloned());
+            let failed = py.detach(|| rt.block_on(engine.notify(&note, &groups))).map_err(|e| engine_error(py, e))?;
+            Ok(failed.iter().map(ToString::to_string).collect())
         })
     }
 

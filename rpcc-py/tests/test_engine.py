@@ -258,6 +258,17 @@ def test_apply_sends_its_outcome_to_the_notifiers(fleet: Fleet, tmp_path: Path) 
         assert "rpcc apply by panel:alice: 2 succeeded, 0 failed" in text, text
         assert secret not in text
 
+        # The panel's own messages, its monitoring round and the audit log, from Rust.
+        assert e.notify("maintenance tonight", groups=["all"]) == []
+        assert len(received) == 2 and b"maintenance tonight" in received[1][1], received
+        actions = [r["event"]["action"] for r in e.audit()]
+        assert actions.count("deploy") == 2, actions
+        checked = e.check()
+        pairs = {(s["site"], s["server"]) for s in checked["sites"]}
+        assert pairs == {(d, s) for d in ("app.demo.example", "shop.demo.example") for s in ("s0", "s1")}, checked
+        assert all(s["http"]["Ok"]["status"] == 200 for s in checked["sites"]), checked
+        assert checked["failed"] is False and checked["servers"] == [], checked
+
         # The receiver gone: the apply still succeeds and says which notifier failed.
         server.shutdown()
         server.server_close()

@@ -282,6 +282,23 @@ class Engine:
         raw = self._native.certificates(servers=servers, groups=groups, days=days)
         return [CertificateStatus._from(d) for d in json.loads(raw)]
 
+    def check(self) -> Dict[str, Any]:
+        """One monitoring round (Glances metrics, every site on every serving server,
+        DNS, check plugins), as ``rpcc check --json`` prints it, plus ``failed``."""
+        result: Dict[str, Any] = json.loads(self._native.check())
+        return result
+
+    def audit(self) -> List[Dict[str, Any]]:
+        """The audit log, oldest first: ``seq``, ``event`` (actor, action, server,
+        outcome, detail …), ``prev_hash``, ``hash``."""
+        records: List[Dict[str, Any]] = json.loads(self._native.audit())
+        return records
+
+    def notify(self, text: str, *, groups: Optional[List[str]] = None) -> List[str]:
+        """Send ``text`` to the inventory's notifiers routed to ``groups`` (every
+        unrouted notifier when none); returns the notifiers that failed, with why."""
+        return list(self._native.notify(text, groups=groups))
+
     def rollback(self, server: str, to: Optional[str] = None) -> ServerReport:
         """Activate generation ``to`` (default: the previous one); raises on failure."""
         report = ServerReport._from(json.loads(self._native.rollback(server, to=to)))
