@@ -13,22 +13,7 @@ use common::{Bed, get, site};
 use rpcc::core::deploy::{DeployError, DeploymentState};
 
 fn cert(dir: &Path, name: &str, cn: &str) -> anyhow::Result<()> {
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
-        .arg("-subj")
-        .arg(format!("/CN={cn}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{cn}"))
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.pem")))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
-    for f in [format!("{name}.key"), format!("{name}.pem")] {
-        Command::new("chmod").arg("0644").arg(dir.join(f)).status()?;
-    }
-    Ok(())
+    common::self_signed_files(dir, name, cn, "ec", 30)
 }
 
 /// A TLS site (HTTP redirected) with `cert`, and extra site lines.

@@ -2,6 +2,8 @@
 //! certificates made in the test: one valid, one expiring in 3 days, one for the wrong
 //! name; the alert engine turns the readings into exactly the expected alerts.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -12,22 +14,7 @@ use rpcc::monitor::{AlertEngine, AlertKind, AlertRulesConfig, Reading, SiteProbe
 use rpcc_testkit::Fleet;
 
 fn cert(dir: &Path, name: &str, cn: &str, days: u32) -> anyhow::Result<()> {
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", &days.to_string(), "-subj"])
-        .arg(format!("/CN={cn}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{cn}"))
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.pem")))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
-    // The test nginx runs as the fleet's user: let it read them.
-    for f in [format!("{name}.key"), format!("{name}.pem")] {
-        Command::new("chmod").arg("0644").arg(dir.join(f)).status()?;
-    }
-    Ok(())
+    common::self_signed_files(dir, name, cn, "rsa:2048", days)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

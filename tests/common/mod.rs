@@ -185,3 +185,27 @@ impl Bed {
         current_generation(&self.server().managed_root())
     }
 }
+
+/// A self-signed certificate `<dir>/<name>.pem` and its key `<name>.key` for `cn` (also
+/// the subjectAltName), made by `openssl req -newkey <key>` (`rsa:2048`, or `ec` for
+/// P-256), valid `days`, readable by the test nginx (which runs as the fleet's user).
+pub fn self_signed_files(dir: &Path, name: &str, cn: &str, key: &str, days: u32) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["req", "-x509", "-newkey", key]);
+    if key == "ec" {
+        cmd.args(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+    }
+    let out = cmd
+        .args(["-nodes", "-days", &days.to_string(), "-subj", &format!("/CN={cn}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{cn}")])
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.pem")))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    for f in [format!("{name}.key"), format!("{name}.pem")] {
+        std::process::Command::new("chmod").arg("0644").arg(dir.join(f)).status()?;
+    }
+    Ok(())
+}
