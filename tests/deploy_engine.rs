@@ -128,31 +128,46 @@ fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> a
 /// Workers of one nginx cycle usually start within a clock tick of each other, which is
 /// how the helper tells a settled master from one in the middle of a reload. A worker
 /// the master respawned after a crash (or a slow fork on a loaded machine) breaks that:
-/// the deploy must still go ahead once the workers are stable, never wait for ever.
+/// the deploy must still go ahead (no more live workers than `worker_processes` says, or
+/// the same workers for 300 ms), never wait for ever.
 #[test]
 fn a_worker_respawned_after_a_crash_does_not_block_the_next_deploy() -> anyhow::Result<()> {
     let bed = Bed::start()?;
     let (_, r) = bed.deploy(&site("a.test.example", "one"));
     assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
     let master = bed.server().nginx_pid();
+    // Live workers (not shutting down), once the reload's second fork is done: the same
+    // set for 300 ms.
     let workers = || -> Vec<u32> {
         rpcc_testkit::child_pids(master)
             .into_iter()
-            .filter(|p| rpcc_testkit::cmdline(*p).contains("worker process"))
+            .filter(|p| {
+                let c = rpcc_testkit::cmdline(*p);
+                c.contains("worker process") && !c.contains("shutting down")
+            })
             .collect()
     };
-    let before = workers();
+    let settled = || {
+        let (mut seen, mut since) = (workers(), std::time::Instant::now());
+        let deadline = since + std::time::Duration::from_secs(5);
+        while since.elapsed() < std::time::Duration::from_millis(300) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let now = workers();
+            if now != seen {
+                (seen, since) = (now, std::time::Instant::now());
+            }
+        }
+        seen
+    };
+    let before = settled();
     // worker_processes auto: one per CPU; one worker alone cannot look like two cycles.
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     assert!(before.len() >= 2 || cpus == 1, "workers: {before:?}");
     std::thread::sleep(std::time::Duration::from_millis(100)); // a respawn starts ≥ 10 ticks later
     let victim = before[0];
     assert!(std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status()?.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while (workers().len() < before.len() || workers().contains(&victim)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(!workers().contains(&victim) && workers().len() == before.len(), "respawned: {:?}", workers());
+    let after = settled();
+    assert!(!after.contains(&victim) && after.len() == before.len(), "respawned: {before:?} -> {after:?}");
 
     // Before the fix the helper saw two cycles for ever and gave up ("stayed busy").
     let (g, r) = bed.deploy(&site("a.test.example", "two"));

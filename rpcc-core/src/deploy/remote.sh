@@ -260,6 +260,13 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     # further apart (a loaded machine; a worker the master respawned after a crash), so
     # a set of live workers unchanged for 60 samples (≥ 300 ms, longer than the master's
     # sleep before it retires an old cycle) counts as settled too: never stuck.
+    # When the main config names its worker count (`auto`: one per online CPU, as nginx
+    # counts), no more live workers than that also means one cycle: old and new
+    # together are twice as many.
+    wp=$(sed -n 's/^[[:space:]]*worker_processes[[:space:]][[:space:]]*\([0-9a-z]*\)[[:space:]]*;.*/\1/p' \
+        "$root/nginx.conf" 2>/dev/null | head -n 1)
+    [ "$wp" = auto ] && wp=$(getconf _NPROCESSORS_ONLN 2>/dev/null)
+    case $wp in '' | *[!0-9]*) wp='' ;; esac
     settled=0 j=0 same=0 seen=''
     while [ $j -lt $((ticks * 4)) ]; do
         st=''
@@ -268,6 +275,13 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
             mixed=0
             two_cycles "$master" && mixed=1
             if [ "$live" = "$seen" ]; then same=$((same + 1)); else same=0 seen=$live; fi
+            if [ $mixed = 1 ] && [ -n "$wp" ]; then
+                n=0
+                for p in $live; do
+                    grep -q 'worker process' "/proc/$p/cmdline" 2>/dev/null && n=$((n + 1))
+                done
+                [ $n -ge 1 ] && [ $n -le "$wp" ] && mixed=0
+            fi
             if [ $mixed = 0 ] || [ $same -ge 60 ]; then st=idle; fi
         else
             same=0 seen=''
