@@ -26,16 +26,20 @@
 mod bindings;
 mod error;
 mod host;
+mod plugin;
 mod set;
+mod spec;
 mod state;
 mod view;
 
 pub use error::PluginError;
-pub use host::{
-    CheckOutcome, CheckStatus, Finding, HttpResponse, LogLine, Manifest, Plugin, PluginHost, PluginKind, PluginSpec,
-    Severity, SiteHttp, SiteHttpError,
-};
+pub use host::PluginHost;
+pub use plugin::Plugin;
 pub use set::{PluginFinding, PluginSet};
+pub use spec::{
+    CheckOutcome, CheckStatus, Finding, HttpResponse, LogLine, Manifest, PluginKind, PluginSpec, Severity, SiteHttp,
+    SiteHttpError,
+};
 pub use view::{server_view, site_view};
 
 /// The WIT package version this host speaks.

@@ -8,7 +8,9 @@ use rpcc_core::generation::Generation;
 use rpcc_core::model::{Inventory, Server, Site};
 
 use crate::PluginError;
-use crate::host::{CheckOutcome, Finding, Plugin, PluginHost, PluginKind, PluginSpec, SiteHttp};
+use crate::host::PluginHost;
+use crate::plugin::Plugin;
+use crate::spec::{CheckOutcome, Finding, PluginKind, PluginSpec, SiteHttp};
 
 /// A lint finding with the plugin that reported it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -92,7 +94,7 @@ impl PluginSet {
         if lints.is_empty() {
             return Vec::new();
         }
-        let files = crate::host::generation_files(generation);
+        let files = crate::plugin::generation_files(generation);
         let mut out = Vec::new();
         for plugin in lints {
             match plugin.lint(inventory, server, &files) {

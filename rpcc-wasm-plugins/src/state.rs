@@ -10,7 +10,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::shared::rpcc::plugin::{host_clock, host_http, host_log, template_types, types};
-use crate::host::{HttpResponse, LogLine, SiteHttp};
+use crate::spec::{HttpResponse, LogLine, SiteHttp};
 
 /// Bytes of logs kept per call; later lines are dropped (and counted).
 pub(crate) const LOG_BUDGET: usize = 64 * 1024;
