@@ -14,7 +14,8 @@
 //!
 //! - [`generation`]: the content-addressed rendered tree and the `Renderer` role.
 //! - [`deploy`]: the deploy engine (staged generations, atomic switch, verified reload,
-//!   restore, fleet rollout, plan, drift) and the `StateStore`/`HealthProbe` roles.
+//!   restore, fleet rollout, plan, drift) and the `HealthProbe` role.
+//! - [`store`]: the `StateStore` and `SecretStore` roles, `StoreError`, `MemoryStore`.
 //!
 //! - [`keyring`]: the versioned keyring, `rpcc:v1` envelopes, secret fields, rotation
 //!   and legacy Fernet import.
@@ -24,8 +25,6 @@
 //!
 //! - [`fragment`]: nginx fragments from template plugins, parsed and checked against an
 //!   allow-list before rpcc writes them out itself.
-//!
-//! Later work adds here: the scheduler.
 //!
 //! ```
 //! use rpcc_core::model::Inventory;
@@ -50,6 +49,7 @@ pub mod inventory;
 pub mod keyring;
 pub mod local;
 pub mod model;
+pub mod store;
 pub mod time;
 pub mod transport;
 pub mod validate;

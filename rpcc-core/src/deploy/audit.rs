@@ -41,9 +41,9 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 
-use super::state::{AuditAction, StoreError, unix_ms};
 use crate::keyring::keys::KeyState;
 use crate::keyring::{KeySource, Keyring, KeyringError};
+use crate::store::{AuditAction, StoreError, unix_ms};
 
 /// The hash the first audit entry chains from.
 pub const AUDIT_GENESIS: &str = "rpcc-audit-genesis";

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use super::holder::holder_name;
 use super::probe::HealthProbe;
 use super::run::Run;
-use super::state::{AuditAction, DeploymentState, StateStore, StoreError};
 use crate::generation::Generation;
 use crate::model::{Server, Site};
+use crate::store::{AuditAction, DeploymentState, StateStore, StoreError};
 use crate::transport::{Transport, TransportError};
 
 /// Tunables of a deploy.

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use futures_util::StreamExt as _;
 
 use super::engine::{DeploySource, Deployer, ProgressEvent, ServerReport};
-use super::state::{AuditAction, DeploymentState};
 use crate::model::{DomainGroup, Rollout, RolloutStrategy, Server, Site};
+use crate::store::{AuditAction, DeploymentState};
 use crate::transport::Transport;
 
 /// One server of a rollout: what to activate and how to reach it.

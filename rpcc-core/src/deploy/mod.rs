@@ -38,7 +38,6 @@ mod ops;
 mod probe;
 pub mod remote;
 mod run;
-mod state;
 
 pub use audit::{
     AUDIT_GENESIS, AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal, AuditVerification, ENV_AUDIT_CHECKPOINT,
@@ -56,7 +55,8 @@ pub use ops::{
     previous_generation, status,
 };
 pub use probe::{HealthProbe, ProbeError};
-pub use state::{
+// The store roles live in `crate::store`; the deploy engine's users find them here too.
+pub use crate::store::{
     AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,
     unix_ms,
 };

@@ -6,9 +6,9 @@ use std::io::Read as _;
 
 use super::engine::DeployError;
 use super::remote::{RemoteCommands, RemoteState};
-use super::state::{DeploymentRecord, DeploymentState, StateStore};
 use crate::generation::{Generation, GenerationPath, Sha256Digest};
 use crate::model::{NginxMode, Server};
+use crate::store::{DeploymentRecord, DeploymentState, StateStore};
 use crate::transport::Transport;
 
 /// How one file changes.

@@ -17,9 +17,9 @@ use super::engine::{
 use super::holder::holder_is_dead_here;
 use super::probe::HealthProbe;
 use super::remote::{Activation, RemoteCommands, RemoteExit, RemoteState, stage_archive};
-use super::state::{AuditAction, DeploymentState, LocalLock, NewDeployment};
 use crate::generation::{Generation, Sha256Digest};
 use crate::model::{NginxValidation, Server, Site};
+use crate::store::{AuditAction, DeploymentState, LocalLock, NewDeployment};
 use crate::transport::{ExecRequest, ExitStatus, Output, Transport, TransportError};
 
 /// What a step ends the sequence with (`Err`), or its result (`Ok`).

@@ -14,18 +14,17 @@ pub(crate) mod keys;
 mod record;
 pub mod rotate;
 mod secret;
-mod store;
 
 use std::io::Write as _;
 use std::path::Path;
 
+pub use crate::store::{SecretStore, SecretSwap};
 pub use envelope::Envelope;
 pub use error::{EnvelopeSyntax, KeyringError};
 pub use fernet::FernetKey;
 pub use keys::{KEY_LEN, KeyId, KeySource, Keyring};
 pub use record::RecordId;
 pub use secret::Secret;
-pub use store::{SecretStore, SecretSwap};
 
 /// Replace `path` with `contents` atomically: a temporary file in the same directory
 /// (created with `mode`), synced, renamed over `path`, directory synced.

@@ -8,9 +8,10 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::audit::{AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, AuditVerification, next_hash, verify_chain};
+use super::{SecretStore, SecretSwap};
+use crate::deploy::{AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, AuditVerification, next_hash, verify_chain};
 use crate::generation::Manifest;
-use crate::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
+use crate::keyring::{Envelope, KeyId, RecordId};
 
 /// How a deployment (or rollback, or recovery) ended. A state machine, never a string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -292,7 +293,7 @@ pub trait StateStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
     /// The audit log in sequence order.
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Check the whole chain without keys (see [`super::verify_chain_keyed`] for MACs
+    /// Check the whole chain without keys (see [`crate::deploy::verify_chain_keyed`] for MACs
     /// and the checkpoint).
     async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
         Ok(verify_chain(&self.audit_log().await?))

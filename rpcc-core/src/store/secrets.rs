@@ -2,8 +2,8 @@
 //! inventory file (e.g. imported legacy passwords, secrets the Python panel stores). It
 //! holds envelopes only, never plain text.
 
-use super::{Envelope, KeyId, RecordId};
-use crate::deploy::StoreError;
+use super::StoreError;
+use crate::keyring::{Envelope, KeyId, RecordId};
 
 /// One compare-and-swap of a stored secret: replace `old` with `new` for `record`.
 #[derive(Clone, Debug)]
