@@ -19,21 +19,23 @@
 //! outcomes to the notifiers.
 
 pub mod alert;
+mod deploy_probe;
 mod dns;
 mod glances;
-mod health;
 mod http_error;
-mod notifiers;
+mod http_notifiers;
 mod notify;
-mod probe;
+mod site_probe;
 
 pub use alert::{AlertEngine, AlertEvent, AlertKind, AlertRules, AlertRulesConfig, Reading, Subject};
+pub use deploy_probe::HttpHealthProbe;
 pub use dns::{DnsProber, DnsReport};
 pub use glances::{FsUsage, GlancesError, GlancesSource, Metrics, MetricsReport, MetricsState, NetUsage, collect_all};
-pub use health::HttpHealthProbe;
-pub use notifiers::{
-    NotifierSet, NotifierSettings, RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WEBHOOK_REPLAY_WINDOW,
-    WebhookNotifier, WebhookRejection, verify_webhook_signature, webhook_signature,
+pub use http_notifiers::{
+    RetryPolicy, TELEGRAM_LIMIT, TelegramNotifier, WEBHOOK_REPLAY_WINDOW, WebhookNotifier, WebhookRejection,
+    verify_webhook_signature, webhook_signature,
 };
-pub use notify::{LogNotifier, MemoryNotifier, Notification, Notifier, NotifyError, split_message};
-pub use probe::{CertInfo, FetchedResponse, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};
+pub use notify::{
+    LogNotifier, MemoryNotifier, Notification, Notifier, NotifierSet, NotifierSettings, NotifyError, split_message,
+};
+pub use site_probe::{CertInfo, FetchedResponse, HttpCheck, SiteProber, SiteReport, SiteTarget, parse_cert};

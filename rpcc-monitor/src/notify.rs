@@ -1,7 +1,9 @@
-//! The `Notifier` role and what every notifier shares: message splitting and the log
-//! notifier. (Telegram and webhook notifiers come with the HTTP client.)
+//! The `Notifier` role and what every notifier shares: the [`NotifierSet`] that routes
+//! notifications by group, message splitting, the log and memory notifiers. (Telegram
+//! and webhook notifiers are in `http_notifiers.rs`.)
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::alert::AlertEvent;
 
@@ -177,5 +179,117 @@ impl Notifier for MemoryNotifier {
     async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
         self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(n.clone());
         Ok(())
+    }
+}
+
+/// How [`NotifierSet::from_inventory`] builds the HTTP notifiers.
+#[derive(Clone, Debug)]
+pub struct NotifierSettings {
+    /// Base URL of the Telegram Bot API (default `https://api.telegram.org`; a local
+    /// fake in tests). The bot token is sent there: set it only from trusted config.
+    pub telegram_api: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self { telegram_api: None, timeout: Duration::from_secs(15) }
+    }
+}
+
+/// Notifiers with their routes: a notifier with no groups gets every notification, one
+/// with groups only those about a server of one of them. Built from the inventory's
+/// `[monitor] notifiers` (plus the log), or by hand with [`NotifierSet::push`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use rpcc_monitor::{MemoryNotifier, Notification, NotifierSet};
+///
+/// let ops = Arc::new(MemoryNotifier::default());
+/// let mut set = NotifierSet::new();
+/// set.push(vec!["edge".into()], Box::new(Arc::clone(&ops)));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let failed = rt.block_on(set.deliver(&Notification::deploy("hi".into(), None), &["core".into()]));
+/// assert!(failed.is_empty() && ops.sent().is_empty()); // routed to `edge` only
+/// rt.block_on(set.deliver(&Notification::deploy("hi".into(), None), &["edge".into()]));
+/// assert_eq!(ops.sent().len(), 1);
+/// ```
+#[derive(Default)]
+pub struct NotifierSet {
+    routes: Vec<(Vec<String>, Box<dyn Notifier>)>,
+}
+
+impl std::fmt::Debug for NotifierSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.iter().map(|(groups, n)| (n.name(), groups))).finish()
+    }
+}
+
+impl NotifierSet {
+    /// No notifiers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The log notifier plus the inventory's notifiers, their secrets opened with
+    /// `keyring`.
+    pub fn from_inventory(
+        inv: &rpcc_core::model::Inventory,
+        keyring: Option<&rpcc_core::keyring::Keyring>,
+        settings: &NotifierSettings,
+    ) -> Result<Self, NotifyError> {
+        use rpcc_core::model::NotifierKind;
+        let http = crate::GlancesSource::client(settings.timeout)
+            .map_err(|e| NotifyError::Client { reason: e.to_string() })?;
+        let mut set = Self::new();
+        set.push(Vec::new(), Box::new(crate::LogNotifier));
+        for n in &inv.monitor.notifiers {
+            let name = n.name.as_str();
+            let secret = |s: &rpcc_core::keyring::Secret| {
+                s.open(keyring).map_err(|source| NotifyError::Secret { notifier: name.to_owned(), source })
+            };
+            let notifier: Box<dyn Notifier> = match &n.kind {
+                NotifierKind::Telegram { chat_id, token } => {
+                    let mut t = crate::TelegramNotifier::new(name, http.clone(), secret(token)?, chat_id);
+                    if let Some(api) = &settings.telegram_api {
+                        t = t.with_api(api);
+                    }
+                    Box::new(t)
+                }
+                NotifierKind::Webhook { url, secret: s, .. } => {
+                    Box::new(crate::WebhookNotifier::new(name, http.clone(), url.as_str(), secret(s)?))
+                }
+                _ => continue,
+            };
+            set.push(n.groups.iter().map(ToString::to_string).collect(), notifier);
+        }
+        Ok(set)
+    }
+
+    /// Add `notifier` for notifications about `groups` (empty: all of them).
+    pub fn push(&mut self, groups: Vec<String>, notifier: Box<dyn Notifier>) {
+        self.routes.push((groups, notifier));
+    }
+
+    /// The notifiers' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|(_, n)| n.name())
+    }
+
+    /// Send `note` (about servers of `groups`) to every notifier routed to it, one after
+    /// another; failures are logged and returned, never stop the others.
+    pub async fn deliver(&self, note: &Notification, groups: &[String]) -> Vec<NotifyError> {
+        let mut failed = Vec::new();
+        for (routes, sink) in &self.routes {
+            if !routes.is_empty() && !routes.iter().any(|r| groups.contains(r)) {
+                continue;
+            }
+            if let Err(e) = sink.send(note).await {
+                tracing::warn!(notifier = sink.name(), error = %e, "notification failed");
+                failed.push(e);
+            }
+        }
+        failed
     }
 }

@@ -194,7 +194,7 @@ impl PluginHost {
         let mut plugin = Plugin {
             inner: Arc::new(PluginInner {
                 name: Arc::from(spec.name.as_str()),
-                manifest: Manifest {
+                manifest: PluginManifest {
                     name: String::new(),
                     version: String::new(),
                     description: String::new(),

@@ -37,8 +37,8 @@ pub use host::PluginHost;
 pub use plugin::Plugin;
 pub use set::{PluginFinding, PluginSet};
 pub use spec::{
-    CheckOutcome, CheckStatus, Finding, HttpResponse, LogLine, Manifest, PluginKind, PluginSpec, Severity, SiteHttp,
-    SiteHttpError,
+    CheckOutcome, CheckStatus, Finding, HttpResponse, LogLine, PluginKind, PluginManifest, PluginSpec, Severity,
+    SiteHttp, SiteHttpError,
 };
 pub use view::{server_view, site_view};
 

@@ -24,7 +24,7 @@ pub(crate) enum KindPre {
 
 pub(crate) struct PluginInner {
     pub(crate) name: Arc<str>,
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: PluginManifest,
     pub(crate) pre: KindPre,
     pub(crate) spec: PluginSpec,
     pub(crate) sha256: String,
@@ -69,7 +69,7 @@ impl Plugin {
     }
 
     /// Its manifest.
-    pub fn manifest(&self) -> &Manifest {
+    pub fn manifest(&self) -> &PluginManifest {
         &self.inner.manifest
     }
 
@@ -159,7 +159,7 @@ impl Plugin {
         Ok(())
     }
 
-    pub(crate) fn describe(&self) -> Result<Manifest, PluginError> {
+    pub(crate) fn describe(&self) -> Result<PluginManifest, PluginError> {
         let mut store = self.store()?;
         let result = match &self.inner.pre {
             KindPre::Template(p) => {
@@ -194,7 +194,7 @@ impl Plugin {
             .collect();
         capabilities.sort();
         capabilities.dedup();
-        Ok(Manifest { name: m.name, version: m.version, description: m.description, capabilities })
+        Ok(PluginManifest { name: m.name, version: m.version, description: m.description, capabilities })
     }
 
     /// Run a template plugin for `site` on `server`; its output checked against the

@@ -32,7 +32,7 @@ impl PluginKind {
 
 /// A plugin's own description of itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Manifest {
+pub struct PluginManifest {
     /// Its name.
     pub name: String,
     /// Its version.

@@ -8,7 +8,7 @@ use rpcc::engine::ApplyOptions;
 
 use super::EXIT_INVALID;
 use super::deploy::{confirm, format_ms, print_json, print_report};
-use super::fleet::{EXIT_FAILED, Fleet, FleetArgs, fail};
+use super::fleet::{EXIT_FAILED, FleetArgs, Session, fail};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CertsCommand {
@@ -75,7 +75,7 @@ pub(crate) fn run(cmd: &CertsCommand) -> ExitCode {
 
 fn status(args: &StatusArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(&args.fleet, &mut err) {
+    let fleet = match Session::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -130,7 +130,7 @@ fn status(args: &StatusArgs) -> ExitCode {
 
 fn revoke(args: &RevokeArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(&args.fleet, &mut err) {
+    let fleet = match Session::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -166,7 +166,7 @@ fn print_renewal(report: &rpcc::certs::RenewalReport, json: bool) -> ExitCode {
 
 fn renew(args: &RenewArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(&args.fleet, &mut err) {
+    let fleet = match Session::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };

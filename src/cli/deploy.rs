@@ -15,7 +15,7 @@ use rpcc_core::deploy::{
 use rpcc_core::model::RolloutStrategy;
 
 use super::EXIT_INVALID;
-use super::fleet::{AbortBefore, EXIT_FAILED, Fleet, FleetArgs, fail, state_path};
+use super::fleet::{AbortBefore, EXIT_FAILED, FleetArgs, Session, fail, state_path};
 use super::secrets::SecretArgs;
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
@@ -41,7 +41,7 @@ pub(crate) struct PlanArgs {
 
 pub(crate) fn plan(args: &PlanArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(&args.fleet, &mut err) {
+    let fleet = match Session::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -246,7 +246,7 @@ pub(crate) fn confirm(err: &mut impl Write, what: &str) -> bool {
 
 pub(crate) fn apply(args: &ApplyArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(&args.fleet, &mut err) {
+    let fleet = match Session::load(&args.fleet, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -308,7 +308,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
         json: args.json,
         secrets: args.secrets.clone(),
     };
-    let fleet = match Fleet::load(&fa, &mut err) {
+    let fleet = match Session::load(&fa, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -359,7 +359,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> ExitCode {
 
 pub(crate) fn status(args: &FleetArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(args, &mut err) {
+    let fleet = match Session::load(args, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };
@@ -409,7 +409,7 @@ pub(crate) fn format_ms(ms: i64) -> String {
 
 pub(crate) fn drift(args: &FleetArgs) -> ExitCode {
     let mut err = std::io::stderr();
-    let fleet = match Fleet::load(args, &mut err) {
+    let fleet = match Session::load(args, &mut err) {
         Ok(f) => f,
         Err(c) => return c,
     };

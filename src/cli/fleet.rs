@@ -48,7 +48,7 @@ pub(crate) fn state_path(state: Option<&Path>, inventory: &Path) -> PathBuf {
 
 /// A loaded inventory with everything the fleet commands need: the shared
 /// [`rpcc::engine::Engine`] and the runtime that drives it.
-pub(crate) struct Fleet {
+pub(crate) struct Session {
     pub(crate) engine: Engine,
     pub(crate) runtime: tokio::runtime::Runtime,
 }
@@ -58,7 +58,7 @@ pub(crate) fn fail(err: &mut impl Write, message: impl std::fmt::Display, code: 
     ExitCode::from(code)
 }
 
-impl Fleet {
+impl Session {
     /// Load and validate the inventory (nothing reaches a server otherwise), open the store.
     pub(crate) fn load(args: &FleetArgs, err: &mut impl Write) -> Result<Self, ExitCode> {
         let inv = args.secrets.load(&args.inventory, err)?;

@@ -32,11 +32,11 @@
 
 mod audit;
 mod engine;
-mod fleet;
 mod holder;
 mod ops;
 mod probe;
 pub mod remote;
+mod rollout;
 mod run;
 
 pub use audit::{
@@ -48,13 +48,13 @@ pub use engine::{
     DeployError, DeployOptions, DeploySource, DeployStep, Deployer, HookDecision, ProgressEvent, ProgressFn,
     ServerReport, StepHook, StepTiming,
 };
-pub use fleet::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};
 pub use holder::local_actor;
 pub use ops::{
     ChangeKind, DriftReport, DriftState, FileChange, ServerPlan, ServerStatus, drift, last_good, plan,
     previous_generation, status,
 };
 pub use probe::{HealthProbe, ProbeError};
+pub use rollout::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};
 // The store roles live in `crate::store`; the deploy engine's users find them here too.
 pub use crate::store::{
     AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,

@@ -107,7 +107,7 @@ impl HttpHealthProbe {
             let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
             let der =
                 der.ok_or_else(|| ProbeError::Unexpected(format!("{addr} presented no certificate for {domain}")))?;
-            let cert = crate::probe::parse_cert(&der, &domain).map_err(ProbeError::Unexpected)?;
+            let cert = crate::site_probe::parse_cert(&der, &domain).map_err(ProbeError::Unexpected)?;
             if !cert.name_matches {
                 return Err(ProbeError::Unexpected(format!(
                     "{addr} presented a certificate for {} (subject {}), which does not cover {domain}",
