@@ -9,7 +9,17 @@ mod node;
 mod plugin;
 mod probe;
 mod server;
+// Shared by `site` and `site_parts` (declared before them: macro scope is textual).
+macro_rules! opt {
+    ($t:expr, $d:expr, $key:literal, $default:expr, |$n:ident, $p:ident| $body:expr) => {
+        match $t.get($key) {
+            Some(($n, $p)) => $body,
+            None => Some($default),
+        }
+    };
+}
 mod site;
+mod site_parts;
 
 pub use node::{Node, NodeKind, TableEntry, TomlSyntaxError};
 
