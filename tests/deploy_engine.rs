@@ -401,3 +401,20 @@ fn include_mode_keeps_the_hand_made_main_config_and_validates_through_it() -> an
     assert_eq!(bed.current().as_deref(), Some(g2.id()));
     Ok(())
 }
+
+/// An engine takes its health probe as a role: an embedder's probe judges the sites.
+#[test]
+fn an_engine_deploys_with_the_health_probe_it_was_given() -> anyhow::Result<()> {
+    let bed = Bed::start()?;
+    let dir = tempfile::tempdir()?;
+    let inv = bed.inventory(&format!("{}{}", site("a.test.example", "one"), site("b.test.example", "one")));
+    let engine = bed
+        .rt
+        .block_on(rpcc::engine::Engine::open(inv, &dir.path().join("state.db"), None))?
+        .with_health_probe(Arc::new(FailSite("b.test.example")));
+    let report = bed.rt.block_on(engine.apply(&rpcc::engine::Selection::default(), Default::default()))?;
+    let r = &report.fleet.servers[0];
+    assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
+    assert!(r.detail.contains("b.test.example: answered 500") && !r.detail.contains("a.test.example:"), "{}", r.detail);
+    Ok(())
+}

@@ -42,6 +42,7 @@ pub struct Engine {
     plugins: Option<Arc<PluginSet>>,
     notifier_settings: NotifierSettings,
     notifiers: std::sync::OnceLock<NotifierSet>,
+    probe: Arc<dyn HealthProbe>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -85,7 +86,14 @@ impl Engine {
             plugins,
             notifier_settings: NotifierSettings::default(),
             notifiers: std::sync::OnceLock::new(),
+            probe: Arc::new(HttpHealthProbe::default()),
         })
+    }
+
+    /// Judge sites after a reload with `probe` instead of the HTTP(S) probe.
+    pub fn with_health_probe(mut self, probe: Arc<dyn HealthProbe>) -> Self {
+        self.probe = probe;
+        self
     }
 
     /// Build the inventory's notifiers with `settings` (Telegram API base, timeout).
@@ -255,7 +263,7 @@ impl Engine {
     fn deployer(&self, probe: bool, progress: Option<Arc<ProgressFn>>, hook: Option<Arc<dyn StepHook>>) -> Deployer {
         let mut d = Deployer::new(self.store.clone(), &self.actor);
         if probe {
-            d = d.with_probe(Arc::new(HttpHealthProbe::default()) as Arc<dyn HealthProbe>);
+            d = d.with_probe(Arc::clone(&self.probe));
         }
         if let Some(p) = progress {
             d = d.with_progress(p);
