@@ -10,7 +10,6 @@ mod common;
 
 use rpcc::acme::AcmeClient;
 use rpcc::certs::{CertificateAction, CertificateOptions};
-use rpcc::core::certs::CertificateStore as _;
 use rpcc::core::deploy::DeploymentState;
 use rpcc::core::keyring::Keyring;
 use rpcc::core::model::Inventory;

@@ -402,19 +402,26 @@ fn include_mode_keeps_the_hand_made_main_config_and_validates_through_it() -> an
     Ok(())
 }
 
-/// An engine takes its health probe as a role: an embedder's probe judges the sites.
+/// An engine is built from roles: here an in-memory store and an embedder's health
+/// probe (which fails one site: the apply rolls back, naming that site only).
 #[test]
-fn an_engine_deploys_with_the_health_probe_it_was_given() -> anyhow::Result<()> {
+fn an_engine_deploys_with_the_store_and_health_probe_it_was_given() -> anyhow::Result<()> {
     let bed = Bed::start()?;
-    let dir = tempfile::tempdir()?;
     let inv = bed.inventory(&format!("{}{}", site("a.test.example", "one"), site("b.test.example", "one")));
-    let engine = bed
-        .rt
-        .block_on(rpcc::engine::Engine::open(inv, &dir.path().join("state.db"), None))?
+    let store = Arc::new(rpcc::core::store::MemoryStore::new());
+    let engine = rpcc::engine::Engine::with_store(inv.clone(), store.clone(), None)?;
+    let report = bed.rt.block_on(engine.apply(&rpcc::engine::Selection::default(), Default::default()))?;
+    assert_eq!(report.fleet.servers[0].state, DeploymentState::Succeeded, "{}", report.fleet.servers[0].detail);
+    let audit = bed.rt.block_on(store.audit_log())?;
+    assert_eq!(audit.last().map(|r| r.event.outcome.as_str()), Some("succeeded"), "{audit:?}");
+
+    let changed = bed.inventory(&format!("{}{}", site("a.test.example", "two"), site("b.test.example", "two")));
+    let engine = rpcc::engine::Engine::with_store(changed, store.clone(), None)?
         .with_health_probe(Arc::new(FailSite("b.test.example")));
     let report = bed.rt.block_on(engine.apply(&rpcc::engine::Selection::default(), Default::default()))?;
     let r = &report.fleet.servers[0];
     assert_eq!(r.state, DeploymentState::RolledBack, "{}", r.detail);
     assert!(r.detail.contains("b.test.example: answered 500") && !r.detail.contains("a.test.example:"), "{}", r.detail);
+    assert_eq!(get(bed.server().http_port(), "b.test.example", "/healthz"), Some((200, Some("one".into()))));
     Ok(())
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use rpcc::certs::CertificateOptions;
 use rpcc::engine::{ApplyOptions, Engine, EngineError, Selection};
 use rpcc::ssh::{SshPool, SshTarget, SshTransport};
-use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutOverrides, StateStore as _};
+use rpcc_core::deploy::{DeployOptions, ProgressEvent, RolloutOverrides};
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{Inventory, RolloutStrategy};
 use rpcc_core::transport::{Argv, ExecRequest, ExitStatus, Transport as _};

@@ -214,6 +214,21 @@ fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
 }
 
 #[async_trait::async_trait]
+impl rpcc_core::store::EngineStore for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn audit_keyed(&self) -> bool {
+        self.audit_seal().is_some()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        SqliteStore::audit_head(self).await
+    }
+}
+
+#[async_trait::async_trait]
 impl StateStore for SqliteStore {
     async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError> {
         let json = serde_json::to_string(manifest).map_err(corrupt)?;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rpcc_acme::{certificate_record, self_signed};
-use rpcc_core::certs::{CertificateOrigin, CertificateRecord, CertificateSet, CertificateStore as _, SiteCertificate};
+use rpcc_core::certs::{CertificateOrigin, CertificateRecord, CertificateSet, SiteCertificate};
 use rpcc_core::keyring::{Keyring, KeyringError};
 use rpcc_core::model::{Server, Site, TlsMode};
 use secrecy::ExposeSecret as _;

@@ -15,6 +15,7 @@ use rpcc_core::deploy::{
 use rpcc_core::generation::Generation;
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{DomainGroup, Inventory, Server, Site};
+use rpcc_core::store::EngineStore;
 use rpcc_core::transport::Transport;
 use rpcc_monitor::{HttpHealthProbe, Notification, NotifierSet, NotifierSettings, NotifyError};
 use rpcc_nginx::{NginxRenderer, RenderOptions};
@@ -34,7 +35,7 @@ pub use report::{ApplyOptions, ApplyReport, Selection, ServerOutcome};
 pub struct Engine {
     inv: Inventory,
     base: PathBuf,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn EngineStore>,
     pool: SshPool,
     keyring: Option<Keyring>,
     actor: String,
@@ -58,7 +59,7 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Open the state store at `state` (created when missing) for `inv`.
+    /// Open the SQLite state store at `state` (created when missing) for `inv`.
     pub async fn open(inv: Inventory, state: &Path, keyring: Option<Keyring>) -> Result<Self, EngineError> {
         let mut store = SqliteStore::open(state)
             .await
@@ -68,6 +69,17 @@ impl Engine {
         if let Some(seal) = keyring.as_ref().and_then(|k| AuditSeal::for_keyring(k).ok()) {
             store = store.with_audit_seal(seal);
         }
+        Self::with_store(inv, Arc::new(store), keyring)
+    }
+
+    /// An engine over `store`, any [`EngineStore`] (state, secrets, certificates; the
+    /// caller decides whether its audit entries are keyed). SSH, the health probe and
+    /// the notifiers start as the defaults (`with_*` replace them).
+    pub fn with_store(
+        inv: Inventory,
+        store: Arc<dyn EngineStore>,
+        keyring: Option<Keyring>,
+    ) -> Result<Self, EngineError> {
         let mut renderer = NginxRenderer::new(RenderOptions::default())
             .map_err(|e| EngineError::Render { server: "-".into(), message: e.to_string() })?;
         let plugins = load_plugins(&inv)?;
@@ -78,7 +90,7 @@ impl Engine {
         Ok(Self {
             inv,
             base,
-            store: Arc::new(store),
+            store,
             pool: SshPool::new(),
             keyring,
             actor: deploy::local_actor(),
@@ -138,7 +150,7 @@ impl Engine {
     }
 
     /// The state store.
-    pub fn store(&self) -> &Arc<SqliteStore> {
+    pub fn store(&self) -> &Arc<dyn EngineStore> {
         &self.store
     }
 
@@ -261,7 +273,7 @@ impl Engine {
     }
 
     fn deployer(&self, probe: bool, progress: Option<Arc<ProgressFn>>, hook: Option<Arc<dyn StepHook>>) -> Deployer {
-        let mut d = Deployer::new(self.store.clone(), &self.actor);
+        let mut d = Deployer::new(Arc::clone(&self.store) as Arc<dyn deploy::StateStore>, &self.actor);
         if probe {
             d = d.with_probe(Arc::clone(&self.probe));
         }
@@ -293,10 +305,10 @@ impl Engine {
     /// A keyed audit log cannot be extended without its key: changes are refused before
     /// anything is deployed, rather than made with no audit entry.
     async fn check_audit_writable(&self) -> Result<(), EngineError> {
-        if self.store.audit_seal().is_some() {
+        if self.store.audit_keyed() {
             return Ok(());
         }
-        let state = || self.store.path().display().to_string();
+        let state = || self.store.location();
         let head = self.store.audit_head().await.map_err(|source| EngineError::State { path: state(), source })?;
         match head.as_ref().and_then(|(_, hash)| deploy::hash_key_id(hash)) {
             Some(key_id) => Err(EngineError::State {

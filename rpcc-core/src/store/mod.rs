@@ -12,3 +12,20 @@ pub use state::{
     AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,
     unix_ms,
 };
+
+/// Everything an engine keeps in one place: deploy state and the audit log, sealed
+/// secrets (ACME accounts, imported passwords) and certificates. `rpcc-store`'s SQLite
+/// store implements it; another backend implements the three roles and this.
+#[async_trait::async_trait]
+pub trait EngineStore: StateStore + SecretStore + crate::certs::CertificateStore + std::fmt::Debug {
+    /// Where it lives, for messages (a file path, a URL without credentials).
+    fn location(&self) -> String;
+
+    /// Whether new audit entries are keyed (HMAC under the keyring).
+    fn audit_keyed(&self) -> bool;
+
+    /// The last audit entry's sequence number and hash (`None`: empty log).
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self.audit_log().await?.last().map(|r| (r.seq, r.hash.clone())))
+    }
+}

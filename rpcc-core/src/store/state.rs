@@ -327,6 +327,28 @@ struct MemoryInner {
     certificates: BTreeMap<String, crate::certs::CertificateRecord>,
 }
 
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner_lock();
+        f.debug_struct("MemoryStore")
+            .field("deployments", &inner.deployments.len())
+            .field("audit", &inner.audit.len())
+            .field("keyed", &self.seal.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl super::EngineStore for MemoryStore {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    fn audit_keyed(&self) -> bool {
+        self.seal.is_some()
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
