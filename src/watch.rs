@@ -479,8 +479,7 @@ impl Watch<'_> {
     /// Watch until `stop` completes (a signal, a stop handle's future); a round in
     /// progress is abandoned then.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        let stop = std::pin::pin!(stop);
-        let mut stop = stop;
+        let mut stop = std::pin::pin!(stop);
         let inv = self.monitor.inventory();
         let (interval, retention) = (inv.monitor.interval.as_duration(), inv.monitor.retention.as_duration());
         // Jitter: start at a random offset within the first tenth of the interval, so many
