@@ -84,11 +84,16 @@ async fn fake(
                         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
+                    // A request stops counting before its answer goes out: once the
+                    // client has it, the client may start the next one, and this task
+                    // may run again only later (a likely cause of one failure seen under a
+                    // full parallel run).
+                    live.fetch_sub(1, Ordering::SeqCst);
                     let _ = sock.write_all(resp.as_bytes()).await;
                 } else {
                     tokio::time::sleep(Duration::from_secs(30)).await; // never answer
+                    live.fetch_sub(1, Ordering::SeqCst);
                 }
-                live.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
