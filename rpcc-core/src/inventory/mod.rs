@@ -4,6 +4,7 @@
 mod acme;
 mod check;
 mod decoder;
+mod load;
 mod monitor;
 mod node;
 mod plugin;
