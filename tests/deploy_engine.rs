@@ -425,3 +425,92 @@ fn an_engine_deploys_with_the_store_and_health_probe_it_was_given() -> anyhow::R
     assert_eq!(get(bed.server().http_port(), "b.test.example", "/healthz"), Some((200, Some("one".into()))));
     Ok(())
 }
+
+/// An embedder's transport pool: records the servers it is asked for, counts the
+/// commands that go through it, and refuses one server.
+#[derive(Debug)]
+struct RecordingPool {
+    inner: rpcc::ssh::SshTransportPool,
+    refuse: &'static str,
+    asked: std::sync::Mutex<Vec<String>>,
+    commands: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct CountingTransport {
+    inner: Arc<dyn rpcc::core::transport::Transport>,
+    commands: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl rpcc::core::transport::Transport for CountingTransport {
+    fn target(&self) -> String {
+        self.inner.target()
+    }
+    async fn exec(
+        &self,
+        request: rpcc::core::transport::ExecRequest,
+    ) -> Result<rpcc::core::transport::Output, rpcc::core::transport::TransportError> {
+        self.commands.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.exec(request).await
+    }
+    async fn upload(
+        &self,
+        path: &rpcc::core::value::RemotePath,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<(), rpcc::core::transport::TransportError> {
+        self.commands.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.upload(path, bytes, mode).await
+    }
+}
+
+impl rpcc::core::transport::TransportPool for RecordingPool {
+    fn transport(
+        &self,
+        server: &Server,
+    ) -> Result<Arc<dyn rpcc::core::transport::Transport>, rpcc::core::transport::TransportError> {
+        self.asked.lock().expect("lock").push(server.name.to_string());
+        if server.name.as_str() == self.refuse {
+            return Err(rpcc::core::transport::TransportError::InvalidCommand {
+                reason: "this pool does not reach s1".into(),
+            });
+        }
+        let inner = self.inner.transport(server)?;
+        Ok(Arc::new(CountingTransport { inner, commands: self.commands.clone() }))
+    }
+}
+
+/// The engine reaches servers only through the transport pool it was given: a server
+/// the pool refuses is reported not deployed (with the pool's reason) and the others
+/// deploy through the pool's transports.
+#[test]
+fn an_engine_reaches_servers_through_the_transport_pool_it_was_given() -> anyhow::Result<()> {
+    let fleet = Fleet::start(2)?;
+    let rt = runtime();
+    let inv = inventory(&fleet, &site("a.test.example", "pooled"));
+    let commands = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pool = Arc::new(RecordingPool {
+        inner: rpcc::ssh::SshTransportPool::new("/", None),
+        refuse: "s1",
+        asked: std::sync::Mutex::new(Vec::new()),
+        commands: commands.clone(),
+    });
+    let engine = rpcc::engine::Engine::with_store(inv, Arc::new(rpcc::core::store::MemoryStore::new()), None)?
+        .with_transports(pool.clone());
+    let report = rt.block_on(engine.apply(&rpcc::engine::Selection::default(), Default::default()))?;
+    let s0 = report.fleet.servers.iter().find(|r| r.server == "s0").expect("s0 reported");
+    assert_eq!(s0.state, DeploymentState::Succeeded, "{}", s0.detail);
+    let s1 = report.unreachable.iter().find(|r| r.server == "s1").expect("s1 reported unreachable");
+    assert_eq!(s1.state, DeploymentState::Failed);
+    assert!(s1.detail.contains("this pool does not reach s1"), "{}", s1.detail);
+    assert!(commands.load(std::sync::atomic::Ordering::SeqCst) >= 5, "the deploy's commands went through the pool");
+    assert_eq!(get(fleet.servers()[0].http_port(), "a.test.example", "/healthz"), Some((200, Some("pooled".into()))));
+    assert_eq!(current_generation(&fleet.servers()[1].managed_root()), None, "s1 untouched");
+
+    let statuses = rt.block_on(engine.status(&rpcc::engine::Selection::default()))?;
+    let s1 = statuses.iter().find(|s| s.server == "s1").expect("s1 status");
+    assert!(s1.error.as_deref().is_some_and(|e| e.contains("this pool does not reach s1")), "{s1:?}");
+    let asked = pool.asked.lock().expect("lock").clone();
+    assert!(asked.contains(&"s0".to_owned()) && asked.contains(&"s1".to_owned()), "{asked:?}");
+    Ok(())
+}

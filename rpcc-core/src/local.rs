@@ -3,10 +3,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::transport::{ExecRequest, ExitStatus, Output, Transport, TransportError};
+use crate::model::Server;
+use crate::transport::{ExecRequest, ExitStatus, Output, Transport, TransportError, TransportPool};
 use crate::value::RemotePath;
 
 /// Runs commands as child processes of this process.
@@ -23,6 +25,14 @@ impl LocalTransport {
 
     fn io(source: std::io::Error) -> TransportError {
         TransportError::Io { target: "local".into(), source }
+    }
+}
+
+/// Every server is this machine: for a control plane that runs on the nginx server
+/// itself (and for tests without sshd).
+impl TransportPool for LocalTransport {
+    fn transport(&self, _server: &Server) -> Result<Arc<dyn Transport>, TransportError> {
+        Ok(Arc::new(self.clone()))
     }
 }
 

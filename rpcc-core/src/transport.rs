@@ -1,13 +1,17 @@
 //! The `Transport` role: run a fixed program with arguments on a server, and upload
 //! bytes to it. `LocalTransport` runs on this machine; `rpcc-ssh` provides
-//! `SshTransport`.
+//! `SshTransport`. The `TransportPool` role hands out the transport of each server of
+//! an inventory (`rpcc-ssh`'s `SshTransportPool`; `LocalTransport` for a control plane
+//! on the nginx server itself).
 //!
 //! Commands are argument vectors, never shell strings: a transport that needs a shell
 //! (SSH) quotes every argument itself.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::Server;
 use crate::value::RemotePath;
 
 /// A program and its arguments. The program must be non-empty and hold no NUL or
@@ -289,6 +293,14 @@ pub trait Transport: Send + Sync {
             })
         }
     }
+}
+
+/// Role: the transport that reaches each server of an inventory, created on first use
+/// and shared after (one connection per server for a pooled transport).
+pub trait TransportPool: Send + Sync + fmt::Debug {
+    /// The transport of `server`. `Err` when it cannot be set up (no pinned host key,
+    /// a credential that does not open); reaching the server is the transport's job.
+    fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError>;
 }
 
 /// One file of a tree upload.

@@ -33,5 +33,5 @@ mod transport;
 
 pub use config::{HostKeyPolicy, RetryPolicy, SshAuth, SshTarget, Timeouts};
 pub use handler::ObservedHostKey;
-pub use pool::SshPool;
+pub use pool::{SshPool, SshTransportPool};
 pub use transport::SshTransport;

@@ -1,9 +1,13 @@
-//! `SshPool`: one shared transport (and so one connection) per server identity.
+//! `SshPool`: one shared transport (and so one connection) per server identity, and
+//! `SshTransportPool`: the core `TransportPool` role over it.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rpcc_core::transport::TransportError;
+use rpcc_core::keyring::Keyring;
+use rpcc_core::model::Server;
+use rpcc_core::transport::{Transport, TransportError, TransportPool};
 
 use crate::config::{SshAuth, SshTarget};
 use crate::transport::SshTransport;
@@ -62,5 +66,45 @@ impl SshPool {
     /// True when the pool holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The [`TransportPool`] role over SSH: each server of an inventory reached with its
+/// inventory settings (address, user, pinned host key, credential opened with the
+/// keyring; key files relative to the inventory's directory), one connection per
+/// identity.
+pub struct SshTransportPool {
+    pool: SshPool,
+    base_dir: PathBuf,
+    keyring: Option<Arc<Keyring>>,
+}
+
+impl std::fmt::Debug for SshTransportPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransportPool")
+            .field("pool", &self.pool)
+            .field("base_dir", &self.base_dir)
+            .field("keyring", &self.keyring.is_some())
+            .finish()
+    }
+}
+
+impl SshTransportPool {
+    /// A pool for servers whose key files are relative to `base_dir`, with `keyring`
+    /// opening sealed credentials.
+    pub fn new(base_dir: impl Into<PathBuf>, keyring: Option<Arc<Keyring>>) -> Self {
+        Self { pool: SshPool::new(), base_dir: base_dir.into(), keyring }
+    }
+
+    /// The underlying per-identity pool.
+    pub fn pool(&self) -> &SshPool {
+        &self.pool
+    }
+}
+
+impl TransportPool for SshTransportPool {
+    fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError> {
+        let target = SshTarget::from_server(server, &self.base_dir, self.keyring.as_deref())?;
+        Ok(self.pool.transport(target)? as Arc<dyn Transport>)
     }
 }

@@ -1,5 +1,5 @@
-//! [`Engine`]: one inventory, its state store, one pooled SSH connection per server and
-//! the keyring, with the fleet operations (`plan`, `apply`, `rollback`, `status`,
+//! [`Engine`]: one inventory, its state store, the transports to its servers (one pooled
+//! SSH connection per server by default) and the keyring, with the fleet operations (`plan`, `apply`, `rollback`, `status`,
 //! `drift`) that the CLI and the Python package share, and its notifiers. Async; the
 //! caller owns the runtime.
 
@@ -16,10 +16,10 @@ use rpcc_core::generation::Generation;
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{DomainGroup, Inventory, Server, Site};
 use rpcc_core::store::EngineStore;
-use rpcc_core::transport::Transport;
+use rpcc_core::transport::{Transport, TransportPool};
 use rpcc_monitor::{HttpHealthProbe, Notification, NotifierSet, NotifierSettings, NotifyError};
 use rpcc_nginx::{NginxRenderer, RenderOptions};
-use rpcc_ssh::{SshPool, SshTarget};
+use rpcc_ssh::SshTransportPool;
 use rpcc_store::SqliteStore;
 use rpcc_wasm_plugins::{PluginFinding, PluginHost, PluginSet};
 
@@ -34,10 +34,9 @@ pub use report::{ApplyOptions, ApplyReport, Selection, ServerOutcome};
 /// The fleet operations over one inventory.
 pub struct Engine {
     inv: Inventory,
-    base: PathBuf,
     store: Arc<dyn EngineStore>,
-    pool: SshPool,
-    keyring: Option<Keyring>,
+    transports: Arc<dyn TransportPool>,
+    keyring: Option<Arc<Keyring>>,
     actor: String,
     renderer: NginxRenderer,
     plugins: Option<Arc<PluginSet>>,
@@ -52,6 +51,7 @@ impl std::fmt::Debug for Engine {
             .field("servers", &self.inv.servers.len())
             .field("sites", &self.inv.sites.len())
             .field("state", &self.store)
+            .field("transports", &self.transports)
             .field("keyring", &self.keyring)
             .field("actor", &self.actor)
             .finish()
@@ -73,8 +73,8 @@ impl Engine {
     }
 
     /// An engine over `store`, any [`EngineStore`] (state, secrets, certificates; the
-    /// caller decides whether its audit entries are keyed). SSH, the health probe and
-    /// the notifiers start as the defaults (`with_*` replace them).
+    /// caller decides whether its audit entries are keyed). The transports (pooled SSH),
+    /// the health probe and the notifiers start as the defaults (`with_*` replace them).
     pub fn with_store(
         inv: Inventory,
         store: Arc<dyn EngineStore>,
@@ -87,11 +87,11 @@ impl Engine {
             renderer = renderer.with_extension(Arc::clone(set) as Arc<dyn rpcc_core::fragment::SiteExtension>);
         }
         let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let keyring = keyring.map(Arc::new);
         Ok(Self {
+            transports: Arc::new(SshTransportPool::new(base, keyring.clone())),
             inv,
-            base,
             store,
-            pool: SshPool::new(),
             keyring,
             actor: deploy::local_actor(),
             renderer,
@@ -100,6 +100,13 @@ impl Engine {
             notifiers: std::sync::OnceLock::new(),
             probe: Arc::new(HttpHealthProbe::default()),
         })
+    }
+
+    /// Reach servers through `transports` instead of the pooled SSH connections (local
+    /// execution, another protocol, a test double).
+    pub fn with_transports(mut self, transports: Arc<dyn TransportPool>) -> Self {
+        self.transports = transports;
+        self
     }
 
     /// Judge sites after a reload with `probe` instead of the HTTP(S) probe.
@@ -128,7 +135,7 @@ impl Engine {
         if let Some(set) = self.notifiers.get() {
             return Ok(set);
         }
-        let set = NotifierSet::from_inventory(&self.inv, self.keyring.as_ref(), &self.notifier_settings)?;
+        let set = NotifierSet::from_inventory(&self.inv, self.keyring(), &self.notifier_settings)?;
         Ok(self.notifiers.get_or_init(|| set))
     }
 
@@ -156,7 +163,7 @@ impl Engine {
 
     /// The keyring (for notifier secrets and SSH credentials), when configured.
     pub fn keyring(&self) -> Option<&Keyring> {
-        self.keyring.as_ref()
+        self.keyring.as_deref()
     }
 
     /// Check that every named server and group exists.
@@ -255,12 +262,11 @@ impl Engine {
         Ok(gens)
     }
 
-    /// The pooled SSH transport of a server.
+    /// The transport of a server, from the engine's [`TransportPool`].
     pub fn transport(&self, server: &Server) -> Result<Arc<dyn Transport>, EngineError> {
-        let err = |message: String| EngineError::Server { server: server.name.to_string(), message };
-        let target =
-            SshTarget::from_server(server, &self.base, self.keyring.as_ref()).map_err(|e| err(e.to_string()))?;
-        self.pool.transport(target).map(|t| t as Arc<dyn Transport>).map_err(|e| err(e.to_string()))
+        self.transports
+            .transport(server)
+            .map_err(|e| EngineError::Server { server: server.name.to_string(), message: e.to_string() })
     }
 
     /// Run one job per server, at most 32 at once; results in input order.
