@@ -271,6 +271,16 @@ impl PyEngine {
         })
     }
 
+    /// Start `rpcc watch` in this process (rounds on the inventory's interval, samples,
+    /// alerts to the audit log and the notifiers, certificate renewal) until the
+    /// returned watcher is stopped or dropped. Set-up errors raise here.
+    fn watch(&self, py: Python<'_>) -> PyResult<crate::watch::PyWatcher> {
+        guarded(|| {
+            let engine = self.engine(py)?;
+            crate::watch::start(py, engine, &self.state)
+        })
+    }
+
     /// The audit log in sequence order (JSON list of records).
     fn audit(&self, py: Python<'_>) -> PyResult<String> {
         guarded(|| {

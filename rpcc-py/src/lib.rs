@@ -20,6 +20,7 @@ mod inventory;
 mod keyring;
 mod plugin;
 mod runtime;
+mod watch;
 
 pub use errors::{
     AuthError, ConfigRejected, DeployError, HostKeyError, KeyringError, PluginError, ReloadFailed, RolledBack,
@@ -35,6 +36,7 @@ fn _rpcc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<keyring::PyKeyring>()?;
     m.add_class::<engine::PySshSession>()?;
     m.add_class::<plugin::PyPlugin>()?;
+    m.add_class::<watch::PyWatcher>()?;
     m.add_function(wrap_pyfunction!(inventory::render, m)?)?;
     m.add_function(wrap_pyfunction!(inventory::render_site, m)?)?;
     m.add_function(wrap_pyfunction!(engine::run_command, m)?)?;

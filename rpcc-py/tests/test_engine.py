@@ -211,40 +211,55 @@ def test_certificates_are_issued_deployed_and_renewed(fleet: Fleet, tmp_path: Pa
         bare.apply()
 
 
+class Webhook:
+    """A loopback webhook receiver with a keyring-sealed secret: ``received`` holds
+    (signature header, body) per POST; ``notifier`` is the inventory's notifier entry."""
+
+    def __init__(self, tmp_path: Path, secret: str) -> None:
+        import http.server
+
+        self.keys = tmp_path / "keys"
+        fd = os.open(self.keys, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (rpcc.Keyring.generate_entry("k1") + "\n").encode())
+        os.close(fd)
+        self.secret = secret
+        sealed = rpcc.Keyring.load(self.keys).encrypt("notifier/pager/secret", secret)
+        self.received: List[tuple] = []
+        received = self.received
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers["X-Rpcc-Signature"], body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        hook = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.notifier = (
+            f'{{ name = "pager", kind = "webhook", insecure_http = true, url = "{hook}", secret = "{sealed}" }}'
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_apply_sends_its_outcome_to_the_notifiers(fleet: Fleet, tmp_path: Path) -> None:
     """`[monitor] notify_deploys`: the engine itself tells the notifiers (as the CLI does),
     signed, routed, naming the actor, never the secret."""
     import hashlib
     import hmac
-    import http.server
 
-    keys = tmp_path / "keys"
-    fd = os.open(keys, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, (rpcc.Keyring.generate_entry("k1") + "\n").encode())
-    os.close(fd)
     secret = "py-deploy-hook-secret-x93"
-    sealed = rpcc.Keyring.load(keys).encrypt("notifier/pager/secret", secret)
-    received: List[tuple] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.headers["X-Rpcc-Signature"], body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = Webhook(tmp_path, secret)
+    received, keys = hook.received, hook.keys
     try:
-        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        monitor = (
-            "\n[monitor]\nnotify_deploys = true\n"
-            f'notifiers = [{{ name = "pager", kind = "webhook", insecure_http = true, url = "{hook}", '
-            f'secret = "{sealed}" }}]\n'
-        )
+        monitor = f"\n[monitor]\nnotify_deploys = true\nnotifiers = [{hook.notifier}]\n"
         inv = rpcc.Inventory.from_toml(fleet.write("notify.toml", fleet.text() + monitor))
         e = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db", key_file=keys, actor="panel:alice")
         report = e.apply()
@@ -270,14 +285,53 @@ def test_apply_sends_its_outcome_to_the_notifiers(fleet: Fleet, tmp_path: Path) 
         assert checked["failed"] is False and checked["servers"] == [], checked
 
         # The receiver gone: the apply still succeeds and says which notifier failed.
-        server.shutdown()
-        server.server_close()
+        hook.close()
         report = rpcc.Engine(inv, f"sqlite:///{tmp_path}/state.db", key_file=keys).apply()
         assert not report.failed
         assert [f for f in report.notification_failures if "pager" in f], report.notification_failures
         assert all(secret not in f for f in report.notification_failures)
     finally:
-        server.server_close()
+        hook.server.server_close()
+
+
+def test_watch_runs_rounds_in_the_process_alerts_and_stops(fleet: Fleet, tmp_path: Path) -> None:
+    """`Engine.watch()`: `rpcc watch` inside the panel's process. A site that no server
+    serves fires a site-down alert into the audit log and to the webhook; `stop()` ends
+    it (no rounds after), and leaving a `with` block stops it too."""
+    hook = Webhook(tmp_path, "py-watch-hook-secret-q27")
+    state = f"sqlite:///{tmp_path}/state.db"
+    try:
+        rpcc.Engine(rpcc.Inventory.from_toml(fleet.inventory), state).apply()
+        down = fleet.text().split("[[sites]]")[1].replace("app.demo.example", "gone.demo.example")
+        text = (
+            fleet.text()
+            + "\n[[sites]]"
+            + down
+            + f'\n[monitor]\ninterval = "1s"\ntimeout = "2s"\nrules = {{ site_down_checks = 1 }}\n'
+            + f"notifiers = [{hook.notifier}]\n"
+        )
+        e = rpcc.Engine(rpcc.Inventory.from_toml(fleet.write("watch.toml", text)), state, key_file=hook.keys)
+        w = e.watch()
+        assert w.running and "running" in repr(w), repr(w)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(b"gone.demo.example" in b for _, b in hook.received):
+            time.sleep(0.2)
+        assert any(b"gone.demo.example" in b for _, b in hook.received), hook.received
+        assert w.stop(timeout=10) is True and not w.running
+        alerts = [r for r in e.audit() if r["event"]["action"] == "alert"]
+        assert alerts and all("gone.demo.example" in r["event"]["detail"] for r in alerts), alerts
+        assert not any(b"app.demo.example" in b or b"shop.demo.example" in b for _, b in hook.received)
+        assert all(hook.secret.encode() not in b for _, b in hook.received)
+        # Stopped means stopped: no further rounds, no further alerts.
+        seen = len(hook.received)
+        time.sleep(2.5)
+        assert len(hook.received) == seen and w.stop() is True
+
+        with e.watch() as again:
+            assert again.running
+        assert not again.running
+    finally:
+        hook.close()
 
 
 def _timeless(v: Any) -> Any:

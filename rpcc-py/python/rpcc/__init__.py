@@ -31,6 +31,7 @@ from ._rpcc import (
     TimeoutError,
     TransportError,
     ValidationError,
+    Watcher,
 )
 from ._types import (
     CertificateOutcome,
@@ -75,6 +76,7 @@ __all__ = [
     "TimeoutError",
     "TransportError",
     "ValidationError",
+    "Watcher",
     "render",
     "render_site",
     "run",
@@ -287,6 +289,14 @@ class Engine:
         DNS, check plugins), as ``rpcc check --json`` prints it, plus ``failed``."""
         result: Dict[str, Any] = json.loads(self._native.check())
         return result
+
+    def watch(self) -> Watcher:
+        """Start ``rpcc watch`` in this process: rounds on ``[monitor] interval``, metric
+        samples, alerts to the audit log and the notifiers, certificate renewal. Runs on
+        a thread of its own until ``stop()``, the end of a ``with`` block, or the
+        watcher being dropped; set-up errors (rules, notifiers, Glances passwords, the
+        state) raise here. The GIL is not held while it runs."""
+        return self._native.watch()
 
     def audit(self) -> List[Dict[str, Any]]:
         """The audit log, oldest first: ``seq``, ``event`` (actor, action, server,
