@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use rpcc::engine::Engine;
-use rpcc::watch::{Alerting, Monitor, Watch};
 use rpcc::store::SqliteStore;
+use rpcc::watch::{Alerting, Monitor, Watch};
 use tokio::sync::oneshot;
 
 use crate::errors::{RpccError, guarded};
@@ -39,7 +39,8 @@ pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &Path) -> PyResu
     let (monitor, store) = py.detach(|| {
         rt.block_on(async {
             let monitor = Monitor::new(engine.inventory().clone(), engine.keyring()).await.map_err(|e| err(&e))?;
-            let mut store = SqliteStore::open(state).await.map_err(|e| err(&format!("state {}: {e}", state.display())))?;
+            let mut store =
+                SqliteStore::open(state).await.map_err(|e| err(&format!("state {}: {e}", state.display())))?;
             if let Some(seal) = engine.keyring().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok()) {
                 store = store.with_audit_seal(seal);
             }
