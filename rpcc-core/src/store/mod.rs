@@ -4,13 +4,15 @@
 //! [`MemoryStore`], an in-memory store for tests and dry runs. `rpcc-store` implements
 //! both roles on SQLite.
 
+mod memory;
 mod secrets;
 mod state;
 
+pub use memory::MemoryStore;
+
 pub use secrets::{SecretStore, SecretSwap};
 pub use state::{
-    AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,
-    unix_ms,
+    AuditAction, DeploymentRecord, DeploymentState, LocalLock, NewDeployment, StateStore, StoreError, unix_ms,
 };
 
 /// Everything an engine keeps in one place: deploy state and the audit log, sealed
