@@ -205,7 +205,11 @@ fn plugin_check_prints_the_manifest_and_runs_each_kind() -> anyhow::Result<()> {
     let o = rpcc(&["plugin", "check", &p("maintenance_page"), "--config", "enabled=true"]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("plugin:       maintenance-page 0.1.0") && t.contains("kind:         template"), "{t}");
+    assert!(
+        t.contains("plugin:       maintenance-page 0.1.0")
+            && t.contains("kind:         template (built against rpcc:plugin@0.1.0; this host implements 0.1.0)"),
+        "{t}"
+    );
     assert!(t.contains("return 503;") && t.contains("location @maintenance {"), "{t}");
 
     let o = rpcc(&["plugin", "check", &p("security_headers")]);

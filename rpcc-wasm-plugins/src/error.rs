@@ -50,9 +50,8 @@ pub enum PluginError {
     },
     /// The component exports none of the three worlds.
     #[error(
-        "plugin {plugin}: exports {exports}, not one of rpcc:plugin/template, check or lint @{} (is it built against the rpcc-plugin-sdk for WIT {}?)",
-        crate::WIT_VERSION,
-        crate::WIT_VERSION
+        "plugin {plugin}: exports {exports}, not one of rpcc:plugin/template, check or lint (this host loads rpcc:plugin {}; is it built with the rpcc-plugin-sdk?)",
+        crate::WIT_VERSIONS
     )]
     WrongWorld {
         /// Plugin name.

@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine};
 
-use crate::PluginError;
-use crate::bindings::{check, lint, shared, template};
+use crate::bindings::v0_1::{check, lint, shared, template};
 use crate::plugin::{KindPre, Plugin, PluginInner};
 use crate::spec::*;
 use crate::state::{HasTable, HostState};
+use crate::{PluginError, WitVersion};
 
 /// Plugin instances alive at once (calls beyond it wait for nothing: they fail with a
 /// host error, so keep it above the number of threads calling plugins).
@@ -203,6 +203,7 @@ impl PluginHost {
                 pre,
                 spec: spec.clone(),
                 sha256: hex,
+                wit_version: exported_wit_version(&self.inner.engine, &component),
                 host: Arc::clone(&self.inner),
             }),
         };
@@ -231,6 +232,8 @@ impl PluginHost {
         Ok(component)
     }
 
+    /// The imports a component may have: `rpcc:plugin` interfaces of a supported
+    /// version and the harmless WASI interfaces; anything else is refused, naming it.
     fn check_imports(&self, name: &str, component: &Component) -> Result<(), PluginError> {
         let ty = component.component_type();
         // (rank, import, reason): the most telling refusal is reported first.
@@ -242,12 +245,13 @@ impl PluginHost {
             }
             let (base, version) = import.split_once('@').unwrap_or((import, ""));
             if base.starts_with("rpcc:plugin/") {
-                if version != crate::WIT_VERSION {
+                if !WitVersion::parse(version).is_some_and(WitVersion::is_supported) {
                     refused.push((
                         1,
                         import.to_owned(),
                         format!(
-                            "this host speaks rpcc:plugin@{}; rebuild the plugin with a matching rpcc-plugin-sdk",
+                            "this host loads plugins built against rpcc:plugin {} (it implements {}); rebuild the plugin with a matching rpcc-plugin-sdk",
+                            crate::WIT_VERSIONS,
                             crate::WIT_VERSION
                         ),
                     ));
@@ -302,4 +306,15 @@ fn add_wasi_subset(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     Ok(())
+}
+
+/// The version of the `rpcc:plugin/<world>@<version>` interface a component exports
+/// (the host's own when it names none).
+fn exported_wit_version(engine: &wasmtime::Engine, component: &Component) -> WitVersion {
+    component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| name.strip_prefix("rpcc:plugin/")?.split_once('@'))
+        .find_map(|(_, version)| WitVersion::parse(version))
+        .unwrap_or(WitVersion::HOST)
 }

@@ -1,7 +1,9 @@
 //! # rpcc-wasm-plugins
 //!
 //! The host for rpcc's WebAssembly plugins: components built against the WIT package
-//! `rpcc:plugin@0.1.0` (in `wit/rpcc-plugin@0.1.0/`) that implement one of three worlds:
+//! `rpcc:plugin@0.1.0` (in `wit/rpcc-plugin@0.1.0/`; bindings in a module per version,
+//! and any semver-compatible `0.1.x` build loads: [`WitVersion`]) that implement one of
+//! three worlds:
 //!
 //! * `template-plugin`: nginx fragments for a site (or the body of its server block),
 //!   checked against the operator's `allow_directives` and rpcc's value rules, then
@@ -31,6 +33,7 @@ mod set;
 mod spec;
 mod state;
 mod view;
+mod wit_version;
 
 pub use error::PluginError;
 pub use host::PluginHost;
@@ -42,5 +45,4 @@ pub use spec::{
 };
 pub use view::{server_view, site_view};
 
-/// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.1.0";
+pub use wit_version::{WIT_VERSION, WIT_VERSIONS, WitVersion};

@@ -9,8 +9,8 @@ use rpcc_core::model::{Inventory, PluginCapability, Server, Site};
 use wasmtime::{Store, Trap};
 
 use crate::PluginError;
-use crate::bindings::shared::rpcc::plugin::{template_types as tt, types as wt};
-use crate::bindings::{check, lint, template};
+use crate::bindings::v0_1::shared::rpcc::plugin::{template_types as tt, types as wt};
+use crate::bindings::v0_1::{check, lint, template};
 use crate::host::{EPOCH_TICK, HostInner, OUTPUT_OVERHEAD, host_err};
 use crate::spec::*;
 use crate::state::{CapabilityDenied, HostState};
@@ -28,6 +28,7 @@ pub(crate) struct PluginInner {
     pub(crate) pre: KindPre,
     pub(crate) spec: PluginSpec,
     pub(crate) sha256: String,
+    pub(crate) wit_version: crate::WitVersion,
     pub(crate) host: Arc<HostInner>,
 }
 
@@ -71,6 +72,11 @@ impl Plugin {
     /// Its manifest.
     pub fn manifest(&self) -> &PluginManifest {
         &self.inner.manifest
+    }
+
+    /// The `rpcc:plugin` WIT version it was built against (its world's export).
+    pub fn wit_version(&self) -> crate::WitVersion {
+        self.inner.wit_version
     }
 
     /// SHA-256 of the component file (hex).

@@ -9,7 +9,7 @@ use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::shared::rpcc::plugin::{host_clock, host_http, host_log, template_types, types};
+use crate::bindings::v0_1::shared::rpcc::plugin::{host_clock, host_http, host_log, template_types, types};
 use crate::spec::{HttpResponse, LogLine, SiteHttp};
 
 /// Bytes of logs kept per call; later lines are dropped (and counted).

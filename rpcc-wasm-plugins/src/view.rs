@@ -2,7 +2,7 @@
 
 use rpcc_core::model::{Inventory, Server, Site};
 
-use crate::bindings::shared::rpcc::plugin::types::{ServerView, SiteView};
+use crate::bindings::v0_1::shared::rpcc::plugin::types::{ServerView, SiteView};
 
 /// The view of `server` handed to plugins (name, address, groups).
 pub fn server_view(inventory: &Inventory, server: &Server) -> ServerView {

@@ -114,7 +114,13 @@ pub(crate) fn run(cmd: &PluginCommand) -> ExitCode {
     let m = plugin.manifest();
     let caps: Vec<&str> = m.capabilities.iter().map(|c| c.as_str()).collect();
     let _ = writeln!(out, "plugin:       {} {}", m.name, m.version);
-    let _ = writeln!(out, "kind:         {} (rpcc:plugin@{})", plugin.kind().as_str(), rpcc_wasm_plugins::WIT_VERSION);
+    let _ = writeln!(
+        out,
+        "kind:         {} (built against rpcc:plugin@{}; this host implements {})",
+        plugin.kind().as_str(),
+        plugin.wit_version(),
+        rpcc_wasm_plugins::WIT_VERSION
+    );
     let _ = writeln!(out, "description:  {}", m.description);
     let _ = writeln!(out, "capabilities: {}", if caps.is_empty() { "none".to_owned() } else { caps.join(", ") });
     let _ = writeln!(out, "sha256:       {}", plugin.sha256());
