@@ -16,11 +16,13 @@
 //!   engine (`core::deploy`) and the keyring (`core::keyring`);
 //! - [`ssh`] (russh transport), [`nginx`] (renderer), [`store`] (SQLite state),
 //!   [`monitor`] (health probes, Glances metrics, DNS checks, alert rules, notifiers),
-//!   [`acme`], [`plugins`]: adapters, each documenting its state.
+//!   [`acme`], `plugins` (the wasmtime plugin host): adapters, each documenting its
+//!   state.
 //!
-//! The `rpcc` command-line tool is the default feature `cli`; with
-//! `default-features = false` the library comes without clap, indicatif or
-//! tracing-subscriber.
+//! Features (both default): `cli`, the `rpcc` command-line tool (clap, indicatif,
+//! tracing-subscriber); `plugins`, WASM plugins through wasmtime (without it an
+//! inventory with `[[plugins]]` is refused: `EngineError::PluginsNotBuilt`). With
+//! `default-features = false` the library is the engine without either.
 //!
 //! ```
 //! let inv = rpcc::core::Inventory::from_toml_str(r#"
@@ -43,4 +45,5 @@ pub use rpcc_monitor as monitor;
 pub use rpcc_nginx as nginx;
 pub use rpcc_ssh as ssh;
 pub use rpcc_store as store;
+#[cfg(feature = "plugins")]
 pub use rpcc_wasm_plugins as plugins;

@@ -1,6 +1,7 @@
 //! [`EngineError`]: why an engine could not be built or an operation could not start.
 
 use rpcc_monitor::NotifyError;
+#[cfg(feature = "plugins")]
 use rpcc_wasm_plugins::PluginFinding;
 
 /// Why an engine could not be built or an operation could not start.
@@ -44,6 +45,7 @@ pub enum EngineError {
     #[error(transparent)]
     Deploy(#[from] rpcc_core::deploy::DeployError),
     /// A configured plugin failed to load.
+    #[cfg(feature = "plugins")]
     #[error(transparent)]
     Plugin(#[from] rpcc_wasm_plugins::PluginError),
     /// Certificates could not be read or kept.
@@ -64,7 +66,14 @@ pub enum EngineError {
     /// The inventory's notifiers could not be set up (a secret that does not open).
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// The inventory configures plugins and this build has no plugin host.
+    #[error("the inventory configures {count} plugin(s), but rpcc is built without its `plugins` feature")]
+    PluginsNotBuilt {
+        /// How many `[[plugins]]`.
+        count: usize,
+    },
     /// Lint plugins reported errors: nothing is deployed.
+    #[cfg(feature = "plugins")]
     #[error("lint plugins reported {} error(s); nothing was deployed:{}", .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).count(), .findings.iter().filter(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error).map(|(s, f)| format!("\n  {s}: [{}] {}:{}: {}", f.plugin, f.finding.file, f.finding.line, f.finding.message)).collect::<String>())]
     Lint {
         /// (server, finding) pairs, all severities.
@@ -79,11 +88,14 @@ impl EngineError {
             Self::State { source, .. } => source.is_retryable(),
             Self::Deploy(e) => e.is_retryable(),
             Self::Server { .. } => true,
+            #[cfg(feature = "plugins")]
             Self::Plugin(e) => e.is_retryable(),
             Self::Notify(e) => e.is_retryable(),
             Self::Certificates { .. } => true,
             Self::CertificateKeys { source, .. } => source.is_retryable(),
-            Self::Unknown { .. } | Self::Render { .. } | Self::Lint { .. } => false,
+            #[cfg(feature = "plugins")]
+            Self::Lint { .. } => false,
+            Self::Unknown { .. } | Self::Render { .. } | Self::PluginsNotBuilt { .. } => false,
         }
     }
 }

@@ -21,6 +21,7 @@ use rpcc_monitor::{HttpHealthProbe, Notification, NotifierSet, NotifierSettings,
 use rpcc_nginx::{NginxRenderer, RenderOptions};
 use rpcc_ssh::SshTransportPool;
 use rpcc_store::SqliteStore;
+#[cfg(feature = "plugins")]
 use rpcc_wasm_plugins::{PluginFinding, PluginHost, PluginSet};
 
 use crate::certs::{CertificateAction, CertificateOutcome, managed_tls, pending_view};
@@ -39,6 +40,7 @@ pub struct Engine {
     keyring: Option<Arc<Keyring>>,
     actor: String,
     renderer: NginxRenderer,
+    #[cfg(feature = "plugins")]
     plugins: Option<Arc<PluginSet>>,
     notifier_settings: NotifierSettings,
     notifiers: std::sync::OnceLock<NotifierSet>,
@@ -80,11 +82,18 @@ impl Engine {
         store: Arc<dyn EngineStore>,
         keyring: Option<Keyring>,
     ) -> Result<Self, EngineError> {
+        #[cfg_attr(not(feature = "plugins"), expect(unused_mut))]
         let mut renderer = NginxRenderer::new(RenderOptions::default())
             .map_err(|e| EngineError::Render { server: "-".into(), message: e.to_string() })?;
+        #[cfg(feature = "plugins")]
         let plugins = load_plugins(&inv)?;
+        #[cfg(feature = "plugins")]
         if let Some(set) = &plugins {
             renderer = renderer.with_extension(Arc::clone(set) as Arc<dyn rpcc_core::fragment::SiteExtension>);
+        }
+        #[cfg(not(feature = "plugins"))]
+        if !inv.plugins.is_empty() {
+            return Err(EngineError::PluginsNotBuilt { count: inv.plugins.len() });
         }
         let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         let keyring = keyring.map(Arc::new);
@@ -95,6 +104,7 @@ impl Engine {
             keyring,
             actor: deploy::local_actor(),
             renderer,
+            #[cfg(feature = "plugins")]
             plugins,
             notifier_settings: NotifierSettings::default(),
             notifiers: std::sync::OnceLock::new(),
@@ -230,11 +240,13 @@ impl Engine {
     }
 
     /// The inventory's plugins, when it configures any.
+    #[cfg(feature = "plugins")]
     pub fn plugins(&self) -> Option<&Arc<PluginSet>> {
         self.plugins.as_ref()
     }
 
     /// Lint plugin findings over rendered generations, as (server, finding).
+    #[cfg(feature = "plugins")]
     pub fn lint(&self, servers: &[&Server], gens: &[Arc<Generation>]) -> Vec<(String, PluginFinding)> {
         let Some(set) = &self.plugins else { return Vec::new() };
         servers
@@ -252,14 +264,22 @@ impl Engine {
         certificates: Option<&CertificateSet>,
     ) -> Result<Vec<Arc<Generation>>, EngineError> {
         let gens = self.render_with(servers, certificates)?;
-        let findings = self.lint(servers, &gens);
+        #[cfg(feature = "plugins")]
+        self.check_lint(servers, &gens)?;
+        Ok(gens)
+    }
+
+    /// Lint errors stop a deploy (warnings are logged).
+    #[cfg(feature = "plugins")]
+    fn check_lint(&self, servers: &[&Server], gens: &[Arc<Generation>]) -> Result<(), EngineError> {
+        let findings = self.lint(servers, gens);
         for (server, f) in &findings {
             tracing::warn!(server, plugin = %f.plugin, file = %f.finding.file, line = f.finding.line, severity = ?f.finding.severity, "{}", f.finding.message);
         }
         if findings.iter().any(|(_, f)| f.finding.severity == rpcc_wasm_plugins::Severity::Error) {
             return Err(EngineError::Lint { findings });
         }
-        Ok(gens)
+        Ok(())
     }
 
     /// The transport of a server, from the engine's [`TransportPool`].
@@ -506,10 +526,34 @@ impl Engine {
 }
 
 /// Load the inventory's `[[plugins]]` (none configured: `None`).
+#[cfg(feature = "plugins")]
 pub fn load_plugins(inv: &Inventory) -> Result<Option<Arc<PluginSet>>, rpcc_wasm_plugins::PluginError> {
     if inv.plugins.is_empty() {
         return Ok(None);
     }
     let host = PluginHost::new()?;
     Ok(Some(Arc::new(PluginSet::load(&host, inv)?)))
+}
+
+#[cfg(all(test, not(feature = "plugins")))]
+mod without_plugins {
+    use super::*;
+
+    /// Built without the plugin host, an inventory that configures plugins is refused
+    /// (never rendered or deployed without them), saying how many and which feature.
+    #[test]
+    fn an_inventory_with_plugins_is_refused_naming_the_feature() {
+        let inv = Inventory::from_toml_str(
+            "[[servers]]\nname = \"edge-1\"\nhost = \"203.0.113.10\"\nuser = \"deploy\"\nauth = { agent = true }\n\
+             [[plugins]]\nname = \"maintenance\"\npath = \"plugins/maintenance_page.wasm\"\n",
+        )
+        .expect("inventory");
+        let store = Arc::new(rpcc_core::store::MemoryStore::new());
+        let err = Engine::with_store(inv.clone(), store, None).expect_err("refused");
+        assert!(matches!(err, EngineError::PluginsNotBuilt { count: 1 }), "{err}");
+        assert!(err.to_string().contains("`plugins` feature"), "{err}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let err = rt.block_on(crate::watch::Monitor::new(inv, None)).expect_err("refused");
+        assert!(matches!(err, crate::watch::WatchError::PluginsNotBuilt { count: 1 }), "{err}");
+    }
 }

@@ -17,7 +17,9 @@ use rpcc_monitor::{
     MetricsState, Notification, NotifierSet, Reading, SiteProber, SiteReport, SiteTarget, Subject, collect_all,
 };
 use rpcc_store::SqliteStore;
-use rpcc_wasm_plugins::{SiteHttp, SiteHttpError};
+
+#[cfg(feature = "plugins")]
+mod plugin_checks;
 
 use crate::certs::RenewalWatch;
 use crate::engine::Engine;
@@ -33,8 +35,15 @@ pub enum WatchError {
     #[error("[monitor] dns: {0}")]
     Dns(String),
     /// The inventory's plugins.
+    #[cfg(feature = "plugins")]
     #[error(transparent)]
     Plugin(#[from] rpcc_wasm_plugins::PluginError),
+    /// The inventory configures plugins and this build has no plugin host.
+    #[error("the inventory configures {count} plugin(s), but rpcc is built without its `plugins` feature")]
+    PluginsNotBuilt {
+        /// How many `[[plugins]]`.
+        count: usize,
+    },
     /// Alert rules out of range.
     #[error("{field}: {reason}")]
     Rules {
@@ -50,8 +59,9 @@ impl WatchError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Glances(e) => e.is_retryable(),
+            #[cfg(feature = "plugins")]
             Self::Plugin(e) => e.is_retryable(),
-            Self::Dns(_) | Self::Rules { .. } => false,
+            Self::Dns(_) | Self::Rules { .. } | Self::PluginsNotBuilt { .. } => false,
         }
     }
 }
@@ -69,24 +79,6 @@ pub struct PluginCheckRow {
     pub status: String,
     /// The plugin's message.
     pub message: String,
-}
-
-/// A check plugin's `http-get`: one site on one server, through the monitor's prober.
-struct ProberHttp {
-    prober: Arc<SiteProber>,
-    target: SiteTarget,
-    runtime: tokio::runtime::Handle,
-}
-
-impl SiteHttp for ProberHttp {
-    fn get(&self, path: &str, timeout: Duration) -> Result<rpcc_wasm_plugins::HttpResponse, SiteHttpError> {
-        let fetch = self.prober.fetch(&self.target, path, 64 * 1024);
-        match self.runtime.block_on(tokio::time::timeout(timeout, fetch)) {
-            Ok(Ok(r)) => Ok(rpcc_wasm_plugins::HttpResponse { status: r.status, headers: r.headers, body: r.body }),
-            Ok(Err(e)) => Err(SiteHttpError::Failed(e)),
-            Err(_) => Err(SiteHttpError::Timeout(timeout)),
-        }
-    }
 }
 
 /// One monitoring round: every server's metrics, every (site, server) probe, DNS checks
@@ -134,6 +126,7 @@ pub struct Monitor {
     sources: Vec<Arc<GlancesSource>>,
     targets: Vec<SiteTarget>,
     prober: Arc<SiteProber>,
+    #[cfg(feature = "plugins")]
     plugins: Option<Arc<rpcc_wasm_plugins::PluginSet>>,
     concurrency: usize,
     dns: Option<(DnsProber, Vec<DnsTarget>)>,
@@ -203,12 +196,18 @@ impl Monitor {
                 Some((prober, checks))
             }
         };
+        #[cfg(feature = "plugins")]
         let plugins = crate::engine::load_plugins(&inv)?;
+        #[cfg(not(feature = "plugins"))]
+        if !inv.plugins.is_empty() {
+            return Err(WatchError::PluginsNotBuilt { count: inv.plugins.len() });
+        }
         Ok(Self {
             inv: Arc::new(inv),
             sources,
             targets,
             prober: Arc::new(SiteProber::new(timeout)),
+            #[cfg(feature = "plugins")]
             plugins,
             concurrency,
             dns,
@@ -247,49 +246,12 @@ impl Monitor {
                 }
             }
         };
-        let (metrics, sites, dns, plugins) = tokio::join!(metrics, sites, dns, self.plugin_checks());
+        #[cfg(feature = "plugins")]
+        let plugin_checks = plugin_checks::run(self);
+        #[cfg(not(feature = "plugins"))]
+        let plugin_checks = std::future::ready(Vec::new());
+        let (metrics, sites, dns, plugins) = tokio::join!(metrics, sites, dns, plugin_checks);
         Round { metrics, sites, dns, plugins }
-    }
-
-    /// Check plugins of every (site, server), each on a blocking thread (plugins are
-    /// synchronous; their `http-get` goes through the prober on this runtime).
-    async fn plugin_checks(&self) -> Vec<PluginCheckRow> {
-        let Some(set) = &self.plugins else { return Vec::new() };
-        let runtime = tokio::runtime::Handle::current();
-        let jobs = self.targets.iter().filter_map(|t| {
-            let site = self.inv.sites.iter().find(|s| s.domain.as_str() == t.domain)?;
-            if !set.has_checks(&self.inv, site) {
-                return None;
-            }
-            let (inv, set, target) = (Arc::clone(&self.inv), Arc::clone(set), t.clone());
-            let http: Arc<dyn SiteHttp> =
-                Arc::new(ProberHttp { prober: Arc::clone(&self.prober), target: t.clone(), runtime: runtime.clone() });
-            Some(tokio::task::spawn_blocking(move || {
-                let (Some(server), Some(site)) =
-                    (inv.server(&target.server), inv.sites.iter().find(|s| s.domain.as_str() == target.domain))
-                else {
-                    return Vec::new();
-                };
-                set.checks(&inv, server, site, &http)
-                    .into_iter()
-                    .map(|(plugin, r)| {
-                        let (status, message) = match r {
-                            Ok(o) => (format!("{:?}", o.status).to_lowercase(), o.message),
-                            Err(e) => ("error".to_owned(), e.to_string()),
-                        };
-                        PluginCheckRow {
-                            site: target.domain.clone(),
-                            server: target.server.clone(),
-                            plugin,
-                            status,
-                            message,
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            }))
-        });
-        let done = futures_util::stream::iter(jobs).buffered(self.concurrency.min(8)).collect::<Vec<_>>().await;
-        done.into_iter().filter_map(Result::ok).flatten().collect()
     }
 
     /// The groups an alert subject belongs to (for notifier routing).
