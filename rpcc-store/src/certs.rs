@@ -1,36 +1,11 @@
 //! [`CertificateStore`] on SQLite: a certificate row and its sealed key (`secrets`) in
 //! one transaction, so a crash never leaves a chain without its key or the reverse.
 
-use rpcc_core::certs::{CertificateOrigin, CertificateRecord, CertificateStore, key_record};
+use rpcc_core::certs::{CertificateRecord, CertificateStore, key_record};
 use rpcc_core::deploy::StoreError;
-use rpcc_core::generation::Sha256Digest;
 use rpcc_core::keyring::Envelope;
-use sqlx::Row as _;
 
-use crate::{SqliteStore, backend, corrupt};
-
-fn row_certificate(row: &sqlx::sqlite::SqliteRow) -> Result<CertificateRecord, StoreError> {
-    let site: String = row.try_get("site").map_err(backend)?;
-    let bad = |what: &str| corrupt(format!("certificates table: site {site:?}: {what}"));
-    let names: String = row.try_get("names").map_err(backend)?;
-    let names: Vec<String> = serde_json::from_str(&names).map_err(|e| bad(&format!("names: {e}")))?;
-    let origin: String = row.try_get("origin").map_err(backend)?;
-    let origin = CertificateOrigin::parse(&origin).ok_or_else(|| bad(&format!("unknown origin {origin:?}")))?;
-    let fingerprint: String = row.try_get("fingerprint").map_err(backend)?;
-    let fingerprint = Sha256Digest::from_hex(&fingerprint).ok_or_else(|| bad("fingerprint is not SHA-256 hex"))?;
-    let mut cert = CertificateRecord::new(
-        &site,
-        names,
-        origin,
-        row.try_get("chain_pem").map_err(backend)?,
-        fingerprint,
-        row.try_get("issuer").map_err(backend)?,
-        row.try_get("not_before").map_err(backend)?,
-        row.try_get("not_after").map_err(backend)?,
-    );
-    cert.stored_ms = row.try_get("stored_ms").map_err(backend)?;
-    Ok(cert)
-}
+use crate::{SqliteStore, backend, corrupt, rows};
 
 #[async_trait::async_trait]
 impl CertificateStore for SqliteStore {
@@ -69,7 +44,7 @@ impl CertificateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(row_certificate).collect()
+        rows.iter().map(rows::certificate).collect()
     }
 
     async fn remove_certificate(&self, site: &str) -> Result<bool, StoreError> {

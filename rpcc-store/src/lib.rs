@@ -1,9 +1,16 @@
 //! # rpcc-store
 //!
-//! rpcc's state on SQLite (the embedded default: one file, no set-up): generations,
-//! deployments with their state, the hash-chained audit log, and per-server local locks
-//! so two `rpcc apply` processes on one machine take turns on a server. Implements
-//! rpcc-core's [`StateStore`] role; PostgreSQL comes later behind the same trait.
+//! rpcc's state: generations, deployments with their state, the hash-chained audit log,
+//! sealed secrets, certificates, metric samples and per-server locks, behind rpcc-core's
+//! store roles ([`StateStore`], `SecretStore`, `CertificateStore`, `EngineStore`), on
+//! two backends:
+//!
+//! - [`SqliteStore`], the embedded default: one file, no set-up; per-server locks are
+//!   `flock`s beside it, so two `rpcc apply` on one machine take turns on a server;
+//! - [`PgStore`], PostgreSQL for several control planes: per-server locks are advisory
+//!   locks (released when a holder's session ends), one audit chain for all.
+//!
+//! [`open_url`] picks one from a URL (`sqlite://…`, a path, or `postgres://…`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rpcc_store::StoreError> {
@@ -18,16 +25,20 @@ mod certs;
 mod legacy;
 mod lock;
 mod migrate;
+mod postgres;
+mod rows;
 mod samples;
 mod secrets;
+
+pub use postgres::PgStore;
 
 pub use legacy::{LegacyColumn, read_legacy_column};
 pub use samples::MetricSample;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 use std::time::Duration;
 
+use rows::Cols as _;
 pub use rpcc_core::deploy::StoreError;
 use rpcc_core::deploy::{
     AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, DeploymentRecord, DeploymentState, LocalLock, NewDeployment,
@@ -35,13 +46,10 @@ use rpcc_core::deploy::{
 };
 use rpcc_core::generation::Manifest;
 use rpcc_core::keyring::Keyring;
-use sqlx::Row as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-/// Every audit entry, in sequence order.
-const AUDIT_SELECT: &str = "SELECT seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq";
+/// Every audit entry, in sequence order (both backends).
+pub(crate) const AUDIT_SELECT: &str = "SELECT seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq";
 
 /// The SQLite store.
 #[derive(Clone, Debug)]
@@ -52,20 +60,26 @@ pub struct SqliteStore {
     seal: Option<std::sync::Arc<AuditSeal>>,
 }
 
-/// sqlx errors → the core role's error (busy/locked/pool timeouts are retryable).
+/// sqlx errors → the core role's error. Retryable: pool timeouts, I/O, SQLite's
+/// busy/locked, PostgreSQL's serialization failures, deadlocks, lock timeouts, shutdowns
+/// and connection failures (SQLSTATE 40001, 40P01, 55P03, 57P0x, 08xxx).
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     let retryable = match &e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(d) => {
             let m = d.message();
-            m.contains("locked") || m.contains("busy")
+            let code = d.code().unwrap_or_default();
+            m.contains("locked")
+                || m.contains("busy")
+                || matches!(code.as_ref(), "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+                || code.starts_with("08")
         }
         _ => false,
     };
     StoreError::Backend { reason: e.to_string(), retryable }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { reason: what.to_string() }
 }
 
@@ -128,7 +142,7 @@ impl SqliteStore {
         sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend)?;
         let result: Result<Vec<AuditRecord>, StoreError> = async {
             let rows = sqlx::query(AUDIT_SELECT).fetch_all(&mut *conn).await.map_err(backend)?;
-            let records = rows.iter().map(audit_record).collect::<Result<Vec<_>, _>>()?;
+            let records = rows.iter().map(rows::audit_record).collect::<Result<Vec<_>, _>>()?;
             let changed = rekey_chain(&records, keyring, seal).map_err(|v| {
                 let (seq, why) =
                     v.broken.unwrap_or((0, format!("{} entries under keys not in the keyring", v.unverifiable)));
@@ -165,7 +179,7 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| Ok((r.try_get("seq").map_err(backend)?, r.try_get("hash").map_err(backend)?))).transpose()
+        row.map(|r| Ok((r.int("seq")?, r.text("hash")?))).transpose()
     }
 
     /// The seal new audit entries are keyed with, if any.
@@ -179,38 +193,32 @@ impl SqliteStore {
     }
 }
 
-fn deployment(row: &SqliteRow) -> Result<DeploymentRecord, StoreError> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
-    Ok(DeploymentRecord {
-        id: row.try_get("id").map_err(backend)?,
-        server: get_s("server")?,
-        action: get_s("action")?.parse()?,
-        generation: get_s("generation")?,
-        previous: row.try_get("previous").map_err(backend)?,
-        state: DeploymentState::from_str(&get_s("state")?)?,
-        actor: get_s("actor")?,
-        started_ms: row.try_get("started_ms").map_err(backend)?,
-        finished_ms: row.try_get("finished_ms").map_err(backend)?,
-        detail: get_s("detail")?,
-    })
-}
-
-fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
-    Ok(AuditRecord {
-        seq: row.try_get("seq").map_err(backend)?,
-        event: AuditEvent {
-            at_ms: row.try_get("at_ms").map_err(backend)?,
-            actor: get_s("actor")?,
-            action: get_s("action")?.parse()?,
-            server: row.try_get("server").map_err(backend)?,
-            generation: row.try_get("generation").map_err(backend)?,
-            outcome: get_s("outcome")?,
-            detail: get_s("detail")?,
-        },
-        prev_hash: get_s("prev_hash")?,
-        hash: get_s("hash")?,
-    })
+/// Open the store a URL names: `postgres://…` / `postgresql://…` ([`PgStore`]),
+/// `sqlite://…` or a file path ([`SqliteStore`]); new audit entries keyed with `seal`.
+pub async fn open_url(
+    url: &str,
+    seal: Option<AuditSeal>,
+) -> Result<std::sync::Arc<dyn rpcc_core::store::EngineStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut store = PgStore::open(url).await?;
+        if let Some(seal) = seal {
+            store = store.with_audit_seal(seal);
+        }
+        return Ok(std::sync::Arc::new(store));
+    }
+    if let Some((scheme, _)) = url.split_once("://")
+        && scheme != "sqlite"
+    {
+        return Err(StoreError::Backend {
+            reason: format!("state {scheme}://…: not a supported store (postgres://…, sqlite://… or a file path)"),
+            retryable: false,
+        });
+    }
+    let mut store = SqliteStore::open_url(url).await?;
+    if let Some(seal) = seal {
+        store = store.with_audit_seal(seal);
+    }
+    Ok(std::sync::Arc::new(store))
 }
 
 #[async_trait::async_trait]
@@ -256,10 +264,9 @@ impl StateStore for SqliteStore {
             .map_err(backend)?;
         match row {
             None => Ok(None),
-            Some(r) => {
-                let json: String = r.try_get("manifest").map_err(backend)?;
-                serde_json::from_str(&json).map(Some).map_err(|e| corrupt(format!("manifest of {server}/{id}: {e}")))
-            }
+            Some(r) => serde_json::from_str(&r.text("manifest")?)
+                .map(Some)
+                .map_err(|e| corrupt(format!("manifest of {server}/{id}: {e}"))),
         }
     }
 
@@ -278,7 +285,7 @@ impl StateStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        row.try_get("id").map_err(backend)
+        row.int("id")
     }
 
     async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError> {
@@ -318,7 +325,7 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(deployment).collect()
+        rows.iter().map(rows::deployment).collect()
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
@@ -332,7 +339,7 @@ impl StateStore for SqliteStore {
                 .await
                 .map_err(backend)?;
             let (seq, prev_hash) = match head {
-                Some(r) => (r.try_get::<i64, _>("seq").map_err(backend)? + 1, r.try_get::<String, _>("hash").map_err(backend)?),
+                Some(r) => (r.int("seq")? + 1, r.text("hash")?),
                 None => (1, AUDIT_GENESIS.to_owned()),
             };
             let hash = next_hash(self.seal.as_deref(), event, seq, &prev_hash)?;
@@ -368,7 +375,7 @@ impl StateStore for SqliteStore {
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(AUDIT_SELECT).fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(audit_record).collect()
+        rows.iter().map(rows::audit_record).collect()
     }
 
     async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {

@@ -1,26 +1,60 @@
-//! Embedded, checksummed migrations applied in order, each in its own transaction.
+//! Embedded, checksummed migrations applied in order, each in its own transaction (the
+//! SQLite schema; the rules — checksums, refusal of edited or newer schemas — are shared
+//! with the PostgreSQL one).
 
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
 
 use crate::backend;
+use crate::rows::Cols as _;
 use rpcc_core::deploy::StoreError;
 
-/// (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("migrations/0001_initial.sql")),
-    (2, "secrets", include_str!("migrations/0002_secrets.sql")),
-    (3, "samples", include_str!("migrations/0003_samples.sql")),
-    (4, "certificates", include_str!("migrations/0004_certificates.sql")),
+/// One embedded schema change.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
+    Migration { version: 3, name: "samples", sql: include_str!("migrations/0003_samples.sql") },
+    Migration { version: 4, name: "certificates", sql: include_str!("migrations/0004_certificates.sql") },
 ];
 
-fn checksum(sql: &str) -> String {
+pub(crate) fn checksum(sql: &str) -> String {
     Sha256::digest(sql.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Apply what is missing; refuse a database whose applied migrations differ from the
-/// embedded ones (edited after release) or that is newer than this binary.
+/// The embedded migrations not yet applied, in order, given the applied (version,
+/// checksum) pairs. Refuses a database with a migration this binary does not know
+/// (newer) or whose applied text differs from the embedded one (edited after release).
+pub(crate) fn pending<'m>(
+    applied: &[(i64, String)],
+    embedded: &'m [Migration],
+) -> Result<Vec<&'m Migration>, StoreError> {
+    for (version, sum) in applied {
+        match embedded.iter().find(|m| m.version == *version) {
+            None => {
+                return Err(StoreError::Corrupt {
+                    reason: format!(
+                        "the state database has migration {version}, unknown to this rpcc (newer database?)"
+                    ),
+                });
+            }
+            Some(m) if checksum(m.sql) != *sum => {
+                return Err(StoreError::Corrupt {
+                    reason: format!("migration {version} ({}) differs from the applied one", m.name),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(embedded.iter().filter(|m| !applied.iter().any(|(v, _)| *v == m.version)).collect())
+}
+
+/// Apply what is missing (see [`pending`]).
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS rpcc_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, \
@@ -29,45 +63,25 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     .execute(pool)
     .await
     .map_err(backend)?;
-    let applied = sqlx::query("SELECT version, checksum FROM rpcc_migrations ORDER BY version")
+    let rows = sqlx::query("SELECT version, checksum FROM rpcc_migrations ORDER BY version")
         .fetch_all(pool)
         .await
         .map_err(backend)?;
-    for row in &applied {
-        let version: i64 = row.try_get("version").map_err(backend)?;
-        let sum: String = row.try_get("checksum").map_err(backend)?;
-        match MIGRATIONS.iter().find(|m| m.0 == version) {
-            None => {
-                return Err(StoreError::Corrupt {
-                    reason: format!(
-                        "the state database has migration {version}, unknown to this rpcc (newer database?)"
-                    ),
-                });
-            }
-            Some((_, name, sql)) if checksum(sql) != sum => {
-                return Err(StoreError::Corrupt {
-                    reason: format!("migration {version} ({name}) differs from the applied one"),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    for (version, name, sql) in MIGRATIONS {
-        if applied.iter().any(|r| r.try_get::<i64, _>("version").ok() == Some(*version)) {
-            continue;
-        }
+    let applied =
+        rows.iter().map(|r| Ok((r.int("version")?, r.text("checksum")?))).collect::<Result<Vec<_>, StoreError>>()?;
+    for m in pending(&applied, MIGRATIONS)? {
         let mut tx = pool.begin().await.map_err(backend)?;
-        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(backend)?;
         sqlx::query("INSERT INTO rpcc_migrations (version, description, checksum, applied_ms) VALUES (?, ?, ?, ?)")
-            .bind(version)
-            .bind(*name)
-            .bind(checksum(sql))
+            .bind(m.version)
+            .bind(m.name)
+            .bind(checksum(m.sql))
             .bind(rpcc_core::deploy::unix_ms())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        tracing::info!(version, name, "applied state migration");
+        tracing::info!(version = m.version, name = m.name, "applied state migration");
     }
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! Metric samples (`rpcc watch`): one row per server and round, pruned by age.
 
 use rpcc_core::deploy::StoreError;
-use sqlx::Row as _;
 
 use crate::{SqliteStore, backend};
 
@@ -56,18 +55,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(MetricSample {
-                    server: r.try_get("server").map_err(backend)?,
-                    at_ms: r.try_get("at_ms").map_err(backend)?,
-                    cpu: r.try_get("cpu").map_err(backend)?,
-                    mem: r.try_get("mem").map_err(backend)?,
-                    load1: r.try_get("load1").map_err(backend)?,
-                    disk_max: r.try_get("disk_max").map_err(backend)?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::rows::sample).collect()
     }
 
     /// Delete samples older than `before_ms`; returns how many.

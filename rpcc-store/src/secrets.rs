@@ -2,9 +2,8 @@
 
 use rpcc_core::deploy::{StoreError, unix_ms};
 use rpcc_core::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
-use sqlx::Row as _;
 
-use crate::{SqliteStore, backend, corrupt};
+use crate::{SqliteStore, backend, rows};
 
 /// Swaps per UPDATE statement (4 parameters each, well under SQLite's limit).
 const SWAP_CHUNK: usize = 1000;
@@ -15,14 +14,6 @@ fn swap_sql(rows: usize) -> String {
         "UPDATE secrets SET envelope = v.column3, key_id = v.column4, updated_ms = ? \
          FROM (VALUES {values}) AS v WHERE secrets.record = v.column1 AND secrets.envelope = v.column2"
     )
-}
-
-fn row_secret(row: &sqlx::sqlite::SqliteRow) -> Result<(RecordId, Envelope), StoreError> {
-    let record: String = row.try_get("record").map_err(backend)?;
-    let envelope: String = row.try_get("envelope").map_err(backend)?;
-    let record = RecordId::parse(&record).map_err(|e| corrupt(format!("secrets table: {e}")))?;
-    let envelope = Envelope::parse(&envelope).map_err(|e| corrupt(format!("secrets table: secret {record} {e}")))?;
-    Ok((record, envelope))
 }
 
 /// Insert or replace one sealed secret inside the caller's transaction.
@@ -65,7 +56,7 @@ impl SecretStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.as_ref().map(row_secret).transpose().map(|r| r.map(|(_, e)| e))
+        row.as_ref().map(rows::secret).transpose().map(|r| r.map(|(_, e)| e))
     }
 
     async fn secrets_not_under(
@@ -83,7 +74,7 @@ impl SecretStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(row_secret).collect()
+        rows.iter().map(rows::secret).collect()
     }
 
     async fn secrets_under(&self, key: &KeyId, limit: usize) -> Result<Vec<RecordId>, StoreError> {
@@ -93,7 +84,7 @@ impl SecretStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(|r| row_secret(r).map(|(rec, _)| rec)).collect()
+        rows.iter().map(|r| rows::secret(r).map(|(rec, _)| rec)).collect()
     }
 
     async fn replace_secrets(&self, swaps: &[SecretSwap]) -> Result<usize, StoreError> {
@@ -128,12 +119,6 @@ impl SecretStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("key_id").map_err(backend)?;
-                let n: i64 = r.try_get("n").map_err(backend)?;
-                Ok((id, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        rows.iter().map(rows::key_count).collect()
     }
 }

@@ -6,6 +6,8 @@
 //!   ed25519 host key, the fleet's client key authorized, `MaxSessions` 64) and its own
 //!   `nginx` master with a private prefix in a temp dir, so a test deploys to it as to a
 //!   real server without touching the machine's `/etc/nginx`.
+//! - [`PgServer`] starts a throwaway PostgreSQL cluster (the distribution's package)
+//!   on loopback.
 //! - [`FaultProxy`] sits between a client and a server and forwards, cuts after N
 //!   bytes, stalls or resets connections, switchable at run time.
 //!
@@ -31,6 +33,7 @@ mod dns;
 mod error;
 mod fleet;
 mod glances;
+mod postgres;
 mod process;
 mod procfs;
 mod proxy;
@@ -42,6 +45,7 @@ pub use dns::Resolver;
 pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
 pub use glances::GlancesServer;
+pub use postgres::{PG_USER, PgServer};
 pub use procfs::{ProcStat, child_pids, children_of, cmdline, proc_stat};
 pub use proxy::{FaultMode, FaultProxy};
 pub use user::{SHELL_TEST_USERS, TestUser};

@@ -15,6 +15,7 @@ pub(crate) const FLEET_DIR_PREFIX: &str = "rpcc-fleet-";
 pub(crate) struct ManagedProcess {
     child: Child,
     name: String,
+    stop_signal: libc::c_int,
 }
 
 fn signal_group(pgid: u32, signal: libc::c_int) {
@@ -30,13 +31,24 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
 
 impl ManagedProcess {
     /// Spawn `cmd` in a new process group and record its PID in the fleet dir.
-    pub(crate) fn spawn(mut cmd: Command, name: &str, fleet_dir: &Path) -> Result<Self, KitError> {
+    pub(crate) fn spawn(cmd: Command, name: &str, fleet_dir: &Path) -> Result<Self, KitError> {
+        Self::spawn_with_stop_signal(cmd, name, fleet_dir, libc::SIGTERM)
+    }
+
+    /// [`Self::spawn`], stopped with `stop_signal` first (SIGINT: PostgreSQL's fast
+    /// shutdown) instead of SIGTERM.
+    pub(crate) fn spawn_with_stop_signal(
+        mut cmd: Command,
+        name: &str,
+        fleet_dir: &Path,
+        stop_signal: libc::c_int,
+    ) -> Result<Self, KitError> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().map_err(|e| KitError::Start { what: name.to_owned(), detail: e.to_string() })?;
         let mut pids = std::fs::OpenOptions::new().create(true).append(true).open(fleet_dir.join("pids"))?;
         std::io::Write::write_all(&mut pids, format!("{}\n", child.id()).as_bytes())?;
-        Ok(Self { child, name: name.to_owned() })
+        Ok(Self { child, name: name.to_owned(), stop_signal })
     }
 
     /// The process id (also its process group id).
@@ -49,13 +61,13 @@ impl ManagedProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Stop the group: SIGTERM, then SIGKILL after 3 s.
+    /// Stop the group: its stop signal (SIGTERM), then SIGKILL after 3 s.
     pub(crate) fn stop(&mut self) {
         if self.exited().is_some() {
             signal_group(self.child.id(), libc::SIGKILL);
             return;
         }
-        signal_group(self.child.id(), libc::SIGTERM);
+        signal_group(self.child.id(), self.stop_signal);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if self.exited().is_some() {

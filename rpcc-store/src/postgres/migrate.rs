@@ -1,0 +1,55 @@
+//! The PostgreSQL schema: embedded, checksummed migrations (the same versions as the
+//! SQLite ones, in PostgreSQL's dialect, plus `server_locks`), applied under an advisory
+//! lock so control planes starting together apply each migration once.
+
+use sqlx::postgres::PgPool;
+
+use crate::backend;
+use crate::migrate::{Migration, checksum, pending};
+use crate::rows::Cols as _;
+use rpcc_core::deploy::StoreError;
+
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
+    Migration { version: 3, name: "samples", sql: include_str!("migrations/0003_samples.sql") },
+    Migration { version: 4, name: "certificates", sql: include_str!("migrations/0004_certificates.sql") },
+    Migration { version: 5, name: "server locks", sql: include_str!("migrations/0005_server_locks.sql") },
+];
+
+/// Apply what is missing; refuse a database whose applied migrations differ from the
+/// embedded ones or that is newer than this binary.
+pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(super::keys::MIGRATE)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS rpcc_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         checksum TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let rows = sqlx::query("SELECT version, checksum FROM rpcc_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let applied =
+        rows.iter().map(|r| Ok((r.int("version")?, r.text("checksum")?))).collect::<Result<Vec<_>, StoreError>>()?;
+    for m in pending(&applied, MIGRATIONS)? {
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO rpcc_migrations (version, description, checksum, applied_ms) VALUES ($1, $2, $3, $4)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(checksum(m.sql))
+            .bind(rpcc_core::deploy::unix_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tracing::info!(version = m.version, name = m.name, "applied state migration (PostgreSQL)");
+    }
+    tx.commit().await.map_err(backend)
+}
