@@ -57,7 +57,7 @@ fn keyring_for(inv: &Inventory, key_file: Option<&std::path::Path>) -> PyResult<
 #[pyclass(name = "Engine", module = "rpcc._rpcc", frozen)]
 pub struct PyEngine {
     inv: Arc<Inventory>,
-    state: PathBuf,
+    state: String,
     key_file: Option<PathBuf>,
     actor: Option<String>,
     inner: Mutex<Option<(u32, Arc<Engine>)>>,
@@ -81,7 +81,7 @@ impl PyEngine {
         let keyring = keyring_for(&self.inv, self.key_file.as_deref())?;
         let inv = (*self.inv).clone();
         let state = self.state.clone();
-        let opened = py.detach(|| rt.block_on(Engine::open(inv, &state, keyring)));
+        let opened = py.detach(|| rt.block_on(Engine::open_url(inv, &state, keyring)));
         let mut engine = opened.map_err(|e| engine_error(py, e))?;
         if let Some(a) = &self.actor {
             engine = engine.with_actor(a);
@@ -98,10 +98,11 @@ fn selection(servers: Option<Vec<String>>, groups: Option<Vec<String>>) -> Selec
 
 #[pymethods]
 impl PyEngine {
-    /// An engine for `inventory` with its state in the SQLite file `state`.
+    /// An engine for `inventory` with its state in `state`: a SQLite file path, or a
+    /// `postgres://` URL shared with other control planes.
     #[new]
     #[pyo3(signature = (inventory, state, *, key_file = None, actor = None))]
-    fn new(inventory: &PyInventory, state: PathBuf, key_file: Option<PathBuf>, actor: Option<String>) -> Self {
+    fn new(inventory: &PyInventory, state: String, key_file: Option<PathBuf>, actor: Option<String>) -> Self {
         Self { inv: inventory.inv.clone(), state, key_file, actor, inner: Mutex::new(None) }
     }
 
@@ -277,7 +278,7 @@ impl PyEngine {
     fn watch(&self, py: Python<'_>) -> PyResult<crate::watch::PyWatcher> {
         guarded(|| {
             let engine = self.engine(py)?;
-            crate::watch::start(py, engine, &self.state)
+            crate::watch::start(py, engine, std::path::Path::new(&self.state))
         })
     }
 
@@ -350,7 +351,7 @@ impl PyEngine {
     }
 
     fn __repr__(&self) -> String {
-        format!("Engine({} servers, state={})", self.inv.servers.len(), self.state.display())
+        format!("Engine({} servers, state={})", self.inv.servers.len(), rpcc::store::redacted_url(&self.state))
     }
 }
 

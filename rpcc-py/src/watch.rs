@@ -34,6 +34,11 @@ pub struct PyWatcher {
 pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &Path) -> PyResult<PyWatcher> {
     let rt = runtime()?;
     let err = |e: &dyn std::fmt::Display| RpccError::new_err(e.to_string());
+    if state.to_string_lossy().contains("://") {
+        return Err(err(
+            &"Engine.watch() keeps its metric samples in a SQLite state file; a postgres:// state is not supported by watch yet (run `rpcc watch` with a SQLite state)",
+        ));
+    }
     let alerting = Alerting::new(engine.inventory()).map_err(|e| err(&e))?;
     engine.notifiers().map_err(|e| err(&e))?;
     let (monitor, store) = py.detach(|| {

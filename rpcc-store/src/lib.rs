@@ -30,7 +30,7 @@ mod rows;
 mod samples;
 mod secrets;
 
-pub use postgres::PgStore;
+pub use postgres::{PgStore, redacted_url};
 
 pub use legacy::{LegacyColumn, read_legacy_column};
 pub use samples::MetricSample;

@@ -288,7 +288,8 @@ async fn certificates_are_stored_with_their_sealed_key_replaced_and_removed_toge
 async fn lock_holder_child() -> anyhow::Result<()> {
     let Ok(url) = std::env::var("RPCC_TEST_LOCK_CHILD_URL") else { return Ok(()) };
     let store = PgStore::open(&url).await?;
-    let _held = rpcc_core::deploy::StateStore::lock_server(&store, "edge-1", "child@cp", Duration::from_secs(5)).await?;
+    let _held =
+        rpcc_core::deploy::StateStore::lock_server(&store, "edge-1", "child@cp", Duration::from_secs(5)).await?;
     println!("rpcc-child-locked");
     tokio::time::sleep(Duration::from_secs(120)).await;
     Ok(())

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use rpcc_core::deploy::{AuditRecord, StateStore as _, default_checkpoint, read_checkpoint, verify_chain_keyed};
+use rpcc_core::deploy::{AuditRecord, default_checkpoint, read_checkpoint, verify_chain_keyed};
 use rpcc_core::keyring::{Keyring, KeyringError};
 
 use super::EXIT_INVALID;

@@ -10,7 +10,7 @@ use rpcc::certs::CertificateOptions;
 use rpcc::engine::{ApplyOptions, ApplyReport, ServerOutcome};
 use rpcc_core::deploy::{
     ChangeKind, DeployOptions, DeploymentState, DriftState, FleetReport, ProgressEvent, ProgressFn, RolloutOverrides,
-    ServerReport, StateStore as _,
+    ServerReport,
 };
 use rpcc_core::model::RolloutStrategy;
 
@@ -489,19 +489,22 @@ pub(crate) struct HistoryArgs {
     json: bool,
 }
 
+/// Open the state for reading (history, audit): a SQLite file that must exist, or a
+/// `postgres://` URL.
 pub(crate) fn open_store(
     state: Option<&std::path::Path>,
     inventory: &std::path::Path,
     err: &mut impl Write,
-) -> Result<(tokio::runtime::Runtime, rpcc_store::SqliteStore), ExitCode> {
+) -> Result<(tokio::runtime::Runtime, std::sync::Arc<dyn rpcc_core::store::EngineStore>), ExitCode> {
     let rt = super::runtime(err)?;
     let path = state_path(state, inventory);
-    if !path.exists() {
+    let location = path.to_string_lossy();
+    if !location.contains("://") && !path.exists() {
         return Err(fail(err, format!("no state database at {}", path.display()), EXIT_INVALID));
     }
     let store = rt
-        .block_on(rpcc_store::SqliteStore::open(&path))
-        .map_err(|e| fail(err, format!("state {}: {e}", path.display()), EXIT_INVALID))?;
+        .block_on(rpcc_store::open_url(&location, None))
+        .map_err(|e| fail(err, format!("state {}: {e}", rpcc_store::redacted_url(&location)), EXIT_INVALID))?;
     Ok((rt, store))
 }
 

@@ -21,8 +21,9 @@ pub(crate) const EXIT_FAILED: u8 = 3;
 pub(crate) struct FleetArgs {
     /// The inventory file (TOML).
     pub(crate) inventory: PathBuf,
-    /// The state database (SQLite). Default: `RPCC_STATE`, else `.rpcc/state.db` beside
-    /// the inventory.
+    /// The state: a SQLite file (or `sqlite://…`), or `postgres://user@host/db` to share
+    /// locks, history and secrets between control planes. Default: `RPCC_STATE`, else
+    /// `.rpcc/state.db` beside the inventory.
     #[arg(long, env = "RPCC_STATE")]
     pub(crate) state: Option<PathBuf>,
     /// Only these servers (repeatable).
@@ -68,9 +69,9 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| fail(err, format!("cannot start the runtime: {e}"), EXIT_INVALID))?;
-        let path = state_path(args.state.as_deref(), &args.inventory);
+        let state = state_path(args.state.as_deref(), &args.inventory);
         let engine = runtime
-            .block_on(Engine::open(inv, &path, keyring))
+            .block_on(Engine::open_url(inv, &state.to_string_lossy(), keyring))
             .map_err(|e| fail(err, e, EXIT_INVALID))?
             .with_notifier_settings(super::monitor::notifier_settings());
         engine.check(&args.selection()).map_err(|e| fail(err, e, EXIT_INVALID))?;

@@ -74,6 +74,17 @@ impl Engine {
         Self::with_store(inv, Arc::new(store), keyring)
     }
 
+    /// Open the state store `state` names: `postgres://…` (several control planes share
+    /// locks, history and secrets), `sqlite://…` or a file path (created when missing).
+    /// With a keyring, new audit entries are keyed.
+    pub async fn open_url(inv: Inventory, state: &str, keyring: Option<Keyring>) -> Result<Self, EngineError> {
+        let seal = keyring.as_ref().and_then(|k| AuditSeal::for_keyring(k).ok());
+        let store = rpcc_store::open_url(state, seal)
+            .await
+            .map_err(|source| EngineError::State { path: rpcc_store::redacted_url(state), source })?;
+        Self::with_store(inv, store, keyring)
+    }
+
     /// An engine over `store`, any [`EngineStore`] (state, secrets, certificates; the
     /// caller decides whether its audit entries are keyed). The transports (pooled SSH),
     /// the health probe and the notifiers start as the defaults (`with_*` replace them).

@@ -192,7 +192,9 @@ ProgressCallback = Callable[[Dict[str, Any]], None]
 class Engine:
     """Plan, apply, roll back, status and drift for one inventory and its state.
 
-    ``state`` is ``"sqlite:///path/to/state.db"`` (or a plain path). Sealed secrets in the
+    ``state`` is ``"sqlite:///path/to/state.db"`` (or a plain path), or
+    ``"postgres://user@host/db"`` to share locks, history and secrets with other control
+    planes. Sealed secrets in the
     inventory open with the keyring from ``key_file`` / ``RPCC_KEY_FILE`` / ``RPCC_KEYS``.
     """
 
@@ -206,12 +208,16 @@ class Engine:
         key_file: Optional[PathLike] = None,
         actor: Optional[str] = None,
     ) -> None:
-        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db.
+        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db;
+        # postgres:// (or postgresql://) URLs are passed on as they are.
         path = os.fspath(state)
         if path.startswith("sqlite:///"):
             path = path[len("sqlite:///") :]
-        elif "://" in path:
-            raise ValidationError(f"state {path!r}: only sqlite:/// URLs (or a file path) are supported")
+        elif "://" in path and not path.startswith(("postgres://", "postgresql://")):
+            scheme = path.split("://", 1)[0]
+            raise ValidationError(
+                f"state {scheme}://…: not supported (use sqlite:///path, a file path, or postgres://user@host/db)"
+            )
         self.inventory = inventory
         self._native = _rpcc.Engine(
             inventory._native, path, key_file=None if key_file is None else os.fspath(key_file), actor=actor

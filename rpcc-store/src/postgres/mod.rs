@@ -49,8 +49,9 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// The URL without its password (for messages).
-fn redacted(url: &str) -> String {
+/// A store URL without its password, for messages and logs
+/// (`postgres://rpcc:secret@db/x` → `postgres://rpcc@db/x`).
+pub fn redacted_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -65,7 +66,7 @@ impl PgStore {
     /// Connect to `url` (`postgres://user[:password]@host[:port]/db`, libpq parameters
     /// such as `sslmode` allowed) and apply pending migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let location = redacted(url);
+        let location = redacted_url(url);
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Backend {
             reason: format!("{location}: not a PostgreSQL URL: {e}"),
             retryable: false,
@@ -73,7 +74,8 @@ impl PgStore {
         let options = options.application_name("rpcc");
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
+            // A wrong address fails within this (sqlx retries refused connections until then).
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(|e| {
@@ -312,5 +314,30 @@ impl StateStore for PgStore {
 
     async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
         lock::acquire(&self.pool, server, holder, wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_in_messages_never_carry_the_password() {
+        assert_eq!(
+            super::redacted_url("postgres://rpcc:s3cr3t@db.example:5432/rpcc"),
+            "postgres://rpcc@db.example:5432/rpcc"
+        );
+        assert_eq!(super::redacted_url("postgresql://u:p:q@h/d?sslmode=require"), "postgresql://u@h/d?sslmode=require");
+        assert_eq!(super::redacted_url("postgres://rpcc@127.0.0.1/x"), "postgres://rpcc@127.0.0.1/x");
+        assert_eq!(super::redacted_url("postgres://127.0.0.1/x"), "postgres://127.0.0.1/x");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_retryable_error_without_the_password() {
+        // Port 9 on loopback: nothing listens (the discard port is never served in tests).
+        let err = super::PgStore::open("postgres://rpcc:hunter2-x81@127.0.0.1:9/rpcc?connect_timeout=2")
+            .await
+            .expect_err("nothing listens");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2-x81") && text.contains("postgres://rpcc@127.0.0.1:9/rpcc"), "{text}");
+        assert!(err.is_retryable(), "{err:?}");
     }
 }
