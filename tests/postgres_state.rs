@@ -91,3 +91,72 @@ fn two_control_planes_on_one_postgres_state_are_serialized_and_share_one_audit_c
     assert!(history.status.success() && text(&history).contains("succeeded"), "{}", text(&history));
     Ok(())
 }
+
+/// `rpcc state migrate`: a SQLite state with a keyed audit chain moves into PostgreSQL
+/// whole; the CLI then works on the copy (history, a new apply continuing the chain,
+/// the keyed chain verifying with the key), and a second migrate into it is refused.
+#[test]
+fn a_sqlite_state_migrates_into_postgres_whole_and_the_fleet_carries_on() -> anyhow::Result<()> {
+    let fleet = Fleet::start(1)?;
+    let pg = PgServer::start()?;
+    let url = pg.fresh_database()?;
+    let db = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys");
+    let sqlite = dir.path().join("state.db");
+    let sqlite_state = sqlite.to_str().unwrap_or_default();
+    let inv = dir.path().join("inventory.toml");
+    let write = |tag: &str| {
+        let body = format!("{}\n{}", fleet.deploy_inventory_toml(), site("a.test.example", tag));
+        std::fs::write(&inv, body)
+    };
+    let inv_arg = inv.to_str().unwrap_or_default();
+    let keyed = |c: &mut Command| {
+        c.env("RPCC_KEY_FILE", &keys);
+    };
+    let mut generate = rpcc(&["keys", "generate", "--key-file", keys.to_str().unwrap_or_default(), "--id", "k1"], "");
+    assert!(generate.output()?.status.success());
+    for tag in ["one", "two"] {
+        write(tag)?;
+        let mut apply = rpcc(&["apply", inv_arg, "--yes"], sqlite_state);
+        keyed(&mut apply);
+        let out = apply.output()?;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    let out = rpcc(&["state", "migrate", sqlite_state, &url, "--json"], "").output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["audit_unchanged"], true, "{report}");
+    let rows =
+        |table: &str| report["tables"].as_array().and_then(|t| t.iter().find(|r| r[0] == table)).map(|r| r[1].clone());
+    assert_eq!(rows("deployments"), Some(serde_json::json!(2)), "{report}");
+    // Keyed entries: links checked without the key (their MACs need it: `audit verify`).
+    assert_eq!(report["audit"]["unverifiable"], 2, "{report}");
+    assert!(report["audit"]["broken"].is_null(), "{report}");
+
+    // The copy is the state now: history, a new apply continuing ids and the chain.
+    let history = rpcc(&["history", inv_arg, "s0", "--json"], &url).output()?;
+    let past: serde_json::Value = serde_json::from_slice(&history.stdout)?;
+    assert_eq!(past.as_array().map(Vec::len), Some(2), "{past}");
+    write("three")?;
+    let mut apply = rpcc(&["apply", inv_arg, "--yes"], &url);
+    keyed(&mut apply);
+    let out = apply.output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg.psql(&db, "SELECT max(id) FROM deployments")?, "3");
+    let mut verify = rpcc(&["audit", "verify", inv_arg, "--key-file", keys.to_str().unwrap_or_default()], &url);
+    keyed(&mut verify);
+    let out = verify.output()?;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Never into a database that already holds state: refused, nothing changed.
+    let before = pg.psql(&db, "SELECT count(*) FROM audit_log")?;
+    let again = rpcc(&["state", "migrate", sqlite_state, &url], "").output()?;
+    assert!(!again.status.success() && text(&again).contains("already holds state"), "{}", text(&again));
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM audit_log")?, before);
+    // And never from something that is not a SQLite state.
+    let wrong = rpcc(&["state", "migrate", &url, &url], "").output()?;
+    assert!(!wrong.status.success() && text(&wrong).contains("not a SQLite state file"), "{}", text(&wrong));
+    Ok(())
+}

@@ -22,6 +22,7 @@
 //! ```
 
 mod certs;
+mod copy;
 mod legacy;
 mod lock;
 mod migrate;
@@ -30,6 +31,7 @@ mod rows;
 mod samples;
 mod secrets;
 
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use postgres::{PgStore, redacted_url};
 
 pub use legacy::{LegacyColumn, read_legacy_column};

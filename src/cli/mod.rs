@@ -16,6 +16,7 @@ mod plugin;
 mod render;
 mod run;
 mod secrets;
+mod state;
 mod validate;
 
 /// Exit code for invalid input (validation or syntax errors).
@@ -64,6 +65,9 @@ enum Command {
     /// Certificates: `status` (stored vs served, expiry), `renew` (obtain what is due and deploy it).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// The state store: `migrate` a SQLite state into PostgreSQL (several control planes).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// The keyring: generate keys, seal secrets, rotate, retire, import legacy Fernet tokens.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -106,6 +110,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Audit(cmd) => audit::run(&cmd),
         Command::Certs(cmd) => certs::run(&cmd),
         Command::Keys(cmd) => keys::run(&cmd),
+        Command::State(cmd) => state::run(&cmd),
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
         Command::Plugin(cmd) => plugin::run(&cmd),
