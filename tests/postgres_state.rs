@@ -160,3 +160,89 @@ fn a_sqlite_state_migrates_into_postgres_whole_and_the_fleet_carries_on() -> any
     assert!(!wrong.status.success() && text(&wrong).contains("not a SQLite state file"), "{}", text(&wrong));
     Ok(())
 }
+
+/// Two `rpcc watch` processes on one PostgreSQL state split the fleet: every server is
+/// sampled once per interval (not twice), and after one is killed with SIGKILL its
+/// servers are checked by the other within one interval.
+#[test]
+fn two_watch_processes_split_the_fleet_and_take_over_a_dead_ones_servers() -> anyhow::Result<()> {
+    let fleet = Fleet::start(4)?;
+    let glances = rpcc_testkit::GlancesServer::start()?;
+    let pg = PgServer::start()?;
+    let url = pg.fresh_database()?;
+    let db = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let dir = tempfile::tempdir()?;
+    let servers: Vec<String> = fleet.servers().iter().map(|s| s.name().to_owned()).collect();
+    // Two member names that both own some servers.
+    let (a, b) = (0..)
+        .map(|i| (format!("watch-a{i}"), format!("watch-b{i}")))
+        .find(|(a, b)| {
+            let members = [a.clone(), b.clone()];
+            let owned_by_a = servers.iter().filter(|s| rpcc::watch::owner(&members, s) == Some(a.as_str())).count();
+            owned_by_a > 0 && owned_by_a < servers.len()
+        })
+        .unwrap_or_default();
+    let members = [a.clone(), b.clone()];
+    let a_servers: Vec<&String> =
+        servers.iter().filter(|s| rpcc::watch::owner(&members, s) == Some(a.as_str())).collect();
+    let inv = dir.path().join("watch.toml");
+    let body = fleet
+        .deploy_inventory_toml()
+        .replace("\nnginx = {", &format!("\nglances = {{ port = {} }}\nnginx = {{", glances.port()))
+        + "\n[monitor]\ninterval = \"1s\"\ntimeout = \"2s\"\n";
+    std::fs::write(&inv, body)?;
+    let watch = |member: &str| {
+        rpcc(&["watch", inv.to_str().unwrap_or_default(), "--member", member], &url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    };
+    /// Killed however the test ends.
+    struct Proc(std::process::Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut first = Proc(watch(&a)?);
+    let _second = Proc(watch(&b)?);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let samples = |since: i64| -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = pg.psql(
+            &db,
+            &format!("SELECT server, at_ms FROM metric_samples WHERE at_ms > {since} ORDER BY server, at_ms"),
+        )?;
+        Ok(rows
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .map(|(s, t)| (s.to_owned(), t.parse().unwrap_or(0)))
+            .collect())
+    };
+    let steady = samples(0)?;
+    for s in &servers {
+        let times: Vec<i64> = steady.iter().filter(|(x, _)| x == s).map(|(_, t)| *t).collect();
+        // 5 s at one round a second: 3 to 6 samples, never two rounds in the same interval.
+        assert!((3..=6).contains(&times.len()), "{s}: {times:?}");
+        assert!(times.windows(2).all(|w| w[1] - w[0] >= 500), "{s} checked twice in one interval: {times:?}");
+    }
+
+    // Kill the first member: its servers pass to the second within one interval.
+    first.0.kill()?;
+    first.0.wait()?;
+    let killed = rpcc_core_now_ms();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let after = samples(killed)?;
+    for s in &a_servers {
+        let first_after = after.iter().find(|(x, _)| x == *s).map(|(_, t)| t - killed);
+        eprintln!("{s}: first sample {first_after:?} ms after the kill");
+        assert!(first_after.is_some_and(|ms| ms <= 1_500), "{s}: {first_after:?} ms after the kill ({after:?})");
+    }
+    Ok(())
+}
+
+fn rpcc_core_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}

@@ -278,7 +278,7 @@ impl PyEngine {
     fn watch(&self, py: Python<'_>) -> PyResult<crate::watch::PyWatcher> {
         guarded(|| {
             let engine = self.engine(py)?;
-            crate::watch::start(py, engine, std::path::Path::new(&self.state))
+            crate::watch::start(py, engine, &self.state)
         })
     }
 

@@ -2,14 +2,12 @@
 //! interval, samples, alerts to the audit log and the notifiers, certificate renewal)
 //! until `stop()`, the end of a `with` block, or the watcher being dropped.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use rpcc::engine::Engine;
-use rpcc::store::SqliteStore;
 use rpcc::watch::{Alerting, Monitor, Watch};
 use tokio::sync::oneshot;
 
@@ -31,24 +29,18 @@ pub struct PyWatcher {
 
 /// Set the watch up (errors raise here, before anything runs) and start it on the
 /// process's runtime.
-pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &Path) -> PyResult<PyWatcher> {
+pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &str) -> PyResult<PyWatcher> {
     let rt = runtime()?;
     let err = |e: &dyn std::fmt::Display| RpccError::new_err(e.to_string());
-    if state.to_string_lossy().contains("://") {
-        return Err(err(
-            &"Engine.watch() keeps its metric samples in a SQLite state file; a postgres:// state is not supported by watch yet (run `rpcc watch` with a SQLite state)",
-        ));
-    }
     let alerting = Alerting::new(engine.inventory()).map_err(|e| err(&e))?;
     engine.notifiers().map_err(|e| err(&e))?;
     let (monitor, store) = py.detach(|| {
         rt.block_on(async {
             let monitor = Monitor::new(engine.inventory().clone(), engine.keyring()).await.map_err(|e| err(&e))?;
-            let mut store =
-                SqliteStore::open(state).await.map_err(|e| err(&format!("state {}: {e}", state.display())))?;
-            if let Some(seal) = engine.keyring().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok()) {
-                store = store.with_audit_seal(seal);
-            }
+            let seal = engine.keyring().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok());
+            let store = rpcc::store::open_watch_url(state, seal)
+                .await
+                .map_err(|e| err(&format!("state {}: {e}", rpcc::store::redacted_url(state))))?;
             Ok::<_, PyErr>((monitor, store))
         })
     })?;
@@ -64,7 +56,9 @@ pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &Path) -> PyResu
         .name("rpcc-watch".into())
         .spawn(move || {
             if let Ok(notifiers) = engine.notifiers() {
-                let watch = Watch { monitor: &monitor, notifiers, store: &store, alerting, renewals: Some(&engine) };
+                let member = rpcc::watch::member_name();
+                let watch =
+                    Watch { monitor: &monitor, notifiers, store: &*store, alerting, renewals: Some(&engine), member };
                 // A dropped sender (the watcher garbage-collected) stops the watch too.
                 rt.block_on(watch.run(async move {
                     let _ = rx.await;

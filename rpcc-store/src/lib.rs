@@ -30,12 +30,14 @@ mod postgres;
 mod rows;
 mod samples;
 mod secrets;
+mod watch;
 
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use postgres::{PgStore, redacted_url};
 
 pub use legacy::{LegacyColumn, read_legacy_column};
 pub use samples::MetricSample;
+pub use watch::WatchStore;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -134,6 +136,13 @@ impl SqliteStore {
         self
     }
 
+    fn sealed(self, seal: Option<AuditSeal>) -> Self {
+        match seal {
+            Some(s) => self.with_audit_seal(s),
+            None => self,
+        }
+    }
+
     /// Re-key the audit chain under this store's seal (after `rpcc keys rotate`, so the
     /// old key can be retired): the whole chain is verified with `keyring` first, then
     /// every keyed entry's MAC and link is rewritten in one transaction, and the
@@ -195,32 +204,43 @@ impl SqliteStore {
     }
 }
 
+/// The backend a state URL names.
+enum Location<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+}
+
+fn location(url: &str) -> Result<Location<'_>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Location::Postgres(url));
+    }
+    match url.split_once("://") {
+        Some((scheme, _)) if scheme != "sqlite" => Err(StoreError::Backend {
+            reason: format!("state {scheme}://…: not a supported store (postgres://…, sqlite://… or a file path)"),
+            retryable: false,
+        }),
+        _ => Ok(Location::Sqlite(url)),
+    }
+}
+
 /// Open the store a URL names: `postgres://…` / `postgresql://…` ([`PgStore`]),
 /// `sqlite://…` or a file path ([`SqliteStore`]); new audit entries keyed with `seal`.
 pub async fn open_url(
     url: &str,
     seal: Option<AuditSeal>,
 ) -> Result<std::sync::Arc<dyn rpcc_core::store::EngineStore>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let mut store = PgStore::open(url).await?;
-        if let Some(seal) = seal {
-            store = store.with_audit_seal(seal);
-        }
-        return Ok(std::sync::Arc::new(store));
-    }
-    if let Some((scheme, _)) = url.split_once("://")
-        && scheme != "sqlite"
-    {
-        return Err(StoreError::Backend {
-            reason: format!("state {scheme}://…: not a supported store (postgres://…, sqlite://… or a file path)"),
-            retryable: false,
-        });
-    }
-    let mut store = SqliteStore::open_url(url).await?;
-    if let Some(seal) = seal {
-        store = store.with_audit_seal(seal);
-    }
-    Ok(std::sync::Arc::new(store))
+    Ok(match location(url)? {
+        Location::Postgres(u) => std::sync::Arc::new(PgStore::open(u).await?.sealed(seal)),
+        Location::Sqlite(u) => std::sync::Arc::new(SqliteStore::open_url(u).await?.sealed(seal)),
+    })
+}
+
+/// [`open_url`] for a watch process: samples, alerts and membership ([`WatchStore`]).
+pub async fn open_watch_url(url: &str, seal: Option<AuditSeal>) -> Result<std::sync::Arc<dyn WatchStore>, StoreError> {
+    Ok(match location(url)? {
+        Location::Postgres(u) => std::sync::Arc::new(PgStore::open(u).await?.sealed(seal)),
+        Location::Sqlite(u) => std::sync::Arc::new(SqliteStore::open_url(u).await?.sealed(seal)),
+    })
 }
 
 #[async_trait::async_trait]

@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
     Migration { version: 3, name: "samples", sql: include_str!("migrations/0003_samples.sql") },
     Migration { version: 4, name: "certificates", sql: include_str!("migrations/0004_certificates.sql") },
+    Migration { version: 5, name: "watch members", sql: include_str!("migrations/0005_watch_members.sql") },
 ];
 
 pub(crate) fn checksum(sql: &str) -> String {

@@ -38,6 +38,13 @@ impl Db {
         })
     }
 
+    async fn open_watch(&self) -> anyhow::Result<Arc<dyn rpcc_store::WatchStore>> {
+        Ok(match self {
+            Self::Sqlite { path, .. } => rpcc_store::open_watch_url(path.to_str().unwrap_or_default(), None).await?,
+            Self::Postgres { url, .. } => rpcc_store::open_watch_url(url, None).await?,
+        })
+    }
+
     /// Run one SQL statement behind the store's back (tampering).
     async fn sql(&self, statement: &str) -> anyhow::Result<()> {
         match self {
@@ -331,5 +338,27 @@ async fn a_dead_control_planes_lock_is_released_by_the_server() -> anyhow::Resul
     let _got =
         rpcc_core::deploy::StateStore::lock_server(&store, "edge-1", "parent@cp", Duration::from_secs(10)).await?;
     assert!(t.elapsed() < Duration::from_secs(5), "released within {:?}", t.elapsed());
+    Ok(())
+}
+
+both!(watch_members_expire_without_a_heartbeat_and_leave_at_once);
+async fn watch_members_expire_without_a_heartbeat_and_leave_at_once(db: &Db) -> anyhow::Result<()> {
+    let (a, b) = (db.open_watch().await?, db.open_watch().await?);
+    let ttl = 500;
+    assert_eq!(a.heartbeat("w2", 1_000, ttl).await?, ["w2"]);
+    assert_eq!(b.heartbeat("w1", 1_100, ttl).await?, ["w1", "w2"]);
+    // w2 stops heartbeating: gone once its last heartbeat is older than the ttl.
+    assert_eq!(b.heartbeat("w1", 1_500, ttl).await?, ["w1", "w2"]);
+    assert_eq!(b.heartbeat("w1", 1_501, ttl).await?, ["w1"]);
+    // Back again; then a clean leave removes it at once.
+    assert_eq!(a.heartbeat("w2", 1_600, ttl).await?, ["w1", "w2"]);
+    a.leave("w2").await?;
+    assert_eq!(b.heartbeat("w1", 1_650, ttl).await?, ["w1"]);
+    // Samples on the same store.
+    let sample =
+        |at_ms| rpcc_store::MetricSample { server: "s0".into(), at_ms, cpu: 1.0, mem: 2.0, load1: 0.5, disk_max: 40.0 };
+    a.record_samples(&[sample(10), sample(20), sample(20)]).await?;
+    assert_eq!(b.samples("s0", 0).await?.len(), 2);
+    assert_eq!(b.prune_samples(15).await?, 1);
     Ok(())
 }

@@ -9,7 +9,6 @@ use rpcc::watch::{Alerting, Monitor, Watch, state_text};
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::Inventory;
 use rpcc_monitor::{MetricsState, NotifierSet, NotifierSettings};
-use rpcc_store::SqliteStore;
 
 use super::fleet::{EXIT_FAILED, fail, state_path};
 use super::secrets::SecretArgs;
@@ -32,9 +31,14 @@ pub(crate) struct CheckArgs {
 pub(crate) struct WatchArgs {
     /// The inventory file (TOML); `[monitor]` sets the interval and notifiers.
     inventory: PathBuf,
-    /// Where alerts are recorded (default as for `apply`).
+    /// Where samples and alerts are recorded (default as for `apply`). Watch processes
+    /// on one `postgres://` state (or one SQLite file) split the fleet between them.
     #[arg(long, env = "RPCC_STATE")]
     state: Option<PathBuf>,
+    /// This process's name among the watch processes sharing the state (unique per
+    /// process). Default: `<hostname>:<pid>`.
+    #[arg(long, env = "RPCC_WATCH_MEMBER")]
+    member: Option<String>,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -154,19 +158,18 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         Err(c) => return c,
     };
     let state = state_path(args.state.as_deref(), &args.inventory);
-    let mut store = match rt.block_on(SqliteStore::open(&state)) {
+    let state = state.to_string_lossy();
+    let seal = keyring.as_ref().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok());
+    let store = match rt.block_on(rpcc_store::open_watch_url(&state, seal)) {
         Ok(s) => s,
-        Err(e) => return fail(&mut err, format!("state {}: {e}", state.display()), EXIT_INVALID),
+        Err(e) => return fail(&mut err, format!("state {}: {e}", rpcc_store::redacted_url(&state)), EXIT_INVALID),
     };
-    if let Some(seal) = keyring.as_ref().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok()) {
-        store = store.with_audit_seal(seal);
-    }
     let interval = inv.monitor.interval.as_duration();
     // Certificate renewal runs on its own schedule, through an engine of its own (its
     // keyring loaded again: keys are never copied in memory).
     let renewals = match args.secrets.keyring_for(&inv, &mut err) {
         Ok(k) => rt
-            .block_on(rpcc::engine::Engine::open(inv.clone(), &state, k))
+            .block_on(rpcc::engine::Engine::open_url(inv.clone(), &state, k))
             .map_err(|e| tracing::warn!(error = %e, "certificate renewal disabled"))
             .ok(),
         Err(_) => None,
@@ -182,7 +185,9 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         monitor.site_checks(),
         interval
     );
-    let watch = Watch { monitor: &monitor, notifiers: &sinks, store: &store, alerting, renewals: renewals.as_ref() };
+    let member = args.member.clone().unwrap_or_else(rpcc::watch::member_name);
+    let watch =
+        Watch { monitor: &monitor, notifiers: &sinks, store: &*store, alerting, renewals: renewals.as_ref(), member };
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {

@@ -6,23 +6,23 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _, local_actor, unix_ms};
 use rpcc_core::keyring::Keyring;
 use rpcc_core::model::{AlertRuleSettings, DnsResolver, Inventory};
 use rpcc_monitor::{
-    AlertEngine, AlertEvent, AlertRulesConfig, DnsProber, DnsReport, GlancesError, GlancesSource, MetricsReport,
-    MetricsState, Notification, NotifierSet, Reading, SiteProber, SiteReport, SiteTarget, Subject, collect_all,
+    AlertEngine, AlertRulesConfig, DnsProber, DnsReport, GlancesError, GlancesSource, MetricsReport, MetricsState,
+    Reading, SiteProber, SiteReport, SiteTarget, Subject, collect_all,
 };
-use rpcc_store::SqliteStore;
 
 #[cfg(feature = "plugins")]
 mod plugin_checks;
+mod run;
+mod shards;
 
-use crate::certs::RenewalWatch;
-use crate::engine::Engine;
+pub use run::{Watch, member_name};
+
+pub use shards::{Shards, owner};
 
 /// Why monitoring could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -231,23 +231,37 @@ impl Monitor {
 
     /// One round of every check, at most `[monitor] concurrency` at once.
     pub async fn round(&self) -> Round {
-        let metrics = collect_all(&self.sources, self.concurrency);
-        let sites = futures_util::stream::iter(self.targets.iter().map(|t| self.prober.probe(t)))
-            .buffered(self.concurrency)
-            .collect::<Vec<_>>();
+        self.round_for(&|_| true).await
+    }
+
+    /// One round of the checks `owns` selects: a server's metrics, site probes and check
+    /// plugins when `owns(<server>)`, a site's DNS check when `owns("site:<domain>")`
+    /// (a watch process sharing the fleet with others: [`Shards::owns`]).
+    pub async fn round_for(&self, owns: &(dyn Fn(&str) -> bool + Sync)) -> Round {
+        let sources: Vec<Arc<GlancesSource>> = self.sources.iter().filter(|s| owns(s.server())).cloned().collect();
+        let metrics = collect_all(&sources, self.concurrency);
+        let sites =
+            futures_util::stream::iter(self.targets.iter().filter(|t| owns(&t.server)).map(|t| self.prober.probe(t)))
+                .buffered(self.concurrency)
+                .collect::<Vec<_>>();
         let dns = async {
             match &self.dns {
                 None => Vec::new(),
                 Some((prober, checks)) => {
-                    futures_util::stream::iter(checks.iter().map(|c| prober.check(&c.site, &c.names, &c.expected)))
-                        .buffered(self.concurrency)
-                        .collect::<Vec<_>>()
-                        .await
+                    futures_util::stream::iter(
+                        checks
+                            .iter()
+                            .filter(|c| owns(&format!("site:{}", c.site)))
+                            .map(|c| prober.check(&c.site, &c.names, &c.expected)),
+                    )
+                    .buffered(self.concurrency)
+                    .collect::<Vec<_>>()
+                    .await
                 }
             }
         };
         #[cfg(feature = "plugins")]
-        let plugin_checks = plugin_checks::run(self);
+        let plugin_checks = plugin_checks::run(self, owns);
         #[cfg(not(feature = "plugins"))]
         let plugin_checks = std::future::ready(Vec::new());
         let (metrics, sites, dns, plugins) = tokio::join!(metrics, sites, dns, plugin_checks);
@@ -417,112 +431,4 @@ pub fn samples(round: &Round, at_ms: i64) -> Vec<rpcc_store::MetricSample> {
             _ => None,
         })
         .collect()
-}
-
-/// `rpcc watch` as a library: rounds on the inventory's interval (with a start offset so
-/// many watchers do not hit the servers together), metric samples kept for the
-/// retention, alerts recorded in the audit log and sent to the notifiers, and (with an
-/// engine) certificate renewal on its own schedule. Runs until `stop` completes.
-#[derive(Debug)]
-pub struct Watch<'a> {
-    /// The checks.
-    pub monitor: &'a Monitor,
-    /// Where alerts go.
-    pub notifiers: &'a NotifierSet,
-    /// Samples and the audit log.
-    pub store: &'a SqliteStore,
-    /// Alert rules and their state.
-    pub alerting: Alerting,
-    /// The engine that renews certificates, if any.
-    pub renewals: Option<&'a Engine>,
-}
-
-impl Watch<'_> {
-    /// Watch until `stop` completes (a signal, a stop handle's future); a round in
-    /// progress is abandoned then.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        let mut stop = std::pin::pin!(stop);
-        let inv = self.monitor.inventory();
-        let (interval, retention) = (inv.monitor.interval.as_duration(), inv.monitor.retention.as_duration());
-        // Jitter: start at a random offset within the first tenth of the interval, so many
-        // watchers do not hit the same servers at the same moment.
-        let jitter = interval.mul_f64(f64::from(u32::from(std::process::id() as u16 % 100)) / 1000.0);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut renew_ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + RenewalWatch::first_delay(), RenewalWatch::EVERY);
-        renew_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut renewal = RenewalWatch::default();
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                _ = ticks.tick() => {}
-                _ = renew_ticks.tick(), if self.renewals.is_some() => {
-                    if let Some(engine) = self.renewals {
-                        tokio::select! {
-                            () = &mut stop => return,
-                            () = renew_certificates(engine, &mut renewal, self.notifiers) => {}
-                        }
-                    }
-                    continue;
-                }
-            }
-            let started = Instant::now();
-            let round = tokio::select! {
-                () = &mut stop => return,
-                r = self.monitor.round() => r,
-            };
-            let took = started.elapsed();
-            if took > interval {
-                tracing::warn!(took = ?took, interval = ?interval, "round took longer than the interval; the overlapping round was skipped");
-            }
-            self.after_round(&round, retention).await;
-        }
-    }
-
-    /// Keep the round's samples, prune old ones, and turn its readings into alerts.
-    async fn after_round(&mut self, round: &Round, retention: Duration) {
-        let now_ms = unix_ms();
-        if let Err(e) = self.store.record_samples(&samples(round, now_ms)).await {
-            tracing::warn!(error = %e, "metric samples not recorded");
-        }
-        let horizon = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-        match self.store.prune_samples(horizon).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(pruned = n, "old metric samples pruned"),
-            Err(e) => tracing::warn!(error = %e, "metric samples not pruned"),
-        }
-        let now = now_ms.max(0).unsigned_abs();
-        let monitor = self.monitor;
-        let events: Vec<AlertEvent> = observations(round)
-            .iter()
-            .filter_map(|(s, r)| self.alerting.engine_for(&monitor.groups_of(s)).observe(s, r, now))
-            .collect();
-        for event in events {
-            let groups = monitor.groups_of(&event.subject);
-            let outcome = match event.kind {
-                rpcc_monitor::AlertKind::Fired => "fired",
-                rpcc_monitor::AlertKind::Recovered => "recovered",
-            };
-            let record = AuditEvent::now(&local_actor(), AuditAction::Alert, None, outcome, &event.message);
-            if let Err(e) = self.store.append_audit(&record).await {
-                tracing::warn!(error = %e, "alert not recorded");
-            }
-            let note = Notification::alert(event, groups.first().cloned());
-            self.notifiers.deliver(&note, &groups).await;
-        }
-    }
-}
-
-/// One scheduled certificate renewal: what is due is renewed and deployed; failures
-/// (once per incident), recoveries and renewals go to the notifiers.
-async fn renew_certificates(engine: &Engine, watch: &mut RenewalWatch, sinks: &NotifierSet) {
-    match watch.run(engine).await {
-        Ok(news) => {
-            if let Some(text) = news.message {
-                sinks.deliver(&Notification::deploy(text, news.groups.first().cloned()), &news.groups).await;
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "certificate renewal did not run"),
-    }
 }

@@ -30,10 +30,10 @@ impl SiteHttp for ProberHttp {
 
 /// Check plugins of every (site, server), each on a blocking thread (plugins are
 /// synchronous; their `http-get` goes through the prober on this runtime).
-pub(super) async fn run(monitor: &Monitor) -> Vec<PluginCheckRow> {
+pub(super) async fn run(monitor: &Monitor, owns: &(dyn Fn(&str) -> bool + Sync)) -> Vec<PluginCheckRow> {
     let Some(set) = &monitor.plugins else { return Vec::new() };
     let runtime = tokio::runtime::Handle::current();
-    let jobs = monitor.targets.iter().filter_map(|t| {
+    let jobs = monitor.targets.iter().filter(|t| owns(&t.server)).filter_map(|t| {
         let site = monitor.inv.sites.iter().find(|s| s.domain.as_str() == t.domain)?;
         if !set.has_checks(&monitor.inv, site) {
             return None;

@@ -92,6 +92,13 @@ impl PgStore {
         self
     }
 
+    pub(crate) fn sealed(self, seal: Option<AuditSeal>) -> Self {
+        match seal {
+            Some(s) => self.with_audit_seal(s),
+            None => self,
+        }
+    }
+
     /// The pool (for tests and tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool

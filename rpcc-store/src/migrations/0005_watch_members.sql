@@ -1,0 +1,6 @@
+-- `rpcc watch` processes sharing a fleet: each one's last heartbeat. Servers are split
+-- between the members seen recently (rendezvous hashing), so each is checked by one.
+CREATE TABLE watch_members (
+    member  TEXT    PRIMARY KEY NOT NULL,
+    seen_ms INTEGER NOT NULL
+);
