@@ -338,12 +338,35 @@ impl StateStore for SqliteStore {
     }
 
     async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-             FROM deployments WHERE (?1 IS NULL OR server = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(server)
+        // Two statements rather than `(? IS NULL OR server = ?)`, which no index serves:
+        // per server, the newest rows come straight from `deployments_by_server`.
+        let rows = match server {
+            Some(name) => sqlx::query(
+                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
+                 FROM deployments WHERE server = ? ORDER BY id DESC LIMIT ?",
+            )
+            .bind(name),
+            None => sqlx::query(
+                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
+                 FROM deployments ORDER BY id DESC LIMIT ?",
+            ),
+        }
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::deployment).collect()
+    }
+
+    async fn last_deployments(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
+        // The names travel as one JSON array (bound, never spliced into the text).
+        let names = serde_json::to_string(servers).map_err(corrupt)?;
+        let rows = sqlx::query(
+            "SELECT d.id, d.server, d.action, d.generation, d.previous, d.state, d.actor, d.started_ms, \
+             d.finished_ms, d.detail FROM deployments d JOIN (SELECT server, MAX(id) AS id FROM deployments \
+             WHERE server IN (SELECT value FROM json_each(?)) GROUP BY server) newest ON d.id = newest.id",
+        )
+        .bind(names)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

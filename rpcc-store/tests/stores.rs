@@ -119,6 +119,13 @@ async fn deployments_persist_across_reopen_and_crashes_become_abandoned(db: &Db)
     let states: Vec<_> = rows.iter().map(|d| (d.generation.as_str(), d.state)).collect();
     assert_eq!(states, [("g2", DeploymentState::Abandoned), ("g1", DeploymentState::Succeeded)]);
     assert_eq!(store.deployments(None, 1).await?.len(), 1);
+    // A fleet's last deployments in one call: one per server that has any.
+    let b1 = store.start_deployment(&NewDeployment { server: "edge-2".into(), ..new("h1") }).await?;
+    store.finish_deployment(b1, DeploymentState::RolledBack, "probe").await?;
+    let mut last = store.last_deployments(&["edge-1", "edge-2", "edge-3", "it's; DROP TABLE x"]).await?;
+    last.sort_by(|a, b| a.server.cmp(&b.server));
+    let got: Vec<_> = last.iter().map(|d| (d.server.as_str(), d.generation.as_str(), d.state)).collect();
+    assert_eq!(got, [("edge-1", "g2", DeploymentState::Abandoned), ("edge-2", "h1", DeploymentState::RolledBack)]);
     assert!(store.deployments(Some("other"), 10).await?.is_empty());
     assert!(matches!(store.finish_deployment(999, DeploymentState::Failed, "").await, Err(StoreError::Corrupt { .. })));
     Ok(())

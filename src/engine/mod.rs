@@ -512,13 +512,29 @@ impl Engine {
     pub async fn status(&self, sel: &Selection) -> Result<Vec<ServerStatus>, EngineError> {
         self.check(sel)?;
         let servers = self.selected(sel);
-        Ok(Self::on_each(servers.iter().map(|s| async move {
-            match self.transport(s) {
-                Ok(t) => deploy::status(&*t, s, &*self.store).await,
-                Err(e) => ServerStatus::unreachable(s.name.to_string(), None, e.to_string()),
-            }
-        }))
-        .await)
+        // Every server's last deployment in one query, then one round trip per server.
+        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let mut last: std::collections::HashMap<String, deploy::DeploymentRecord> = self
+            .store
+            .last_deployments(&names)
+            .await
+            .map_err(|source| EngineError::State { path: self.store.location(), source })?
+            .into_iter()
+            .map(|d| (d.server.clone(), d))
+            .collect();
+        let jobs: Vec<_> = servers
+            .iter()
+            .map(|s| {
+                let last = last.remove(s.name.as_str());
+                async move {
+                    match self.transport(s) {
+                        Ok(t) => deploy::status_with_last(&*t, s, last).await,
+                        Err(e) => ServerStatus::unreachable(s.name.to_string(), last, e.to_string()),
+                    }
+                }
+            })
+            .collect();
+        Ok(Self::on_each(jobs).await)
     }
 
     /// Per selected server: hand edits of the live tree against the recorded generation.

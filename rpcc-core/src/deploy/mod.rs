@@ -51,7 +51,7 @@ pub use engine::{
 pub use holder::local_actor;
 pub use ops::{
     ChangeKind, DriftReport, DriftState, FileChange, ServerPlan, ServerStatus, drift, last_good, plan,
-    previous_generation, status,
+    previous_generation, status, status_with_last,
 };
 pub use probe::{HealthProbe, ProbeError};
 pub use rollout::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};

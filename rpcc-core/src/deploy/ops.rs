@@ -293,8 +293,18 @@ pub struct ServerStatus {
 
 /// Read `server`'s state (one round trip) and its last recorded deployment.
 pub async fn status(transport: &dyn Transport, server: &Server, store: &dyn StateStore) -> ServerStatus {
+    let last = store.deployments(Some(server.name.as_str()), 1).await.ok().and_then(|v| v.into_iter().next());
+    status_with_last(transport, server, last).await
+}
+
+/// [`status`] with the last recorded deployment already read (a fleet's in one query:
+/// [`StateStore::last_deployments`]).
+pub async fn status_with_last(
+    transport: &dyn Transport,
+    server: &Server,
+    last: Option<DeploymentRecord>,
+) -> ServerStatus {
     let name = server.name.to_string();
-    let last = store.deployments(Some(&name), 1).await.ok().and_then(|v| v.into_iter().next());
     let cmds = RemoteCommands::for_server(server);
     let live = match cmds.inspect(false) {
         Ok(req) => transport.exec(req).await.map_err(|e| e.to_string()),

@@ -285,6 +285,15 @@ pub trait StateStore: Send + Sync {
     async fn abandon_running(&self, server: &str) -> Result<u64, StoreError>;
     /// Newest first; `server = None` for all servers.
     async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError>;
+    /// The newest deployment of each of `servers` that has one (a fleet's status in one
+    /// query where the backend can; the default asks per server).
+    async fn last_deployments(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let mut out = Vec::with_capacity(servers.len());
+        for s in servers {
+            out.extend(self.deployments(Some(s), 1).await?);
+        }
+        Ok(out)
+    }
     /// Append to the audit chain (keyed when the store was given an [`AuditSeal`]).
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
     /// The audit log in sequence order.

@@ -261,12 +261,32 @@ impl StateStore for PgStore {
     }
 
     async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-             FROM deployments WHERE ($1::TEXT IS NULL OR server = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(server)
+        // Two statements rather than `($1 IS NULL OR server = $1)`, which no index serves.
+        let rows = match server {
+            Some(name) => sqlx::query(
+                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
+                 FROM deployments WHERE server = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(name),
+            None => sqlx::query(
+                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
+                 FROM deployments ORDER BY id DESC LIMIT $1",
+            ),
+        }
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::deployment).collect()
+    }
+
+    async fn last_deployments(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let names: Vec<String> = servers.iter().map(|s| (*s).to_owned()).collect();
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (server) id, server, action, generation, previous, state, actor, started_ms, \
+             finished_ms, detail FROM deployments WHERE server = ANY($1) ORDER BY server, id DESC",
+        )
+        .bind(names)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
