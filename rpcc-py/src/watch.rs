@@ -57,8 +57,16 @@ pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &str) -> PyResul
         .spawn(move || {
             if let Ok(notifiers) = engine.notifiers() {
                 let member = rpcc::watch::member_name();
-                let watch =
-                    Watch { monitor: &monitor, notifiers, store: &*store, alerting, renewals: Some(&engine), member };
+                let watch = Watch {
+                    monitor: &monitor,
+                    notifiers,
+                    store: &*store,
+                    alerting,
+                    renewals: Some(&engine),
+                    member,
+                    stats: None,
+                    alive: None,
+                };
                 // A dropped sender (the watcher garbage-collected) stops the watch too.
                 rt.block_on(watch.run(async move {
                     let _ = rx.await;

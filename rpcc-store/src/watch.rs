@@ -23,6 +23,8 @@ pub trait WatchStore: StateStore + std::fmt::Debug {
     async fn heartbeat(&self, member: &str, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, StoreError>;
     /// Remove `member` (a clean stop: its share passes on at once).
     async fn leave(&self, member: &str) -> Result<(), StoreError>;
+    /// Recorded deployments by state name (for `/metrics`).
+    async fn deployment_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
 /// Membership SQL, the same on both backends but for placeholders.
@@ -85,6 +87,13 @@ macro_rules! watch_store {
             }
             async fn leave(&self, member: &str) -> Result<(), StoreError> {
                 self.leave_members(member).await
+            }
+            async fn deployment_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+                let found = sqlx::query("SELECT state, COUNT(*) AS n FROM deployments GROUP BY state ORDER BY state")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                found.iter().map(|r| Ok((r.text("state")?, u64::try_from(r.int("n")?).unwrap_or(0)))).collect()
             }
         }
     };

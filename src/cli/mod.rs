@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod certs;
 mod deploy;
+mod endpoint;
 mod enroll;
 mod fleet;
 mod keys;
@@ -15,7 +16,9 @@ mod monitor;
 mod plugin;
 mod render;
 mod run;
+mod sd_notify;
 mod secrets;
+mod service;
 mod state;
 mod validate;
 
@@ -32,6 +35,11 @@ pub(crate) struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line) for a log
+    /// collector such as journald.
+    #[arg(long, value_enum, default_value = "text", global = true, env = "RPCC_LOG_FORMAT")]
+    pub(crate) log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -65,6 +73,9 @@ enum Command {
     /// Certificates: `status` (stored vs served, expiry), `renew` (obtain what is due and deploy it).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Run `rpcc watch` as a hardened systemd service: `unit` prints the unit, `install` writes it.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// The state store: `migrate` a SQLite state into PostgreSQL (several control planes).
     #[command(subcommand)]
     State(state::StateCommand),
@@ -81,7 +92,16 @@ enum Command {
 }
 
 /// Install the tracing subscriber (binaries only), writing to stderr.
-pub(crate) fn init_tracing(verbose: u8) {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+pub(crate) fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -92,7 +112,11 @@ pub(crate) fn init_tracing(verbose: u8) {
     // trust itself (monitoring, `certs status`), so that noise is off unless asked for.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rustls_platform_verifier=off")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
 }
 
 pub(crate) fn run(cli: Cli) -> ExitCode {
@@ -111,6 +135,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Certs(cmd) => certs::run(&cmd),
         Command::Keys(cmd) => keys::run(&cmd),
         Command::State(cmd) => state::run(&cmd),
+        Command::Service(cmd) => service::run(&cmd),
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
         Command::Plugin(cmd) => plugin::run(&cmd),

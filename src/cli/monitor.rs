@@ -39,6 +39,10 @@ pub(crate) struct WatchArgs {
     /// process). Default: `<hostname>:<pid>`.
     #[arg(long, env = "RPCC_WATCH_MEMBER")]
     member: Option<String>,
+    /// Serve `/metrics` (Prometheus text) and `/healthz` on this address (e.g.
+    /// 127.0.0.1:9810; keep it on loopback or behind a proxy: it needs no credentials).
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -185,15 +189,45 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         monitor.site_checks(),
         interval
     );
+    let listener = match args.listen.map(std::net::TcpListener::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => return fail(&mut err, format!("--listen: {e}"), EXIT_INVALID),
+    };
+    let stats = std::sync::Arc::new(rpcc::watch::WatchStats::default());
+    let sd = super::sd_notify::SdNotify::from_env();
+    if let Some(period) = super::sd_notify::SdNotify::watchdog()
+        && period < interval.min(std::time::Duration::from_secs(50))
+    {
+        tracing::warn!(watchdog = ?period, "the service watchdog is shorter than a heartbeat can promise; raise WatchdogSec");
+    }
+    let alive = || sd.send("WATCHDOG=1");
     let member = args.member.clone().unwrap_or_else(rpcc::watch::member_name);
-    let watch =
-        Watch { monitor: &monitor, notifiers: &sinks, store: &*store, alerting, renewals: renewals.as_ref(), member };
+    let watch = Watch {
+        monitor: &monitor,
+        notifiers: &sinks,
+        store: &*store,
+        alerting,
+        renewals: renewals.as_ref(),
+        member,
+        stats: Some(&stats),
+        alive: Some(&alive),
+    };
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             tracing::error!("cannot install signal handlers");
             return;
         };
+        if let Some(listener) = listener {
+            let endpoint = super::endpoint::Endpoint {
+                stats: std::sync::Arc::clone(&stats),
+                store: std::sync::Arc::clone(&store),
+                started: std::time::Instant::now(),
+                interval,
+            };
+            tokio::spawn(endpoint.serve(listener));
+        }
+        sd.send("READY=1");
         watch
             .run(async move {
                 tokio::select! {
@@ -203,6 +237,7 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
             })
             .await;
     });
+    sd.send("STOPPING=1");
     let _ = writeln!(err, "rpcc watch: stopped");
     ExitCode::SUCCESS
 }

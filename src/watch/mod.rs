@@ -19,10 +19,12 @@ use rpcc_monitor::{
 mod plugin_checks;
 mod run;
 mod shards;
+mod stats;
 
 pub use run::{Watch, member_name};
 
 pub use shards::{Shards, owner};
+pub use stats::{RoundFacts, WatchStats};
 
 /// Why monitoring could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +103,19 @@ impl Round {
     /// Whether anything is wrong: metrics unavailable, a DNS problem, a site down (no
     /// answer or 5xx) or its certificate unreadable, a check plugin failing.
     pub fn failed(&self) -> bool {
-        self.metrics.iter().any(|m| !matches!(m.state, MetricsState::Ok { .. }))
-            || self.dns.iter().any(|d| d.problem.is_some())
-            || self
+        self.failed_checks() > 0
+    }
+
+    /// How many checks failed (see [`Round::failed`]).
+    pub fn failed_checks(&self) -> usize {
+        self.metrics.iter().filter(|m| !matches!(m.state, MetricsState::Ok { .. })).count()
+            + self.dns.iter().filter(|d| d.problem.is_some()).count()
+            + self
                 .sites
                 .iter()
-                .any(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))))
-            || self.plugins.iter().any(|p| p.status == "fail" || p.status == "error")
+                .filter(|s| s.http.as_ref().map_or(true, |h| h.status >= 500) || matches!(s.cert, Some(Err(_))))
+                .count()
+            + self.plugins.iter().filter(|p| p.status == "fail" || p.status == "error").count()
     }
 }
 

@@ -13,7 +13,7 @@ use rpcc_core::deploy::{AuditAction, AuditEvent, local_actor, unix_ms};
 use rpcc_monitor::{AlertEvent, Notification, NotifierSet};
 use rpcc_store::WatchStore;
 
-use super::{Alerting, Monitor, Round, Shards, samples};
+use super::{Alerting, Monitor, Round, RoundFacts, Shards, WatchStats, samples};
 use crate::certs::RenewalWatch;
 use crate::engine::Engine;
 
@@ -26,7 +26,6 @@ pub fn member_name() -> String {
 }
 
 /// A watch: the checks, where alerts go, the store, and this member's name.
-#[derive(Debug)]
 pub struct Watch<'a> {
     /// The checks.
     pub monitor: &'a Monitor,
@@ -41,6 +40,17 @@ pub struct Watch<'a> {
     /// This process's name among the watch processes sharing the fleet
     /// ([`member_name`] by default); unique per process.
     pub member: String,
+    /// Where rounds and alerts are counted (for `/metrics` and `/healthz`), if anywhere.
+    pub stats: Option<&'a WatchStats>,
+    /// Called whenever the loop makes progress (each heartbeat and round): a service
+    /// manager's watchdog ping. A stuck loop stops calling it.
+    pub alive: Option<&'a (dyn Fn() + Sync)>,
+}
+
+impl std::fmt::Debug for Watch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("monitor", self.monitor).field("member", &self.member).finish()
+    }
 }
 
 /// The keys a member may own in a round: every server, every site (DNS checks).
@@ -115,6 +125,9 @@ impl Watch<'_> {
                 }
             };
             self.refresh(&mut shards, ttl).await;
+            if let Some(alive) = self.alive {
+                alive();
+            }
             let owned: BTreeSet<String> = all_keys.iter().filter(|k| shards.owns(k)).cloned().collect();
             let todo: BTreeSet<String> = if takeover {
                 // Keys this member gained since its last round (a member died or left):
@@ -142,12 +155,32 @@ impl Watch<'_> {
             if took > interval {
                 tracing::warn!(took = ?took, interval = ?interval, "round took longer than the interval; the overlapping round was skipped");
             }
+            if let Some(stats) = self.stats {
+                stats.round(RoundFacts {
+                    took,
+                    takeover,
+                    failed_checks: round.failed_checks(),
+                    members: shards.members().len(),
+                    owned: all_keys.iter().filter(|k| shards.owns(k)).count(),
+                    certificates: round
+                        .sites
+                        .iter()
+                        .filter_map(|s| match &s.cert {
+                            Some(Ok(c)) => Some((s.site.clone(), s.server.clone(), c.days_left)),
+                            _ => None,
+                        })
+                        .collect(),
+                });
+            }
             if takeover {
                 checked.extend(todo);
             } else {
                 checked = todo;
             }
             self.after_round(&round, retention).await;
+            if let Some(alive) = self.alive {
+                alive();
+            }
         }
         if let Err(e) = self.store.leave(&self.member).await {
             tracing::warn!(error = %e, "could not leave the watch members; others take over when the heartbeat expires");
@@ -172,6 +205,10 @@ impl Watch<'_> {
             .iter()
             .filter_map(|(s, r)| self.alerting.engine_for(&monitor.groups_of(s)).observe(s, r, now))
             .collect();
+        if let Some(stats) = self.stats {
+            let fired = events.iter().filter(|e| e.kind == rpcc_monitor::AlertKind::Fired).count();
+            stats.alerts(fired as u64, (events.len() - fired) as u64);
+        }
         for event in events {
             let groups = monitor.groups_of(&event.subject);
             let outcome = match event.kind {
