@@ -120,7 +120,8 @@ fn main() {
     let mut results = Vec::new();
     for (name, location) in [("sqlite", sqlite.to_str().unwrap().to_owned()), ("postgres", url.clone())] {
         let (plan, status, seeded) = rt.block_on(async {
-            let store = rpcc::store::open_url(&location, None).await.expect("store");
+            let store =
+                rpcc::store::open_url(&location, None, rpcc::store::EnvironmentClaim::For(None)).await.expect("store");
             let seeded = seed(&*store, &inv).await;
             let engine =
                 Engine::with_store(inv.clone(), store, None).expect("engine").with_transports(Arc::new(SimulatedFleet));

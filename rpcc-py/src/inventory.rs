@@ -56,23 +56,24 @@ impl PyInventory {
 
 #[pymethods]
 impl PyInventory {
-    /// Load and validate a TOML file.
+    /// Load and validate a TOML file (`env`: the `[env.<name>]` of an inventory that
+    /// defines environments).
     #[staticmethod]
-    #[pyo3(signature = (path, *, allow_plaintext = false))]
-    fn from_toml(py: Python<'_>, path: PathBuf, allow_plaintext: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, allow_plaintext = false, env = None))]
+    fn from_toml(py: Python<'_>, path: PathBuf, allow_plaintext: bool, env: Option<String>) -> PyResult<Self> {
         guarded(|| {
-            let opts = LoadOptions::allow_plaintext(allow_plaintext);
+            let opts = LoadOptions::allow_plaintext(allow_plaintext).with_environment(env.as_deref());
             let loaded = py.detach(|| Inventory::from_toml_file_with(&path, &opts));
             loaded.map(|inv| Self::new(inv, Some(path))).map_err(|e| errors::core_error(py, e))
         })
     }
 
-    /// Validate TOML text.
+    /// Validate TOML text (`env` as for `from_toml`).
     #[staticmethod]
-    #[pyo3(signature = (text, *, allow_plaintext = false))]
-    fn from_toml_str(py: Python<'_>, text: &str, allow_plaintext: bool) -> PyResult<Self> {
+    #[pyo3(signature = (text, *, allow_plaintext = false, env = None))]
+    fn from_toml_str(py: Python<'_>, text: &str, allow_plaintext: bool, env: Option<String>) -> PyResult<Self> {
         guarded(|| {
-            let opts = LoadOptions::allow_plaintext(allow_plaintext);
+            let opts = LoadOptions::allow_plaintext(allow_plaintext).with_environment(env.as_deref());
             let text = text.to_owned();
             let loaded = py.detach(|| Inventory::from_toml_str_with(&text, &opts));
             loaded.map(|inv| Self::new(inv, None)).map_err(|e| errors::core_error(py, e))
@@ -93,6 +94,12 @@ impl PyInventory {
                 .map(|inv| Self::new(inv, None))
                 .map_err(|e| errors::validation_errors(py, &e))
         })
+    }
+
+    /// The environment it was loaded for (`None`: it defines none).
+    #[getter]
+    fn environment(&self) -> Option<String> {
+        self.inv.environment.as_ref().map(|e| e.name.clone())
     }
 
     /// Server names, in order.

@@ -38,7 +38,8 @@ pub(crate) fn start(py: Python<'_>, engine: Arc<Engine>, state: &str) -> PyResul
         rt.block_on(async {
             let monitor = Monitor::new(engine.inventory().clone(), engine.keyring()).await.map_err(|e| err(&e))?;
             let seal = engine.keyring().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok());
-            let store = rpcc::store::open_watch_url(state, seal)
+            let environment = engine.inventory().environment.as_ref().map(|e| e.name.as_str());
+            let store = rpcc::store::open_watch_url(state, seal, rpcc::store::EnvironmentClaim::For(environment))
                 .await
                 .map_err(|e| err(&format!("state {}: {e}", rpcc::store::redacted_url(state))))?;
             Ok::<_, PyErr>((monitor, store))

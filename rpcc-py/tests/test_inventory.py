@@ -114,3 +114,38 @@ def test_keyring_round_trip_tamper_and_legacy_fernet() -> None:
     assert entry.split(":")[1] not in repr(ring)
     with pytest.raises(rpcc.KeyringError):
         rpcc.Keyring.from_keys("k1:not-base64!")
+
+
+def test_environments_are_chosen_at_load() -> None:
+    text = """
+[[sites]]
+domain = "app.example.com"
+group = "edge"
+upstream = { backends = ["10.0.0.5:8080"] }
+
+[env.staging]
+[[env.staging.servers]]
+name = "stg-1"
+host = "203.0.113.10"
+user = "deploy"
+auth = { agent = true }
+[[env.staging.groups]]
+name = "edge"
+servers = ["stg-1"]
+
+[env.production]
+[[env.production.servers]]
+name = "prod-1"
+host = "203.0.113.20"
+user = "deploy"
+auth = { agent = true }
+[[env.production.groups]]
+name = "edge"
+servers = ["prod-1"]
+"""
+    staging = rpcc.Inventory.from_toml_str(text, env="staging")
+    assert staging.environment == "staging" and staging.servers == ["stg-1"]
+    assert rpcc.Inventory.from_toml_str(text, env="production").servers == ["prod-1"]
+    with pytest.raises(rpcc.ValidationError) as e:
+        rpcc.Inventory.from_toml_str(text)
+    assert any("choose one with --env" in message for _, message in e.value.errors), e.value.errors

@@ -74,6 +74,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("stored_ms", Kind::Int),
         ],
     ),
+    ("rpcc_meta", &[("key", Kind::Text), ("value", Kind::Text)]),
     (
         "metric_samples",
         &[

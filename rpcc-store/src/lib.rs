@@ -23,6 +23,7 @@
 
 mod certs;
 mod copy;
+mod environment;
 mod legacy;
 mod lock;
 mod migrate;
@@ -223,23 +224,72 @@ fn location(url: &str) -> Result<Location<'_>, StoreError> {
     }
 }
 
+/// Which environment a state is opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvironmentClaim<'a> {
+    /// Read-only tools (history, audit): no check, no stamp.
+    Any,
+    /// An inventory's `[env.<name>]` (`None`: it defines none): stamped on first use,
+    /// any other refused.
+    For(Option<&'a str>),
+}
+
+impl EnvironmentClaim<'_> {
+    async fn check_sqlite(self, store: &SqliteStore) -> Result<(), StoreError> {
+        match self {
+            Self::Any => Ok(()),
+            Self::For(env) => store.claim_environment(env).await,
+        }
+    }
+
+    async fn check_pg(self, store: &PgStore) -> Result<(), StoreError> {
+        match self {
+            Self::Any => Ok(()),
+            Self::For(env) => store.claim_environment(env).await,
+        }
+    }
+}
+
 /// Open the store a URL names: `postgres://…` / `postgresql://…` ([`PgStore`]),
 /// `sqlite://…` or a file path ([`SqliteStore`]); new audit entries keyed with `seal`.
+/// With [`EnvironmentClaim::For`] the state is stamped with the environment on first
+/// use and refuses another one.
 pub async fn open_url(
     url: &str,
     seal: Option<AuditSeal>,
+    environment: EnvironmentClaim<'_>,
 ) -> Result<std::sync::Arc<dyn rpcc_core::store::EngineStore>, StoreError> {
     Ok(match location(url)? {
-        Location::Postgres(u) => std::sync::Arc::new(PgStore::open(u).await?.sealed(seal)),
-        Location::Sqlite(u) => std::sync::Arc::new(SqliteStore::open_url(u).await?.sealed(seal)),
+        Location::Postgres(u) => {
+            let store = PgStore::open(u).await?.sealed(seal);
+            environment.check_pg(&store).await?;
+            std::sync::Arc::new(store)
+        }
+        Location::Sqlite(u) => {
+            let store = SqliteStore::open_url(u).await?.sealed(seal);
+            environment.check_sqlite(&store).await?;
+            std::sync::Arc::new(store)
+        }
     })
 }
 
 /// [`open_url`] for a watch process: samples, alerts and membership ([`WatchStore`]).
-pub async fn open_watch_url(url: &str, seal: Option<AuditSeal>) -> Result<std::sync::Arc<dyn WatchStore>, StoreError> {
+pub async fn open_watch_url(
+    url: &str,
+    seal: Option<AuditSeal>,
+    environment: EnvironmentClaim<'_>,
+) -> Result<std::sync::Arc<dyn WatchStore>, StoreError> {
     Ok(match location(url)? {
-        Location::Postgres(u) => std::sync::Arc::new(PgStore::open(u).await?.sealed(seal)),
-        Location::Sqlite(u) => std::sync::Arc::new(SqliteStore::open_url(u).await?.sealed(seal)),
+        Location::Postgres(u) => {
+            let store = PgStore::open(u).await?.sealed(seal);
+            environment.check_pg(&store).await?;
+            std::sync::Arc::new(store)
+        }
+        Location::Sqlite(u) => {
+            let store = SqliteStore::open_url(u).await?.sealed(seal);
+            environment.check_sqlite(&store).await?;
+            std::sync::Arc::new(store)
+        }
     })
 }
 

@@ -40,8 +40,13 @@ impl Db {
 
     async fn open_watch(&self) -> anyhow::Result<Arc<dyn rpcc_store::WatchStore>> {
         Ok(match self {
-            Self::Sqlite { path, .. } => rpcc_store::open_watch_url(path.to_str().unwrap_or_default(), None).await?,
-            Self::Postgres { url, .. } => rpcc_store::open_watch_url(url, None).await?,
+            Self::Sqlite { path, .. } => {
+                rpcc_store::open_watch_url(path.to_str().unwrap_or_default(), None, rpcc_store::EnvironmentClaim::Any)
+                    .await?
+            }
+            Self::Postgres { url, .. } => {
+                rpcc_store::open_watch_url(url, None, rpcc_store::EnvironmentClaim::Any).await?
+            }
         })
     }
 
@@ -367,5 +372,28 @@ async fn watch_members_expire_without_a_heartbeat_and_leave_at_once(db: &Db) -> 
     a.record_samples(&[sample(10), sample(20), sample(20)]).await?;
     assert_eq!(b.samples("s0", 0).await?.len(), 2);
     assert_eq!(b.prune_samples(15).await?, 1);
+    Ok(())
+}
+
+both!(a_state_belongs_to_the_first_environment_that_uses_it);
+async fn a_state_belongs_to_the_first_environment_that_uses_it(db: &Db) -> anyhow::Result<()> {
+    use rpcc_store::EnvironmentClaim;
+    let url = match db {
+        Db::Sqlite { path, .. } => path.to_string_lossy().into_owned(),
+        Db::Postgres { url, .. } => url.clone(),
+    };
+    // No environment yet: nothing recorded, anyone may claim it.
+    rpcc_store::open_url(&url, None, EnvironmentClaim::For(None)).await?;
+    rpcc_store::open_url(&url, None, EnvironmentClaim::For(Some("staging"))).await?;
+    rpcc_store::open_url(&url, None, EnvironmentClaim::For(Some("staging"))).await?;
+    for other in [Some("production"), None] {
+        let err =
+            rpcc_store::open_url(&url, None, EnvironmentClaim::For(other)).await.expect_err("another environment");
+        assert!(matches!(&err, StoreError::WrongEnvironment { recorded, .. } if recorded == "staging"), "{err}");
+        assert!(err.to_string().contains("environments never share a state"), "{err}");
+    }
+    // Read-only tools still read it.
+    let store = rpcc_store::open_url(&url, None, EnvironmentClaim::Any).await?;
+    assert!(store.deployments(None, 1).await?.is_empty());
     Ok(())
 }

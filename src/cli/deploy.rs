@@ -503,7 +503,7 @@ pub(crate) fn open_store(
         return Err(fail(err, format!("no state database at {}", path.display()), EXIT_INVALID));
     }
     let store = rt
-        .block_on(rpcc_store::open_url(&location, None))
+        .block_on(rpcc_store::open_url(&location, None, rpcc_store::EnvironmentClaim::Any))
         .map_err(|e| fail(err, format!("state {}: {e}", rpcc_store::redacted_url(&location)), EXIT_INVALID))?;
     Ok((rt, store))
 }

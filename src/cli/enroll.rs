@@ -93,7 +93,8 @@ pub(crate) fn run(args: &EnrollArgs) -> ExitCode {
         &args.inventory,
         &args.server,
         &pin,
-        &rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext),
+        &rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext)
+            .with_environment(args.secrets.env.as_deref()),
     ) {
         Ok(()) => {
             tracing::info!(server = %server.name, host_key = %pin, "host key enrolled");

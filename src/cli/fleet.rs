@@ -40,6 +40,31 @@ pub(crate) struct FleetArgs {
 }
 
 /// The state database for an inventory.
+/// The state of a loaded inventory: its environment's `state` (relative SQLite paths
+/// against the inventory's directory; default `.rpcc/state-<env>.db` beside it), which
+/// `--state`/`RPCC_STATE` may not contradict; without environments, as [`state_path`].
+pub(crate) fn state_for(state: Option<&Path>, inventory: &Path, inv: &Inventory) -> Result<String, String> {
+    let Some(env) = &inv.environment else { return Ok(state_path(state, inventory).to_string_lossy().into_owned()) };
+    let dir = inventory.parent().unwrap_or(Path::new("."));
+    let own = match &env.state {
+        Some(s) if s.contains("://") && !s.starts_with("sqlite://") => s.clone(),
+        Some(s) => {
+            let path = Path::new(s.strip_prefix("sqlite://").unwrap_or(s));
+            dir.join(path).to_string_lossy().into_owned()
+        }
+        None => dir.join(format!(".rpcc/state-{}.db", env.name)).to_string_lossy().into_owned(),
+    };
+    match state {
+        Some(given) if given.to_string_lossy() != own => Err(format!(
+            "environment {} keeps its state in {}; --state/RPCC_STATE {} would mix environments",
+            env.name,
+            rpcc_store::redacted_url(&own),
+            rpcc_store::redacted_url(&given.to_string_lossy())
+        )),
+        _ => Ok(own),
+    }
+}
+
 pub(crate) fn state_path(state: Option<&Path>, inventory: &Path) -> PathBuf {
     match state {
         Some(p) => p.to_owned(),
@@ -69,9 +94,10 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| fail(err, format!("cannot start the runtime: {e}"), EXIT_INVALID))?;
-        let state = state_path(args.state.as_deref(), &args.inventory);
+        let state =
+            state_for(args.state.as_deref(), &args.inventory, &inv).map_err(|why| fail(err, why, EXIT_INVALID))?;
         let engine = runtime
-            .block_on(Engine::open_url(inv, &state.to_string_lossy(), keyring))
+            .block_on(Engine::open_url(inv, &state, keyring))
             .map_err(|e| fail(err, e, EXIT_INVALID))?
             .with_notifier_settings(super::monitor::notifier_settings());
         engine.check(&args.selection()).map_err(|e| fail(err, e, EXIT_INVALID))?;

@@ -10,7 +10,7 @@ use rpcc_core::keyring::Keyring;
 use rpcc_core::model::Inventory;
 use rpcc_monitor::{MetricsState, NotifierSet, NotifierSettings};
 
-use super::fleet::{EXIT_FAILED, fail, state_path};
+use super::fleet::{EXIT_FAILED, fail};
 use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, runtime};
 
@@ -161,10 +161,13 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let state = state_path(args.state.as_deref(), &args.inventory);
-    let state = state.to_string_lossy();
+    let state = match super::fleet::state_for(args.state.as_deref(), &args.inventory, &inv) {
+        Ok(s) => s,
+        Err(why) => return fail(&mut err, why, EXIT_INVALID),
+    };
     let seal = keyring.as_ref().and_then(|k| rpcc_core::deploy::AuditSeal::for_keyring(k).ok());
-    let store = match rt.block_on(rpcc_store::open_watch_url(&state, seal)) {
+    let environment = rpcc_store::EnvironmentClaim::For(inv.environment.as_ref().map(|e| e.name.as_str()));
+    let store = match rt.block_on(rpcc_store::open_watch_url(&state, seal, environment)) {
         Ok(s) => s,
         Err(e) => return fail(&mut err, format!("state {}: {e}", rpcc_store::redacted_url(&state)), EXIT_INVALID),
     };

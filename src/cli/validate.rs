@@ -49,7 +49,8 @@ struct JsonError<'a> {
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
-    let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext);
+    let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext)
+        .with_environment(args.secrets.env.as_deref());
     let result = Inventory::from_toml_file_with(&args.inventory, &options);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -79,7 +79,8 @@ impl Engine {
     /// With a keyring, new audit entries are keyed.
     pub async fn open_url(inv: Inventory, state: &str, keyring: Option<Keyring>) -> Result<Self, EngineError> {
         let seal = keyring.as_ref().and_then(|k| AuditSeal::for_keyring(k).ok());
-        let store = rpcc_store::open_url(state, seal)
+        let environment = inv.environment.as_ref().map(|e| e.name.as_str());
+        let store = rpcc_store::open_url(state, seal, rpcc_store::EnvironmentClaim::For(environment))
             .await
             .map_err(|source| EngineError::State { path: rpcc_store::redacted_url(state), source })?;
         Self::with_store(inv, store, keyring)

@@ -55,6 +55,19 @@ impl Inventory {
 
     fn decode(root: &Node, source: Option<&str>, options: &LoadOptions) -> Result<Self, ValidationErrors> {
         let mut d = Decoder::new(source, options.allow_plaintext_secrets);
+        let Some((selected, environment)) = super::env::select(&mut d, root, options.environment.as_deref()) else {
+            // `select` reports why before giving up, so the list is never empty.
+            let mut errors = d.into_errors();
+            if errors.is_empty() {
+                errors.push(crate::validate::FieldError {
+                    path: FieldPath::root().field("env"),
+                    message: "no environment could be chosen".into(),
+                    location: None,
+                });
+            }
+            return Err(ValidationErrors::from_vec(errors).unwrap_or_else(|| unreachable!("errors is not empty")));
+        };
+        let root = &selected;
         let top = FieldPath::root();
         let mut servers = Vec::new();
         let mut groups = Vec::new();
@@ -82,6 +95,8 @@ impl Inventory {
             if let Some((n, p)) = t.get("acme") {
                 acme = decode_acme(&mut d, n, &p);
             }
+            // `env` was applied (and removed) by env::select.
+            let _ = t.get("env");
             t.finish(&mut d);
         }
         cross_check(&mut d, root);
@@ -99,6 +114,7 @@ impl Inventory {
             acme: acme.unwrap_or_default(),
             base_dir: None,
             plaintext_secrets,
+            environment,
         })
     }
 }

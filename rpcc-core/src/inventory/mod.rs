@@ -4,6 +4,7 @@
 mod acme;
 mod check;
 mod decoder;
+mod env;
 mod load;
 mod monitor;
 mod node;
@@ -33,4 +34,4 @@ pub(crate) use server::{decode_group, decode_server};
 pub(crate) use site::decode_site;
 
 /// Known top-level fields.
-pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins", "acme"];
+pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins", "acme", "env"];

@@ -172,7 +172,7 @@ pub fn rotate_inventory_file(
     let inv_err = |message: String| RotateError::Inventory { path: path.to_path_buf(), message };
     let io = |source| KeyringError::Io { path: path.to_path_buf(), source };
     let original = std::fs::read_to_string(path).map_err(io)?;
-    let options = LoadOptions { allow_plaintext_secrets: true };
+    let options = LoadOptions::allow_plaintext(true);
     let inv = Inventory::from_toml_str_with(&original, &options).map_err(|e| inv_err(e.to_string()))?;
     let active = keyring.active_id().ok_or(KeyringError::NoActiveKey)?.clone();
     let mut text = original.clone();
@@ -248,7 +248,7 @@ pub async fn key_usage(
     let mut places = Vec::new();
     for path in inventories {
         let text = std::fs::read_to_string(path).map_err(|source| KeyringError::Io { path: path.clone(), source })?;
-        let inv = Inventory::from_toml_str_with(&text, &LoadOptions { allow_plaintext_secrets: true })
+        let inv = Inventory::from_toml_str_with(&text, &LoadOptions::allow_plaintext(true))
             .map_err(|e| RotateError::Inventory { path: path.clone(), message: e.to_string() })?;
         for s in inv.secrets() {
             if s.envelope().is_some_and(|e| e.key_id() == key) {

@@ -56,6 +56,23 @@ pub struct Inventory {
     /// [`LoadOptions::allow_plaintext_secrets`]); callers warn about each.
     #[serde(skip)]
     pub plaintext_secrets: Vec<FieldPath>,
+    /// The `[env.<name>]` this inventory was loaded for, when it defines environments.
+    #[serde(skip)]
+    pub environment: Option<EnvironmentSettings>,
+}
+
+/// One environment of an inventory (`[env.<name>]`): its name, and where its state and
+/// keyring are (never shared with another environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentSettings {
+    /// The name (`staging`, `production`).
+    pub name: String,
+    /// `state`: a SQLite path or a `postgres://` URL (relative paths: against the
+    /// inventory's directory).
+    pub state: Option<String>,
+    /// `key_file`: the environment's keyring file (relative: against the inventory's
+    /// directory).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// How an inventory is loaded.
@@ -65,12 +82,21 @@ pub struct LoadOptions {
     /// Accept plain-text values in secret fields (`--allow-plaintext`). By default they
     /// are refused: secrets must be `rpcc:v1` envelopes.
     pub allow_plaintext_secrets: bool,
+    /// The environment to load (`--env`): required when the inventory defines
+    /// `[env.*]`, refused when it does not.
+    pub environment: Option<String>,
 }
 
 impl LoadOptions {
     /// Options that accept plain-text secrets (or not).
     pub fn allow_plaintext(allow: bool) -> Self {
-        Self { allow_plaintext_secrets: allow }
+        Self { allow_plaintext_secrets: allow, environment: None }
+    }
+
+    /// Load environment `name` (`None`: an inventory without environments).
+    pub fn with_environment(mut self, name: Option<&str>) -> Self {
+        self.environment = name.map(str::to_owned);
+        self
     }
 }
 

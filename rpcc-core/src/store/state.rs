@@ -216,8 +216,9 @@ pub enum StoreError {
         /// Busy/locked/connection errors may be retried.
         retryable: bool,
     },
-    /// Another rpcc process on this machine holds the server's local lock.
-    #[error("server {server} is locked by another rpcc process on this machine ({holder}); waited {waited:?}")]
+    /// Another rpcc process (on this machine, or another control plane on a shared
+    /// state) holds the server's lock.
+    #[error("server {server} is locked by another rpcc process ({holder}); waited {waited:?}")]
     LockTimeout {
         /// Server.
         server: String,
@@ -240,6 +241,17 @@ pub enum StoreError {
         /// What.
         reason: String,
     },
+    /// The state belongs to another environment (`[env.<name>]`): environments never
+    /// share a state.
+    #[error(
+        "this state belongs to environment {recorded:?}, not {wanted:?}; environments never share a state (choose the matching --env or that environment's state)"
+    )]
+    WrongEnvironment {
+        /// The environment the state was first used for (`""`: none).
+        recorded: String,
+        /// The environment now asking (`""`: none).
+        wanted: String,
+    },
 }
 
 impl StoreError {
@@ -248,7 +260,7 @@ impl StoreError {
         match self {
             Self::Backend { retryable, .. } => *retryable,
             Self::LockTimeout { .. } => true,
-            Self::Corrupt { .. } | Self::AuditKeyRequired { .. } => false,
+            Self::Corrupt { .. } | Self::AuditKeyRequired { .. } | Self::WrongEnvironment { .. } => false,
         }
     }
 }

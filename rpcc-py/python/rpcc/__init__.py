@@ -118,14 +118,15 @@ class Inventory:
         self._native = native
 
     @classmethod
-    def from_toml(cls, path: PathLike, *, allow_plaintext: bool = False) -> "Inventory":
-        """Load an inventory file."""
-        return cls(_rpcc.Inventory.from_toml(os.fspath(path), allow_plaintext=allow_plaintext))
+    def from_toml(cls, path: PathLike, *, allow_plaintext: bool = False, env: Optional[str] = None) -> "Inventory":
+        """Load an inventory file; ``env`` picks the ``[env.<name>]`` of one that defines
+        environments (its servers, groups and keyring; required then)."""
+        return cls(_rpcc.Inventory.from_toml(os.fspath(path), allow_plaintext=allow_plaintext, env=env))
 
     @classmethod
-    def from_toml_str(cls, text: str, *, allow_plaintext: bool = False) -> "Inventory":
-        """Validate TOML text."""
-        return cls(_rpcc.Inventory.from_toml_str(text, allow_plaintext=allow_plaintext))
+    def from_toml_str(cls, text: str, *, allow_plaintext: bool = False, env: Optional[str] = None) -> "Inventory":
+        """Validate TOML text (``env`` as for :meth:`from_toml`)."""
+        return cls(_rpcc.Inventory.from_toml_str(text, allow_plaintext=allow_plaintext, env=env))
 
     @classmethod
     def from_dicts(
@@ -151,6 +152,11 @@ class Inventory:
     def validate(self) -> "Inventory":
         """An inventory is validated when built; kept for the legacy call pattern."""
         return self
+
+    @property
+    def environment(self) -> Optional[str]:
+        """The ``[env.<name>]`` it was loaded for (``None``: it defines none)."""
+        return self._native.environment
 
     @property
     def servers(self) -> List[str]:
