@@ -120,7 +120,11 @@ fn check_secrets(inv: &Inventory, args: &ValidateArgs, err: &mut impl Write) -> 
     if sealed.is_empty() {
         return Ok(());
     }
-    let keyring = match Keyring::load(args.secrets.key_file.as_deref()) {
+    let key_file = args.secrets.key_file_for(inv).map_err(|why| {
+        let _ = writeln!(err, "error: {why}");
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    let keyring = match Keyring::load(key_file.as_deref()) {
         Ok(k) => k,
         Err(KeyringError::NoKeys) => {
             let _ = writeln!(

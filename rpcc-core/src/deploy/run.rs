@@ -45,6 +45,10 @@ pub(super) struct Run<'a> {
     cmds: RemoteCommands,
     report: ServerReport,
     deployment: Option<i64>,
+    /// The store's lock on the server (this machine's, or every control plane's on a
+    /// shared store), held until the outcome is recorded and the remote lock released,
+    /// so the next holder's deployment starts after this one's has finished.
+    store_lock: Option<LocalLock>,
     locked: bool,
     /// Whether the last activate call got as far as flipping `current`.
     flipped: bool,
@@ -99,6 +103,7 @@ impl<'a> Run<'a> {
             cmds: RemoteCommands::for_server(server).with_timeout(d.options.command_timeout),
             report: ServerReport::new(&name, action, id, DeploymentState::Running, String::new()),
             deployment: None,
+            store_lock: None,
             locked: false,
             flipped: false,
             rejected_at_activation: None,
@@ -161,7 +166,7 @@ impl<'a> Run<'a> {
             return Ok(up_to_date());
         }
         self.enter(DeployStep::LocalLock)?;
-        let _local = self.local_lock(&id).await?;
+        self.store_lock = Some(self.local_lock(&id).await?);
         self.enter(DeployStep::Lock)?;
         let mut state = self.lock(inspected).await?;
         self.recover(&mut state).await?;
@@ -495,6 +500,8 @@ impl<'a> Run<'a> {
         }
         let id = self.report.generation.clone();
         self.audit(self.report.action, state.as_str(), &detail, Some(&id)).await;
+        // Only now may another holder start on this server.
+        self.store_lock = None;
         self.report.state = state;
         self.report.detail = detail;
         self.report
