@@ -2,7 +2,7 @@
 //!
 //! rpcc's state: generations, deployments with their state, the hash-chained audit log,
 //! sealed secrets, certificates, metric samples and per-server locks, behind rpcc-core's
-//! store roles ([`StateStore`], `SecretStore`, `CertificateStore`, `EngineStore`), on
+//! store roles ([`StateStore`](rpcc_core::deploy::StateStore), `SecretStore`, `CertificateStore`, `EngineStore`), on
 //! two backends:
 //!
 //! - [`SqliteStore`], the embedded default: one file, no set-up; per-server locks are
@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 
-mod certs;
+mod common;
 mod copy;
 mod environment;
 mod legacy;
@@ -45,11 +45,7 @@ use std::time::Duration;
 
 use rows::Cols as _;
 pub use rpcc_core::deploy::StoreError;
-use rpcc_core::deploy::{
-    AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, DeploymentRecord, DeploymentState, LocalLock, NewDeployment,
-    StateStore, next_hash, rekey_chain, unix_ms,
-};
-use rpcc_core::generation::Manifest;
+use rpcc_core::deploy::{AuditRecord, AuditSeal, DeploymentRecord, LocalLock, rekey_chain};
 use rpcc_core::keyring::Keyring;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
@@ -250,6 +246,31 @@ impl EnvironmentClaim<'_> {
     }
 }
 
+/// A store opened from a URL, before it is handed out behind a role.
+enum Opened {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+async fn open_location(
+    url: &str,
+    seal: Option<AuditSeal>,
+    environment: EnvironmentClaim<'_>,
+) -> Result<Opened, StoreError> {
+    Ok(match location(url)? {
+        Location::Postgres(u) => {
+            let store = PgStore::open(u).await?.sealed(seal);
+            environment.check_pg(&store).await?;
+            Opened::Postgres(store)
+        }
+        Location::Sqlite(u) => {
+            let store = SqliteStore::open_url(u).await?.sealed(seal);
+            environment.check_sqlite(&store).await?;
+            Opened::Sqlite(store)
+        }
+    })
+}
+
 /// Open the store a URL names: `postgres://…` / `postgresql://…` ([`PgStore`]),
 /// `sqlite://…` or a file path ([`SqliteStore`]); new audit entries keyed with `seal`.
 /// With [`EnvironmentClaim::For`] the state is stamped with the environment on first
@@ -259,17 +280,9 @@ pub async fn open_url(
     seal: Option<AuditSeal>,
     environment: EnvironmentClaim<'_>,
 ) -> Result<std::sync::Arc<dyn rpcc_core::store::EngineStore>, StoreError> {
-    Ok(match location(url)? {
-        Location::Postgres(u) => {
-            let store = PgStore::open(u).await?.sealed(seal);
-            environment.check_pg(&store).await?;
-            std::sync::Arc::new(store)
-        }
-        Location::Sqlite(u) => {
-            let store = SqliteStore::open_url(u).await?.sealed(seal);
-            environment.check_sqlite(&store).await?;
-            std::sync::Arc::new(store)
-        }
+    Ok(match open_location(url, seal, environment).await? {
+        Opened::Sqlite(s) => std::sync::Arc::new(s),
+        Opened::Postgres(s) => std::sync::Arc::new(s),
     })
 }
 
@@ -279,17 +292,9 @@ pub async fn open_watch_url(
     seal: Option<AuditSeal>,
     environment: EnvironmentClaim<'_>,
 ) -> Result<std::sync::Arc<dyn WatchStore>, StoreError> {
-    Ok(match location(url)? {
-        Location::Postgres(u) => {
-            let store = PgStore::open(u).await?.sealed(seal);
-            environment.check_pg(&store).await?;
-            std::sync::Arc::new(store)
-        }
-        Location::Sqlite(u) => {
-            let store = SqliteStore::open_url(u).await?.sealed(seal);
-            environment.check_sqlite(&store).await?;
-            std::sync::Arc::new(store)
-        }
+    Ok(match open_location(url, seal, environment).await? {
+        Opened::Sqlite(s) => std::sync::Arc::new(s),
+        Opened::Postgres(s) => std::sync::Arc::new(s),
     })
 }
 
@@ -308,113 +313,17 @@ impl rpcc_core::store::EngineStore for SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl StateStore for SqliteStore {
-    async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError> {
-        let json = serde_json::to_string(manifest).map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO generations (server, id, tree_sha256, manifest, recorded_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (server, id) DO NOTHING",
-        )
-        .bind(server)
-        .bind(&manifest.id)
-        .bind(manifest.tree_sha256.to_hex())
-        .bind(json)
-        .bind(unix_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
+common::shared_store_impls!(SqliteStore, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 
-    async fn generation(&self, server: &str, id: &str) -> Result<Option<Manifest>, StoreError> {
-        let row = sqlx::query("SELECT manifest FROM generations WHERE server = ? AND id = ?")
-            .bind(server)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        match row {
-            None => Ok(None),
-            Some(r) => serde_json::from_str(&r.text("manifest")?)
-                .map(Some)
-                .map_err(|e| corrupt(format!("manifest of {server}/{id}: {e}"))),
-        }
-    }
-
-    async fn start_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO deployments (server, action, generation, previous, state, actor, started_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&d.server)
-        .bind(d.action.as_str())
-        .bind(&d.generation)
-        .bind(&d.previous)
-        .bind(DeploymentState::Running.as_str())
-        .bind(&d.actor)
-        .bind(unix_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.int("id")
-    }
-
-    async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE deployments SET state = ?, detail = ?, finished_ms = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(detail)
-            .bind(unix_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 1 { Ok(()) } else { Err(corrupt(format!("no deployment {id}"))) }
-    }
-
-    async fn abandon_running(&self, server: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE deployments SET state = ?, finished_ms = ?, detail = 'the control plane stopped mid-way' \
-             WHERE server = ? AND state = ?",
-        )
-        .bind(DeploymentState::Abandoned.as_str())
-        .bind(unix_ms())
-        .bind(server)
-        .bind(DeploymentState::Running.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
-        // Two statements rather than `(? IS NULL OR server = ?)`, which no index serves:
-        // per server, the newest rows come straight from `deployments_by_server`.
-        let rows = match server {
-            Some(name) => sqlx::query(
-                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-                 FROM deployments WHERE server = ? ORDER BY id DESC LIMIT ?",
-            )
-            .bind(name),
-            None => sqlx::query(
-                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-                 FROM deployments ORDER BY id DESC LIMIT ?",
-            ),
-        }
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::deployment).collect()
-    }
-
-    async fn last_deployments(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
-        // The names travel as one JSON array (bound, never spliced into the text).
+impl SqliteStore {
+    /// Every named server's newest deployment in one query (the names travel as one
+    /// bound JSON array, never spliced into the text).
+    async fn last_deployments_here(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
         let names = serde_json::to_string(servers).map_err(corrupt)?;
         let rows = sqlx::query(
             "SELECT d.id, d.server, d.action, d.generation, d.previous, d.state, d.actor, d.started_ms, \
              d.finished_ms, d.detail FROM deployments d JOIN (SELECT server, MAX(id) AS id FROM deployments \
-             WHERE server IN (SELECT value FROM json_each(?)) GROUP BY server) newest ON d.id = newest.id",
+             WHERE server IN (SELECT value FROM json_each($1)) GROUP BY server) newest ON d.id = newest.id",
         )
         .bind(names)
         .fetch_all(&self.pool)
@@ -423,57 +332,8 @@ impl StateStore for SqliteStore {
         rows.iter().map(rows::deployment).collect()
     }
 
-    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
-        // BEGIN IMMEDIATE takes the write lock before reading the chain's head, so two
-        // processes appending at once cannot both chain from the same entry.
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend)?;
-        let result: Result<AuditRecord, StoreError> = async {
-            let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(backend)?;
-            let (seq, prev_hash) = match head {
-                Some(r) => (r.int("seq")? + 1, r.text("hash")?),
-                None => (1, AUDIT_GENESIS.to_owned()),
-            };
-            let hash = next_hash(self.seal.as_deref(), event, seq, &prev_hash)?;
-            sqlx::query(
-                "INSERT INTO audit_log (seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(event.at_ms)
-            .bind(&event.actor)
-            .bind(event.action.as_str())
-            .bind(&event.server)
-            .bind(&event.generation)
-            .bind(&event.outcome)
-            .bind(&event.detail)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-            Ok(AuditRecord { seq, event: event.clone(), prev_hash, hash })
-        }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(backend)?;
-        if let (Ok(record), Some(seal)) = (&result, &self.seal)
-            && let Err(e) = seal.advance(record)
-        {
-            tracing::error!(error = %e, "audit checkpoint not written: a deleted tail would go unnoticed");
-        }
-        result
-    }
-
-    async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(AUDIT_SELECT).fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(rows::audit_record).collect()
-    }
-
-    async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
+    /// This machine's lock: a `flock` beside the database.
+    async fn lock_server_here(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
         lock::acquire(&self.lock_dir, server, holder, wait).await
     }
 }

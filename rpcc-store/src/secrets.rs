@@ -1,9 +1,10 @@
-//! [`SecretStore`] on SQLite: envelopes by record, batches swapped in one transaction.
+//! Batched secret swaps on SQLite: chunked compare-and-swap `UPDATE … FROM (VALUES …)`
+//! statements in one transaction (the rest of `SecretStore` is shared: `common.rs`).
 
 use rpcc_core::deploy::{StoreError, unix_ms};
-use rpcc_core::keyring::{Envelope, KeyId, RecordId, SecretStore, SecretSwap};
+use rpcc_core::keyring::SecretSwap;
 
-use crate::{SqliteStore, backend, rows};
+use crate::{SqliteStore, backend};
 
 /// Swaps per UPDATE statement (4 parameters each, well under SQLite's limit).
 const SWAP_CHUNK: usize = 1000;
@@ -16,81 +17,10 @@ fn swap_sql(rows: usize) -> String {
     )
 }
 
-/// Insert or replace one sealed secret inside the caller's transaction.
-pub(crate) async fn upsert_secret(
-    conn: &mut sqlx::SqliteConnection,
-    record: &RecordId,
-    envelope: &Envelope,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO secrets (record, key_id, envelope, updated_ms) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (record) DO UPDATE SET key_id = excluded.key_id, envelope = excluded.envelope, \
-         updated_ms = excluded.updated_ms",
-    )
-    .bind(record.as_str())
-    .bind(envelope.key_id().as_str())
-    .bind(envelope.as_str())
-    .bind(now_ms)
-    .execute(conn)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-#[async_trait::async_trait]
-impl SecretStore for SqliteStore {
-    async fn put_secrets(&self, items: &[(RecordId, Envelope)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let now = unix_ms();
-        for (record, envelope) in items {
-            upsert_secret(&mut tx, record, envelope, now).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(())
-    }
-
-    async fn secret(&self, record: &RecordId) -> Result<Option<Envelope>, StoreError> {
-        let row = sqlx::query("SELECT record, envelope FROM secrets WHERE record = ?")
-            .bind(record.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(rows::secret).transpose().map(|r| r.map(|(_, e)| e))
-    }
-
-    async fn secrets_not_under(
-        &self,
-        key: &KeyId,
-        after: Option<&RecordId>,
-        limit: usize,
-    ) -> Result<Vec<(RecordId, Envelope)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT record, envelope FROM secrets WHERE key_id <> ? AND record > ? ORDER BY record LIMIT ?",
-        )
-        .bind(key.as_str())
-        .bind(after.map_or("", RecordId::as_str))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::secret).collect()
-    }
-
-    async fn secrets_under(&self, key: &KeyId, limit: usize) -> Result<Vec<RecordId>, StoreError> {
-        let rows = sqlx::query("SELECT record, envelope FROM secrets WHERE key_id = ? ORDER BY record LIMIT ?")
-            .bind(key.as_str())
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| rows::secret(r).map(|(rec, _)| rec)).collect()
-    }
-
-    async fn replace_secrets(&self, swaps: &[SecretSwap]) -> Result<usize, StoreError> {
-        if swaps.is_empty() {
-            return Ok(0);
-        }
+impl SqliteStore {
+    /// Apply `swaps` (never empty) in one transaction; how many rows still held the old
+    /// envelope and were swapped.
+    pub(crate) async fn swap_secrets_here(&self, swaps: &[SecretSwap]) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let mut applied = 0;
         let now = unix_ms();
@@ -112,13 +42,5 @@ impl SecretStore for SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(applied)
-    }
-
-    async fn secret_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT key_id, COUNT(*) AS n FROM secrets GROUP BY key_id ORDER BY key_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::key_count).collect()
     }
 }

@@ -1,5 +1,5 @@
 //! [`PgStore`]: rpcc's state on PostgreSQL, for several control planes sharing one fleet.
-//! The same roles as the SQLite store ([`StateStore`], `SecretStore`,
+//! The same roles as the SQLite store ([`StateStore`](rpcc_core::deploy::StateStore), `SecretStore`,
 //! `CertificateStore`, `EngineStore`), with what one machine's file cannot give:
 //!
 //! - **per-server locks across hosts**: a session advisory lock held on a connection of
@@ -16,20 +16,17 @@ mod secrets;
 
 use std::time::Duration;
 
-use rpcc_core::deploy::{
-    AUDIT_GENESIS, AuditEvent, AuditRecord, AuditSeal, DeploymentRecord, DeploymentState, LocalLock, NewDeployment,
-    StateStore, StoreError, next_hash, unix_ms,
-};
-use rpcc_core::generation::Manifest;
+use rpcc_core::deploy::{AuditSeal, DeploymentRecord, LocalLock, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::rows::{self, Cols as _};
-use crate::{MetricSample, backend, corrupt};
+use crate::{MetricSample, backend};
 
 /// Advisory lock keys of the store itself (a server's lock key is a hash of its name in
 /// another key space: see `lock.rs`).
 pub(crate) mod keys {
-    /// Serializes audit appends.
+    /// Serializes audit appends (spelled out in `AUDIT_BEGIN`).
+    #[cfg(test)]
     pub(crate) const AUDIT: i64 = 0x7270_6363_0001;
     /// Serializes migrations.
     pub(crate) const MIGRATE: i64 = 0x7270_6363_0002;
@@ -181,106 +178,15 @@ impl rpcc_core::store::EngineStore for PgStore {
     }
 }
 
-#[async_trait::async_trait]
-impl StateStore for PgStore {
-    async fn record_generation(&self, server: &str, manifest: &Manifest) -> Result<(), StoreError> {
-        let json = serde_json::to_string(manifest).map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO generations (server, id, tree_sha256, manifest, recorded_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (server, id) DO NOTHING",
-        )
-        .bind(server)
-        .bind(&manifest.id)
-        .bind(manifest.tree_sha256.to_hex())
-        .bind(json)
-        .bind(unix_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
+crate::common::shared_store_impls!(PgStore, sqlx::PgConnection, AUDIT_BEGIN);
 
-    async fn generation(&self, server: &str, id: &str) -> Result<Option<Manifest>, StoreError> {
-        let row = sqlx::query("SELECT manifest FROM generations WHERE server = $1 AND id = $2")
-            .bind(server)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        match row {
-            None => Ok(None),
-            Some(r) => serde_json::from_str(&r.text("manifest")?)
-                .map(Some)
-                .map_err(|e| corrupt(format!("manifest of {server}/{id}: {e}"))),
-        }
-    }
+/// An audit append's transaction: the chain's advisory lock (`keys::AUDIT`) is taken
+/// before the head is read and held until commit.
+const AUDIT_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(125827029336065)";
 
-    async fn start_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO deployments (server, action, generation, previous, state, actor, started_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(&d.server)
-        .bind(d.action.as_str())
-        .bind(&d.generation)
-        .bind(&d.previous)
-        .bind(DeploymentState::Running.as_str())
-        .bind(&d.actor)
-        .bind(unix_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.int("id")
-    }
-
-    async fn finish_deployment(&self, id: i64, state: DeploymentState, detail: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE deployments SET state = $1, detail = $2, finished_ms = $3 WHERE id = $4")
-            .bind(state.as_str())
-            .bind(detail)
-            .bind(unix_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 1 { Ok(()) } else { Err(corrupt(format!("no deployment {id}"))) }
-    }
-
-    async fn abandon_running(&self, server: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE deployments SET state = $1, finished_ms = $2, detail = 'the control plane stopped mid-way' \
-             WHERE server = $3 AND state = $4",
-        )
-        .bind(DeploymentState::Abandoned.as_str())
-        .bind(unix_ms())
-        .bind(server)
-        .bind(DeploymentState::Running.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn deployments(&self, server: Option<&str>, limit: u32) -> Result<Vec<DeploymentRecord>, StoreError> {
-        // Two statements rather than `($1 IS NULL OR server = $1)`, which no index serves.
-        let rows = match server {
-            Some(name) => sqlx::query(
-                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-                 FROM deployments WHERE server = $1 ORDER BY id DESC LIMIT $2",
-            )
-            .bind(name),
-            None => sqlx::query(
-                "SELECT id, server, action, generation, previous, state, actor, started_ms, finished_ms, detail \
-                 FROM deployments ORDER BY id DESC LIMIT $1",
-            ),
-        }
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::deployment).collect()
-    }
-
-    async fn last_deployments(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
+impl PgStore {
+    /// Every named server's newest deployment in one query (`DISTINCT ON`).
+    async fn last_deployments_here(&self, servers: &[&str]) -> Result<Vec<DeploymentRecord>, StoreError> {
         let names: Vec<String> = servers.iter().map(|s| (*s).to_owned()).collect();
         let rows = sqlx::query(
             "SELECT DISTINCT ON (server) id, server, action, generation, previous, state, actor, started_ms, \
@@ -293,59 +199,20 @@ impl StateStore for PgStore {
         rows.iter().map(rows::deployment).collect()
     }
 
-    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
-        // The advisory lock is taken before the head is read and held until commit:
-        // appends from every control plane are serialized on one chain.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(keys::AUDIT).execute(&mut *tx).await.map_err(backend)?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let (seq, prev_hash) = match head {
-            Some(r) => (r.int("seq")? + 1, r.text("hash")?),
-            None => (1, AUDIT_GENESIS.to_owned()),
-        };
-        let hash = next_hash(self.seal.as_deref(), event, seq, &prev_hash)?;
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, server, generation, outcome, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(seq)
-        .bind(event.at_ms)
-        .bind(&event.actor)
-        .bind(event.action.as_str())
-        .bind(&event.server)
-        .bind(&event.generation)
-        .bind(&event.outcome)
-        .bind(&event.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        let record = AuditRecord { seq, event: event.clone(), prev_hash, hash };
-        if let Some(seal) = &self.seal
-            && let Err(e) = seal.advance(&record)
-        {
-            tracing::error!(error = %e, "audit checkpoint not written: a deleted tail would go unnoticed");
-        }
-        Ok(record)
-    }
-
-    async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(crate::AUDIT_SELECT).fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(rows::audit_record).collect()
-    }
-
-    async fn lock_server(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
+    /// Every control plane's lock: a session advisory lock (see `lock.rs`).
+    async fn lock_server_here(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
         lock::acquire(&self.pool, server, holder, wait).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_audit_transaction_locks_the_audit_key() {
+        assert!(super::AUDIT_BEGIN.ends_with(&format!("pg_advisory_xact_lock({})", super::keys::AUDIT)));
+        assert_ne!(super::keys::AUDIT, super::keys::MIGRATE);
+    }
+
     #[test]
     fn urls_in_messages_never_carry_the_password() {
         assert_eq!(
