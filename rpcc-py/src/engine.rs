@@ -265,10 +265,7 @@ impl PyEngine {
                     Ok::<_, rpcc::watch::WatchError>(monitor.round().await)
                 })
             });
-            let round = round.map_err(|e| RpccError::new_err(e.to_string()))?;
-            let mut v = serde_json::to_value(&round).map_err(|e| RpccError::new_err(e.to_string()))?;
-            v["failed"] = serde_json::Value::Bool(round.failed());
-            to_json(&v)
+            to_json(&round.map_err(|e| RpccError::new_err(e.to_string()))?)
         })
     }
 

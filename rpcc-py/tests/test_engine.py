@@ -343,9 +343,18 @@ def _timeless(v: Any) -> Any:
     return v
 
 
+def _latency_free(v: Any) -> Any:
+    """A check round without its measured latencies."""
+    if isinstance(v, dict):
+        return {k: _latency_free(x) for k, x in v.items() if k != "latency_ms"}
+    if isinstance(v, list):
+        return [_latency_free(x) for x in v]
+    return v
+
+
 def test_cli_json_and_python_give_the_same_documents(fleet: Fleet, rpcc_cli: str) -> None:
     """`rpcc <op> --json` and `Engine.<op>()` serialize the same facade types: equal
-    documents for plan, status and drift; the same shape for apply."""
+    documents for plan, status, drift and check (latencies aside); the same shape for apply."""
     import json
 
     inv_path, state = fleet.dir / "inventory.toml", fleet.dir / "state.db"
@@ -372,3 +381,8 @@ def test_cli_json_and_python_give_the_same_documents(fleet: Fleet, rpcc_cli: str
     assert by_cli["servers"][0]["error_kind"] is None and by_cli["failed"] is False
     for op in ("status", "drift", "plan"):
         assert _timeless(cli(op)) == _timeless(json.loads(getattr(native, op)())), op
+    # One monitoring round: the same document but for latencies.
+    out = subprocess.run([rpcc_cli, "check", str(inv_path), "--json"], capture_output=True, text=True)
+    by_cli, by_python = json.loads(out.stdout), json.loads(native.check())
+    assert set(by_cli) == set(by_python) == {"servers", "sites", "dns", "plugins", "failed"}, by_cli
+    assert _latency_free(by_cli) == _latency_free(by_python) and by_cli["failed"] is False, (by_cli, by_python)

@@ -84,12 +84,11 @@ pub struct PluginCheckRow {
 }
 
 /// One monitoring round: every server's metrics, every (site, server) probe, DNS checks
-/// and check plugins. Serialized as `{"servers", "sites", "dns", "plugins"}` (the CLI's
-/// `check --json`, Python's `Engine.check()`).
-#[derive(Debug, serde::Serialize)]
+/// and check plugins. Serialized as `{"servers", "sites", "dns", "plugins", "failed"}`
+/// (the CLI's `check --json`, Python's `Engine.check()`).
+#[derive(Debug)]
 pub struct Round {
     /// Glances metrics per server that has Glances settings.
-    #[serde(rename = "servers")]
     pub metrics: Vec<MetricsReport>,
     /// HTTP(S) status, latency and certificate per site and serving server.
     pub sites: Vec<SiteReport>,
@@ -97,6 +96,19 @@ pub struct Round {
     pub dns: Vec<DnsReport>,
     /// Check plugins' verdicts.
     pub plugins: Vec<PluginCheckRow>,
+}
+
+impl serde::Serialize for Round {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut doc = serializer.serialize_struct("Round", 5)?;
+        doc.serialize_field("servers", &self.metrics)?;
+        doc.serialize_field("sites", &self.sites)?;
+        doc.serialize_field("dns", &self.dns)?;
+        doc.serialize_field("plugins", &self.plugins)?;
+        doc.serialize_field("failed", &self.failed())?;
+        doc.end()
+    }
 }
 
 impl Round {
