@@ -6,7 +6,6 @@ use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::SqlitePool;
 
 use crate::backend;
-use crate::rows::Cols as _;
 use rpcc_core::deploy::StoreError;
 
 /// One embedded schema change.
@@ -56,6 +55,32 @@ pub(crate) fn pending<'m>(
     Ok(embedded.iter().filter(|m| !applied.iter().any(|(v, _)| *v == m.version)).collect())
 }
 
+/// The applied migrations, oldest first (both backends).
+pub(crate) const APPLIED_SQL: &str = "SELECT version, checksum FROM rpcc_migrations ORDER BY version";
+
+/// Run one migration's SQL and record it, on `$conn` (a connection or transaction of
+/// either backend; `$n` placeholders work in SQLite too).
+macro_rules! apply_migration {
+    ($conn:expr, $m:expr) => {{
+        sqlx::raw_sql($m.sql).execute(&mut *$conn).await.map_err($crate::backend)?;
+        sqlx::query("INSERT INTO rpcc_migrations (version, description, checksum, applied_ms) VALUES ($1, $2, $3, $4)")
+            .bind($m.version)
+            .bind($m.name)
+            .bind($crate::migrate::checksum($m.sql))
+            .bind(rpcc_core::deploy::unix_ms())
+            .execute(&mut *$conn)
+            .await
+            .map_err($crate::backend)?;
+        tracing::info!(version = $m.version, name = $m.name, "applied state migration");
+    }};
+}
+pub(crate) use apply_migration;
+
+/// (version, checksum) pairs from [`APPLIED_SQL`] rows.
+pub(crate) fn applied(rows: &[impl crate::rows::Cols]) -> Result<Vec<(i64, String)>, StoreError> {
+    rows.iter().map(|r| Ok((r.int("version")?, r.text("checksum")?))).collect()
+}
+
 /// Apply what is missing (see [`pending`]).
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::raw_sql(
@@ -65,25 +90,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     .execute(pool)
     .await
     .map_err(backend)?;
-    let rows = sqlx::query("SELECT version, checksum FROM rpcc_migrations ORDER BY version")
-        .fetch_all(pool)
-        .await
-        .map_err(backend)?;
-    let applied =
-        rows.iter().map(|r| Ok((r.int("version")?, r.text("checksum")?))).collect::<Result<Vec<_>, StoreError>>()?;
-    for m in pending(&applied, MIGRATIONS)? {
+    let rows = sqlx::query(APPLIED_SQL).fetch_all(pool).await.map_err(backend)?;
+    for m in pending(&applied(&rows)?, MIGRATIONS)? {
         let mut tx = pool.begin().await.map_err(backend)?;
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query("INSERT INTO rpcc_migrations (version, description, checksum, applied_ms) VALUES (?, ?, ?, ?)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(checksum(m.sql))
-            .bind(rpcc_core::deploy::unix_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        apply_migration!(tx, m);
         tx.commit().await.map_err(backend)?;
-        tracing::info!(version = m.version, name = m.name, "applied state migration");
     }
     Ok(())
 }

@@ -5,8 +5,7 @@
 use sqlx::postgres::PgPool;
 
 use crate::backend;
-use crate::migrate::{Migration, checksum, pending};
-use crate::rows::Cols as _;
+use crate::migrate::{APPLIED_SQL, Migration, applied, apply_migration, pending};
 use rpcc_core::deploy::StoreError;
 
 const MIGRATIONS: &[Migration] = &[
@@ -35,23 +34,9 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
-    let rows = sqlx::query("SELECT version, checksum FROM rpcc_migrations ORDER BY version")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-    let applied =
-        rows.iter().map(|r| Ok((r.int("version")?, r.text("checksum")?))).collect::<Result<Vec<_>, StoreError>>()?;
-    for m in pending(&applied, MIGRATIONS)? {
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query("INSERT INTO rpcc_migrations (version, description, checksum, applied_ms) VALUES ($1, $2, $3, $4)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(checksum(m.sql))
-            .bind(rpcc_core::deploy::unix_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tracing::info!(version = m.version, name = m.name, "applied state migration (PostgreSQL)");
+    let rows = sqlx::query(APPLIED_SQL).fetch_all(&mut *tx).await.map_err(backend)?;
+    for m in pending(&applied(&rows)?, MIGRATIONS)? {
+        apply_migration!(tx, m);
     }
     tx.commit().await.map_err(backend)
 }
