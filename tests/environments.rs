@@ -86,3 +86,36 @@ fn each_environment_deploys_its_own_servers_with_its_own_state_and_keys() -> any
     assert!(!out.status.success() && text(&out).contains("would mix keys"), "{}", text(&out));
     Ok(())
 }
+
+/// `rpcc validate` checks every environment of an inventory that defines several (or
+/// the one `--env` names); one broken environment fails the whole file.
+#[test]
+fn validate_checks_every_environment() -> anyhow::Result<()> {
+    let fleet = Fleet::start(2)?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let body = inventory(&fleet);
+    std::fs::write(d.join("inventory.toml"), &body)?;
+    let out = rpcc(d, &["validate", "inventory.toml"]).output()?;
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("[env staging]: valid: 1 servers") && all.contains("[env production]: valid: 1 servers"),
+        "{all}"
+    );
+
+    // Production's group names a server it does not have: only production fails.
+    std::fs::write(d.join("inventory.toml"), body.replace("servers = [\"s1\"]", "servers = [\"s9\"]"))?;
+    let out = rpcc(d, &["validate", "inventory.toml", "--json"]).output()?;
+    assert!(!out.status.success());
+    let docs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let verdict: Vec<(String, bool)> = docs
+        .iter()
+        .map(|d| (d["environment"].as_str().unwrap_or_default().to_owned(), d["valid"].as_bool().unwrap_or(true)))
+        .collect();
+    assert_eq!(verdict, [("staging".to_owned(), true), ("production".to_owned(), false)], "{docs:?}");
+    let one = rpcc(d, &["validate", "inventory.toml", "--env", "staging"]).output()?;
+    assert!(one.status.success() && !text(&one).contains("production"), "{}", text(&one));
+    Ok(())
+}

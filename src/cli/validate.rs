@@ -25,6 +25,8 @@ pub(crate) struct ValidateArgs {
 
 #[derive(serde::Serialize)]
 struct Summary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
     valid: bool,
     servers: usize,
     groups: usize,
@@ -33,6 +35,8 @@ struct Summary {
 
 #[derive(serde::Serialize)]
 struct Failure<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
     valid: bool,
     kind: &'static str,
     errors: Vec<JsonError<'a>>,
@@ -48,9 +52,27 @@ struct JsonError<'a> {
     column: Option<u32>,
 }
 
+/// Validate the inventory; one that defines environments is validated once per
+/// environment unless `--env` names one (exit 1 if any is invalid).
 pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
-    let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext)
-        .with_environment(args.secrets.env.as_deref());
+    if args.secrets.env.is_none() {
+        let text = std::fs::read_to_string(&args.inventory).unwrap_or_default();
+        let envs = Inventory::environment_names(&text);
+        if !envs.is_empty() {
+            let codes: Vec<ExitCode> = envs.iter().map(|env| run_one(args, Some(env))).collect();
+            return codes.into_iter().find(|c| *c != ExitCode::SUCCESS).unwrap_or(ExitCode::SUCCESS);
+        }
+    }
+    run_one(args, args.secrets.env.as_deref())
+}
+
+fn run_one(args: &ValidateArgs, env: Option<&str>) -> ExitCode {
+    let options = rpcc_core::LoadOptions::allow_plaintext(args.secrets.allow_plaintext).with_environment(env);
+    let environment = env.map(str::to_owned);
+    let label = match env {
+        Some(e) => format!("{} [env {e}]", args.inventory.display()),
+        None => args.inventory.display().to_string(),
+    };
     let result = Inventory::from_toml_file_with(&args.inventory, &options);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -68,18 +90,20 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
             if let Err(code) = check_secrets(&inv, args, &mut err) {
                 return code;
             }
-            let summary =
-                Summary { valid: true, servers: inv.servers.len(), groups: inv.groups.len(), sites: inv.sites.len() };
+            let summary = Summary {
+                environment,
+                valid: true,
+                servers: inv.servers.len(),
+                groups: inv.groups.len(),
+                sites: inv.sites.len(),
+            };
             if args.json {
                 let _ = writeln!(out, "{}", serde_json::to_string(&summary).unwrap_or_default());
             } else {
                 let _ = writeln!(
                     out,
-                    "{}: valid: {} servers, {} groups, {} sites",
-                    args.inventory.display(),
-                    summary.servers,
-                    summary.groups,
-                    summary.sites
+                    "{label}: valid: {} servers, {} groups, {} sites",
+                    summary.servers, summary.groups, summary.sites
                 );
             }
             ExitCode::SUCCESS
@@ -87,6 +111,7 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
         Err(Error::Syntax { message, location }) if args.json => {
             let (line, column) = location.map_or((None, None), |l| (Some(l.line), Some(l.column)));
             let f = Failure {
+                environment,
                 valid: false,
                 kind: "syntax",
                 errors: vec![JsonError { path: "(root)", message: &message, line, column }],
@@ -105,11 +130,16 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
                     column: e.location.map(|l| l.column),
                 })
                 .collect();
-            let f = Failure { valid: false, kind: "invalid", errors: list };
+            let f = Failure { environment, valid: false, kind: "invalid", errors: list };
             let _ = writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default());
             ExitCode::from(EXIT_INVALID)
         }
-        Err(other) => report_load_error(&args.inventory, &other, &mut err),
+        Err(other) => {
+            if env.is_some() {
+                let _ = writeln!(err, "{label}:");
+            }
+            report_load_error(&args.inventory, &other, &mut err)
+        }
     }
 }
 

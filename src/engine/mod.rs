@@ -71,6 +71,11 @@ impl Engine {
         if let Some(seal) = keyring.as_ref().and_then(|k| AuditSeal::for_keyring(k).ok()) {
             store = store.with_audit_seal(seal);
         }
+        // The state belongs to one environment (stamped on first use).
+        store
+            .claim_environment(inv.environment.as_ref().map(|e| e.name.as_str()))
+            .await
+            .map_err(|source| EngineError::State { path: state.display().to_string(), source })?;
         Self::with_store(inv, Arc::new(store), keyring)
     }
 

@@ -42,6 +42,17 @@ impl Inventory {
         Ok(inv)
     }
 
+    /// The names of the `[env.<name>]` tables in TOML text, in order (empty when it
+    /// defines none or does not parse: loading it then reports why).
+    pub fn environment_names(source: &str) -> Vec<String> {
+        let Ok(node) = Node::from_toml(source) else { return Vec::new() };
+        let NodeKind::Table(entries) = &node.kind else { return Vec::new() };
+        match entries.iter().find(|e| e.key == "env").map(|e| &e.value.kind) {
+            Some(NodeKind::Table(envs)) => envs.iter().map(|e| e.key.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Validate a tree from any source (JSON, Python dicts via serde). Errors carry
     /// paths but no line numbers.
     pub fn from_node(node: &Node) -> Result<Self, ValidationErrors> {
