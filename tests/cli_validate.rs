@@ -139,7 +139,7 @@ fn help_lists_only_commands_that_exist() {
         commands,
         [
             "validate", "render", "enroll", "run", "plan", "apply", "rollback", "status", "drift", "history", "audit",
-            "certs", "service", "state", "keys", "check", "watch", "plugin", "help"
+            "certs", "service", "helper", "state", "keys", "check", "watch", "plugin", "help"
         ],
         "{help}"
     );

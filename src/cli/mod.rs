@@ -76,6 +76,9 @@ enum Command {
     /// Run `rpcc watch` as a hardened systemd service: `unit` prints the unit, `install` writes it.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Print the deploy helper, to install on a server as a root-owned file (`nginx.helper`)
+    /// that a sudoers entry lets the deploy user run, and nothing else.
+    Helper,
     /// The state store: `migrate` a SQLite state into PostgreSQL (several control planes).
     #[command(subcommand)]
     State(state::StateCommand),
@@ -136,6 +139,11 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(&cmd),
         Command::State(cmd) => state::run(&cmd),
         Command::Service(cmd) => service::run(&cmd),
+        Command::Helper => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(rpcc_core::deploy::remote::helper_file().as_bytes());
+            ExitCode::SUCCESS
+        }
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
         Command::Plugin(cmd) => plugin::run(&cmd),

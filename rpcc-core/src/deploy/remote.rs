@@ -16,6 +16,12 @@ use crate::transport::{Argv, ExecRequest, TransportError, TreeFile, tar_archive}
 /// The helper script (POSIX sh, coreutils, tar, flock).
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
 
+/// The helper as a file to install on a server (`nginx.helper`): the same text with a
+/// shell line, run as `<helper> <command> <args>…` (root-owned, mode 0755).
+pub fn helper_file() -> String {
+    format!("#!/bin/sh\n{REMOTE_SCRIPT}")
+}
+
 /// Exit codes of the helper (see the script's header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +161,7 @@ pub struct RemoteCommands {
     managed_root: String,
     root: String,
     binary: String,
+    helper: Option<String>,
     mode: NginxMode,
     pid: String,
     error_log: String,
@@ -170,6 +177,7 @@ impl RemoteCommands {
             managed_root: n.managed_root.to_string(),
             root: n.root.to_string(),
             binary: n.binary.to_string(),
+            helper: n.helper.as_ref().map(ToString::to_string),
             mode: n.mode,
             pid: n.pid.to_string(),
             error_log: format!("{}/error.log", n.log_dir),
@@ -195,10 +203,18 @@ impl RemoteCommands {
     }
 
     fn argv(&self, command: &str, args: &[&str]) -> Result<Argv, TransportError> {
-        let mut v: Vec<String> = vec!["-c".into(), REMOTE_SCRIPT.into(), "rpcc".into(), command.into()];
-        v.push(self.managed_root.clone());
-        v.extend(args.iter().map(|a| (*a).to_owned()));
-        Argv::new("sh", v)
+        let rest = std::iter::once(command.to_owned())
+            .chain(std::iter::once(self.managed_root.clone()))
+            .chain(args.iter().map(|a| (*a).to_owned()));
+        match &self.helper {
+            // The installed helper through sudo: the sudoers entry names this file only.
+            Some(helper) => {
+                Argv::new("sudo", ["-n".to_owned(), "--".to_owned(), helper.clone()].into_iter().chain(rest))
+            }
+            None => {
+                Argv::new("sh", ["-c".to_owned(), REMOTE_SCRIPT.to_owned(), "rpcc".to_owned()].into_iter().chain(rest))
+            }
+        }
     }
 
     /// Read-only report; with the current generation's per-file hashes if `manifest`.

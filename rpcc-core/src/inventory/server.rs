@@ -31,6 +31,7 @@ const NGINX_FIELDS: &[&str] = &[
     "user",
     "pid",
     "log_dir",
+    "helper",
 ];
 const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout", "plugins"];
 const ROLLOUT_FIELDS: &[&str] = &["strategy", "batch", "max_failed", "concurrency", "rollback_on_failure"];
@@ -61,6 +62,18 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
         None => Some(None),
     };
     t.finish(d);
+    if sudo == Some(true)
+        && let Some(Some(helper)) = nginx.as_ref().map(|n| &n.helper)
+    {
+        d.error(
+            &path.field("sudo"),
+            Some(node),
+            format!(
+                "is true, but nginx.helper {helper} already runs through `sudo -n` by itself; set sudo = false (the helper is then the only command run as root)"
+            ),
+        );
+        return None;
+    }
     Some(Server {
         name: name?,
         host: host?,
@@ -162,6 +175,7 @@ fn default_nginx() -> Option<NginxSettings> {
         user: UnixUser::parse("www-data").ok(),
         pid: RemotePath::parse("/run/nginx.pid").ok()?,
         log_dir: RemotePath::parse("/var/log/nginx").ok()?,
+        helper: None,
     })
 }
 
@@ -203,6 +217,10 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
     };
     let pid = t.get("pid").map_or(Some(defaults.pid.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
     let log_dir = t.get("log_dir").map_or(Some(defaults.log_dir.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
+    let helper = match t.get("helper") {
+        Some((n, p)) => d.parse(n, &p, RemotePath::parse).map(Some),
+        None => Some(None),
+    };
     t.finish(d);
     if let (Some(h), Some(s)) = (&listen_http, &listen_https)
         && h == s
@@ -228,6 +246,7 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         user: user?,
         pid: pid?,
         log_dir: log_dir?,
+        helper: helper?,
     })
 }
 

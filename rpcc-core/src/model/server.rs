@@ -149,6 +149,11 @@ pub struct NginxSettings {
     pub pid: RemotePath,
     /// Directory for `access.log` and `error.log` (default `/var/log/nginx`).
     pub log_dir: RemotePath,
+    /// The deploy helper installed on the server as a root-owned file (`rpcc helper
+    /// print`), run through `sudo -n` with a sudoers entry for that file only; `None`:
+    /// the helper text is sent with each command (`sh -c`), as the login user or under
+    /// the server's `sudo`.
+    pub helper: Option<RemotePath>,
 }
 
 impl Server {
