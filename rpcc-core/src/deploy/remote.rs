@@ -19,7 +19,10 @@ pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
 /// The helper as a file to install on a server (`nginx.helper`): the same text with a
 /// shell line, run as `<helper> <command> <args>…` (root-owned, mode 0755).
 pub fn helper_file() -> String {
-    format!("#!/bin/sh\n{REMOTE_SCRIPT}")
+    format!(
+        "#!/bin/sh\n# installed by rpcc {} (`rpcc helper`); replace it when rpcc is upgraded\n{REMOTE_SCRIPT}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Exit codes of the helper (see the script's header).
