@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod bootstrap;
 mod certs;
 mod deploy;
 mod endpoint;
@@ -51,6 +52,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Render each server's nginx configuration tree into a directory.
     Render(render::RenderArgs),
+    /// Prepare a new server over SSH as an administrator: packages, the deploy user, the helper and its sudoers entry.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Show a server's SSH host key and pin it in the inventory (trust on first use, explicit).
     Enroll(enroll::EnrollArgs),
     /// Run one command on a server over SSH (pinned host key), e.g. `rpcc run inv.toml edge-1 -- nginx -t`.
@@ -128,6 +131,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Enroll(args) => enroll::run(&args),
+        Command::Bootstrap(args) => bootstrap::run(&args),
         Command::Plan(args) => deploy::plan(&args),
         Command::Apply(args) => deploy::apply(&args),
         Command::Rollback(args) => deploy::rollback(&args),

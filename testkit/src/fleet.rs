@@ -499,8 +499,10 @@ fn write_sshd_config(
             hk = host_key.display(),
             pid = dir.join("sshd.pid").display(),
             auth = authorized.display(),
+            // `rpcc-boot-*`: users a bootstrap test creates (and removes) itself.
             user = std::iter::once(user.name.as_str())
                 .chain(crate::user::SHELL_TEST_USERS.iter().copied())
+                .chain(std::iter::once("rpcc-boot-*"))
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
