@@ -73,7 +73,7 @@ fn run_fakes() {
     });
 }
 
-fn inventory(glances_port: u16, sites_port: u16) -> String {
+fn inventory(glances_port: u16, sites_port: u16, interval: &str) -> String {
     let mut t = String::with_capacity(SERVERS * 600);
     for i in 0..SERVERS {
         t.push_str(&format!(
@@ -89,7 +89,7 @@ fn inventory(glances_port: u16, sites_port: u16) -> String {
             ));
         }
     }
-    t.push_str("[monitor]\ninterval = \"30s\"\nconcurrency = 64\ntimeout = \"5s\"\n");
+    t.push_str(&format!("[monitor]\ninterval = \"{interval}\"\nconcurrency = 64\ntimeout = \"5s\"\n"));
     t
 }
 
@@ -134,7 +134,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inventory.toml");
-    std::fs::write(&path, inventory(gport, sport)).unwrap();
+    std::fs::write(&path, inventory(gport, sport, "30s")).unwrap();
     let inv = Inventory::from_toml_file(&path).unwrap();
 
     // 1. One round in-process, at several concurrencies.
@@ -205,5 +205,54 @@ fn main() {
     );
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = watch.wait();
+
+    // 3. Three `rpcc watch` processes sharing one state split the fleet: each member's
+    //    servers per round, read from its /metrics after its second round.
+    let shared = dir.path().join("shared.toml");
+    std::fs::write(&shared, inventory(gport, sport, "10s")).unwrap();
+    let state = dir.path().join("shared.db");
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&bin)
+            .args(["watch", shared.to_str().unwrap(), "--member", &format!("watch-{i}"), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state")
+            .arg(&state)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        members.push((KillOnDrop(child), port));
+    }
+    let metric = |port: u16, name: &str| -> Option<f64> {
+        use std::io::Read as _;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && !members.iter().all(|(_, p)| metric(*p, "rpcc_watch_rounds_total").is_some_and(|r| r >= 2.0))
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let owned: Vec<f64> =
+        members.iter().map(|(_, p)| metric(*p, "rpcc_watch_owned_servers").unwrap_or(f64::NAN)).collect();
+    let even = SERVERS as f64 / 3.0;
+    let worst = owned.iter().map(|o| (o - even).abs() / even * 100.0).fold(0.0_f64, f64::max);
+    println!(
+        "3 rpcc watch processes on one state, {SERVERS} servers: {:?} servers each per round (sum {}), \
+         worst {worst:.1} % from an even split (target within 10 %)",
+        owned.iter().map(|o| *o as u64).collect::<Vec<_>>(),
+        owned.iter().sum::<f64>()
+    );
+    for (child, _) in &members {
+        let _ = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status();
+    }
+    drop(members);
     drop(fakes);
 }

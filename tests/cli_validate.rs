@@ -138,8 +138,27 @@ fn help_lists_only_commands_that_exist() {
     assert_eq!(
         commands,
         [
-            "validate", "render", "bootstrap", "enroll", "run", "plan", "apply", "rollback", "status", "drift", "history", "audit",
-            "certs", "service", "helper", "state", "keys", "check", "watch", "plugin", "help"
+            "validate",
+            "render",
+            "bootstrap",
+            "enroll",
+            "run",
+            "plan",
+            "apply",
+            "rollback",
+            "status",
+            "drift",
+            "history",
+            "audit",
+            "certs",
+            "service",
+            "helper",
+            "state",
+            "keys",
+            "check",
+            "watch",
+            "plugin",
+            "help"
         ],
         "{help}"
     );

@@ -150,6 +150,7 @@ pub struct Monitor {
     plugins: Option<Arc<rpcc_wasm_plugins::PluginSet>>,
     concurrency: usize,
     dns: Option<(DnsProber, Vec<DnsTarget>)>,
+    groups: GroupIndex,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -223,6 +224,7 @@ impl Monitor {
             return Err(WatchError::PluginsNotBuilt { count: inv.plugins.len() });
         }
         Ok(Self {
+            groups: GroupIndex::new(&inv),
             inv: Arc::new(inv),
             sources,
             targets,
@@ -290,29 +292,47 @@ impl Monitor {
 
     /// The groups an alert subject belongs to (for notifier routing).
     pub fn groups_of(&self, subject: &Subject) -> Vec<String> {
-        let server = match subject {
+        let found = match subject {
             Subject::Cpu { server }
             | Subject::Memory { server }
             | Subject::Disk { server, .. }
-            | Subject::Metrics { server } => Some(server.as_str()),
-            _ => None,
-        };
-        let site = match subject {
+            | Subject::Metrics { server } => self.groups.servers.get(server.as_str()),
             Subject::Site { site, .. }
             | Subject::Certificate { site, .. }
             | Subject::Dns { site }
-            | Subject::Plugin { site, .. } => Some(site.as_str()),
+            | Subject::Plugin { site, .. } => self.groups.sites.get(site.as_str()),
             _ => None,
         };
-        self.inv
-            .groups
-            .iter()
-            .filter(|g| {
-                server.is_some_and(|s| g.servers.iter().any(|m| m.as_str() == s))
-                    || site.is_some_and(|d| self.inv.sites.iter().any(|x| x.domain.as_str() == d && x.group == g.name))
-            })
-            .map(|g| g.name.to_string())
-            .collect()
+        found.cloned().unwrap_or_default()
+    }
+}
+
+/// Which groups each server and each site belongs to, in inventory order: built once,
+/// so routing an alert is a lookup (a scan of every group and site per alert subject
+/// took minutes per round at 1,000 servers and 5,000 sites).
+#[derive(Debug, Default)]
+struct GroupIndex {
+    servers: std::collections::HashMap<String, Vec<String>>,
+    sites: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl GroupIndex {
+    fn new(inv: &Inventory) -> Self {
+        let mut index = Self::default();
+        for g in &inv.groups {
+            for m in &g.servers {
+                index.servers.entry(m.to_string()).or_default().push(g.name.to_string());
+            }
+        }
+        for site in &inv.sites {
+            if inv.groups.iter().any(|g| g.name == site.group) {
+                let groups = index.sites.entry(site.domain.to_string()).or_default();
+                if !groups.contains(&site.group.to_string()) {
+                    groups.push(site.group.to_string());
+                }
+            }
+        }
+        index
     }
 }
 

@@ -161,7 +161,13 @@ impl Watch<'_> {
                     takeover,
                     failed_checks: round.failed_checks(),
                     members: shards.members().len(),
-                    owned: all_keys.iter().filter(|k| shards.owns(k)).count(),
+                    owned_servers: self
+                        .monitor
+                        .inventory()
+                        .servers
+                        .iter()
+                        .filter(|s| shards.owns(s.name.as_str()))
+                        .count(),
                     certificates: round
                         .sites
                         .iter()

@@ -22,7 +22,7 @@ struct Last {
     took: Duration,
     failed_checks: usize,
     members: usize,
-    owned: usize,
+    owned_servers: usize,
     /// (site, server, days until the served certificate expires), from the last round.
     certificates: Vec<(String, String, f64)>,
 }
@@ -38,8 +38,8 @@ pub struct RoundFacts {
     pub failed_checks: usize,
     /// Live watch members, this one included.
     pub members: usize,
-    /// Servers and sites this member owns.
-    pub owned: usize,
+    /// Servers this member checks (their metrics, site probes and check plugins).
+    pub owned_servers: usize,
     /// (site, server, days until the served certificate expires).
     pub certificates: Vec<(String, String, f64)>,
 }
@@ -60,7 +60,7 @@ impl WatchStats {
         last.took = facts.took;
         last.failed_checks = facts.failed_checks;
         last.members = facts.members;
-        last.owned = facts.owned;
+        last.owned_servers = facts.owned_servers;
         if !facts.takeover {
             last.certificates = facts.certificates;
         }
@@ -123,10 +123,10 @@ impl WatchStats {
             &plain(last.members.to_string()),
         );
         metric(
-            "rpcc_watch_owned_checks",
+            "rpcc_watch_owned_servers",
             "gauge",
-            "Servers and sites this watch process checks.",
-            &plain(last.owned.to_string()),
+            "Servers this watch process checks (the others' are checked by the other members).",
+            &plain(last.owned_servers.to_string()),
         );
         metric(
             "rpcc_alerts_total",
@@ -168,7 +168,7 @@ mod tests {
             took: Duration::from_millis(250),
             failed_checks: 2,
             members: 3,
-            owned: 40,
+            owned_servers: 40,
             certificates: vec![("a\"b.example".into(), "s0".into(), 10.0)],
             ..RoundFacts::default()
         });
