@@ -12,15 +12,7 @@ use std::process::{Command, Output};
 use common::{get, site};
 use rpcc_testkit::Fleet;
 
-fn rpcc(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
-    c.args(args).env_remove("RPCC_STATE").env_remove("RPCC_ENV").env("RUST_LOG", "warn");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{output_text as text, rpcc_cli as rpcc};
 
 fn sh(argv: &[&str]) -> anyhow::Result<Output> {
     Ok(Command::new(argv[0]).args(&argv[1..]).output()?)

@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +22,6 @@ fn rpcc(args: &[&str]) -> Command {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn site() -> &'static str {
@@ -116,7 +108,7 @@ fn watch_fires_one_signed_webhook_records_it_and_stops_on_sigterm() -> anyhow::R
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()?;
-    let mut watch = Kill(child);
+    let mut watch = common::KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -236,7 +228,7 @@ fn watch_applies_group_rules_and_keeps_metric_samples() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut watch = Kill(child);
+    let mut watch = common::KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while received_now(&received).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -324,7 +316,7 @@ fn watch_alerts_once_when_a_check_plugin_fails() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut watch = Kill(child);
+    let mut watch = common::KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while received_now(&received).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -6,20 +6,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::{current_generation, site};
 use rpcc_testkit::{Fleet, PgServer};
 
 fn rpcc(args: &[&str], state: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rpcc"));
-    c.args(args).env("RPCC_STATE", state).env_remove("RPCC_FAULT_INJECT").env("RUST_LOG", "warn");
+    let mut c = common::rpcc_cli(args);
+    c.env("RPCC_STATE", state);
     c
 }
 
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::output_text as text;
 
 /// Applies per control plane: 2 control planes × 50 applies × 2 servers = 200 deploys.
 const APPLIES: usize = 50;
@@ -197,16 +195,8 @@ fn two_watch_processes_split_the_fleet_and_take_over_a_dead_ones_servers() -> an
             .stderr(std::process::Stdio::null())
             .spawn()
     };
-    /// Killed however the test ends.
-    struct Proc(std::process::Child);
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut first = Proc(watch(&a)?);
-    let _second = Proc(watch(&b)?);
+    let mut first = common::KillOnDrop(watch(&a)?);
+    let _second = common::KillOnDrop(watch(&b)?);
     std::thread::sleep(std::time::Duration::from_secs(5));
     let samples = |since: i64| -> anyhow::Result<Vec<(String, i64)>> {
         let rows = pg.psql(
@@ -230,7 +220,7 @@ fn two_watch_processes_split_the_fleet_and_take_over_a_dead_ones_servers() -> an
     // Kill the first member: its servers pass to the second within one interval.
     first.0.kill()?;
     first.0.wait()?;
-    let killed = rpcc_core_now_ms();
+    let killed = rpcc::core::deploy::unix_ms();
     std::thread::sleep(std::time::Duration::from_secs(3));
     let after = samples(killed)?;
     for s in &a_servers {
@@ -239,10 +229,4 @@ fn two_watch_processes_split_the_fleet_and_take_over_a_dead_ones_servers() -> an
         assert!(first_after.is_some_and(|ms| ms <= 1_500), "{s}: {first_after:?} ms after the kill ({after:?})");
     }
     Ok(())
-}
-
-fn rpcc_core_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }

@@ -18,9 +18,7 @@ fn rpcc() -> Command {
     c
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::output_text as text;
 
 /// `systemd-analyze security`'s overall exposure for a unit file.
 fn exposure(unit: &std::path::Path) -> anyhow::Result<f64> {
@@ -112,15 +110,7 @@ fn the_watch_notifies_systemd_serves_metrics_and_logs_json() -> anyhow::Result<(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    /// Killed however the test ends.
-    struct Proc(std::process::Child);
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Proc(child);
+    let mut child = common::KillOnDrop(child);
     let mut stderr_pipe = child.0.stderr.take().expect("piped");
     let stderr_reader = std::thread::spawn(move || {
         let mut all = String::new();

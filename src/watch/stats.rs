@@ -186,4 +186,16 @@ mod tests {
         }
         assert!(stats.healthy(Instant::now(), Duration::from_secs(1)));
     }
+
+    #[test]
+    fn health_is_lost_when_no_round_finished_within_two_intervals() {
+        let interval = Duration::from_millis(100);
+        let stats = WatchStats::default();
+        let now = Instant::now();
+        assert!(stats.healthy(now, interval), "just started: no round due yet");
+        let long_ago = now.checked_sub(Duration::from_millis(250)).expect("an instant 250 ms ago");
+        assert!(!stats.healthy(long_ago, interval), "started 2.5 intervals ago, no round since");
+        stats.round(RoundFacts::default());
+        assert!(stats.healthy(long_ago, interval), "a round just finished");
+    }
 }

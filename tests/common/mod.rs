@@ -25,11 +25,27 @@ pub fn rpcc_cli(args: &[&str]) -> std::process::Command {
         .env_remove("RPCC_KEYS")
         .env_remove("RPCC_KEY_FILE")
         .env_remove("RPCC_STATE")
+        .env_remove("RPCC_ENV")
         .env_remove("RPCC_AUDIT_CHECKPOINT")
         .env_remove("RPCC_FAULT_INJECT")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null());
     c
+}
+
+/// A child process killed (and reaped) however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// stdout then stderr of a finished command, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// A site block for the test inventory: answers `X-Deploy: <tag>` and serves a health path.
