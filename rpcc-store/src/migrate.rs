@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "certificates", sql: include_str!("migrations/0004_certificates.sql") },
     Migration { version: 5, name: "watch members", sql: include_str!("migrations/0005_watch_members.sql") },
     Migration { version: 6, name: "meta", sql: include_str!("migrations/0006_meta.sql") },
+    Migration { version: 7, name: "watch claims", sql: include_str!("migrations/0007_watch_claims.sql") },
 ];
 
 pub(crate) fn checksum(sql: &str) -> String {

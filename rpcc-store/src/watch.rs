@@ -23,13 +23,19 @@ pub trait WatchStore: StateStore + std::fmt::Debug {
     async fn heartbeat(&self, member: &str, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, StoreError>;
     /// Remove `member` (a clean stop: its share passes on at once).
     async fn leave(&self, member: &str) -> Result<(), StoreError>;
+    /// Claim `keys` for a check at `now_ms`, atomically: returns the keys nobody claimed
+    /// after `now_ms - min_gap_ms` (in no particular order) and records them as claimed
+    /// now. Two members that both think they own a key (one joined or left between
+    /// their rounds) therefore never both check it within `min_gap_ms`.
+    async fn claim_checks(&self, keys: &[String], now_ms: i64, min_gap_ms: i64) -> Result<Vec<String>, StoreError>;
     /// Recorded deployments by state name (for `/metrics`).
     async fn deployment_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
-/// Membership SQL, the same on both backends but for placeholders.
+/// Membership SQL, the same on both backends but for placeholders; the claim statement
+/// takes the keys as one parameter (`$keys`: how that parameter is bound).
 macro_rules! membership {
-    ($store:ty, $upsert:literal, $live:literal, $leave:literal) => {
+    ($store:ty, $upsert:literal, $live:literal, $leave:literal, $claim:literal, $keys:expr) => {
         impl $store {
             async fn heartbeat_members(
                 &self,
@@ -52,6 +58,21 @@ macro_rules! membership {
                 sqlx::query($leave).bind(member).execute(&self.pool).await.map_err(backend)?;
                 Ok(())
             }
+
+            async fn claim(&self, keys: &[String], now_ms: i64, min_gap_ms: i64) -> Result<Vec<String>, StoreError> {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let bound = $keys(keys)?;
+                let found = sqlx::query($claim)
+                    .bind(bound)
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_sub(min_gap_ms))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                found.iter().map(|r| r.text("check_key")).collect()
+            }
         }
     };
 }
@@ -60,13 +81,23 @@ membership!(
     SqliteStore,
     "INSERT INTO watch_members (member, seen_ms) VALUES (?, ?) ON CONFLICT (member) DO UPDATE SET seen_ms = excluded.seen_ms",
     "SELECT member FROM watch_members WHERE seen_ms >= ? ORDER BY member",
-    "DELETE FROM watch_members WHERE member = ?"
+    "DELETE FROM watch_members WHERE member = ?",
+    // `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
+    "INSERT INTO watch_claims (check_key, at_ms) SELECT value, $2 FROM json_each($1) WHERE true \
+     ON CONFLICT (check_key) DO UPDATE SET at_ms = excluded.at_ms WHERE watch_claims.at_ms <= $3 \
+     RETURNING check_key",
+    |keys: &[String]| serde_json::to_string(keys)
+        .map_err(|e| StoreError::Backend { reason: e.to_string(), retryable: false })
 );
 membership!(
     PgStore,
     "INSERT INTO watch_members (member, seen_ms) VALUES ($1, $2) ON CONFLICT (member) DO UPDATE SET seen_ms = excluded.seen_ms",
     "SELECT member FROM watch_members WHERE seen_ms >= $1 ORDER BY member",
-    "DELETE FROM watch_members WHERE member = $1"
+    "DELETE FROM watch_members WHERE member = $1",
+    "INSERT INTO watch_claims (check_key, at_ms) SELECT k, $2 FROM unnest($1::text[]) AS k \
+     ON CONFLICT (check_key) DO UPDATE SET at_ms = excluded.at_ms WHERE watch_claims.at_ms <= $3 \
+     RETURNING check_key",
+    |keys: &[String]| Ok::<_, StoreError>(keys.to_vec())
 );
 
 macro_rules! watch_store {
@@ -87,6 +118,14 @@ macro_rules! watch_store {
             }
             async fn leave(&self, member: &str) -> Result<(), StoreError> {
                 self.leave_members(member).await
+            }
+            async fn claim_checks(
+                &self,
+                keys: &[String],
+                now_ms: i64,
+                min_gap_ms: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                self.claim(keys, now_ms, min_gap_ms).await
             }
             async fn deployment_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
                 let found = sqlx::query("SELECT state, COUNT(*) AS n FROM deployments GROUP BY state ORDER BY state")

@@ -375,6 +375,32 @@ async fn watch_members_expire_without_a_heartbeat_and_leave_at_once(db: &Db) -> 
     Ok(())
 }
 
+both!(a_check_is_claimed_by_one_member_per_gap);
+async fn a_check_is_claimed_by_one_member_per_gap(db: &Db) -> anyhow::Result<()> {
+    let (a, b) = (db.open_watch().await?, db.open_watch().await?);
+    let keys = |k: &[&str]| k.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // First claims win; a second member asking for the same keys 10 ms later gets only
+    // the ones nobody claimed.
+    assert_eq!(sorted(a.claim_checks(&keys(&["s1", "s2"]), 1_000, 500).await?), ["s1", "s2"]);
+    assert_eq!(
+        sorted(b.claim_checks(&keys(&["s2", "s3", "site:a.example"]), 1_010, 500).await?),
+        ["s3", "site:a.example"]
+    );
+    // Once the gap has passed the key can be claimed again, exactly at the boundary too.
+    assert!(b.claim_checks(&keys(&["s1"]), 1_499, 500).await?.is_empty());
+    assert_eq!(b.claim_checks(&keys(&["s1"]), 1_500, 500).await?, ["s1"]);
+    assert!(a.claim_checks(&[], 9_000, 500).await?.is_empty());
+    // Many keys in one statement (a 5,000-site fleet), hostile names included.
+    let many: Vec<String> = (0..5_000).map(|i| format!("site:{i}.example\"'")).collect();
+    assert_eq!(a.claim_checks(&many, 2_000, 500).await?.len(), 5_000);
+    assert!(b.claim_checks(&many, 2_001, 500).await?.is_empty());
+    Ok(())
+}
+
 both!(a_state_belongs_to_the_first_environment_that_uses_it);
 async fn a_state_belongs_to_the_first_environment_that_uses_it(db: &Db) -> anyhow::Result<()> {
     use rpcc_store::EnvironmentClaim;

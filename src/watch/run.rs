@@ -4,7 +4,9 @@
 //! shared state (PostgreSQL, or one SQLite file on one machine) split the fleet: each
 //! heartbeats, each server is checked by exactly one live member per round, and a dead
 //! member's servers are taken over as soon as its heartbeat expires (well within one
-//! interval), by an extra round of just those servers.
+//! interval), by an extra round of just those servers. Rounds claim their keys in the
+//! store, so when the split changes between two members' rounds (a join, a departure)
+//! a server the previous owner checked moments ago is not checked again.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -86,6 +88,29 @@ impl Watch<'_> {
         }
     }
 
+    /// The keys of `wanted` nobody checked in the last half interval, now claimed by this
+    /// member; on a store failure all of them (at worst checked twice, never not at all).
+    async fn claim(&self, wanted: &BTreeSet<String>, interval: Duration) -> BTreeSet<String> {
+        let keys: Vec<String> = wanted.iter().cloned().collect();
+        let gap_ms = i64::try_from((interval / 2).as_millis()).unwrap_or(i64::MAX);
+        match self.store.claim_checks(&keys, unix_ms(), gap_ms).await {
+            Ok(claimed) => {
+                if claimed.len() < keys.len() {
+                    tracing::debug!(
+                        member = %self.member,
+                        skipped = keys.len() - claimed.len(),
+                        "keys checked by another member moments ago are left for the next round"
+                    );
+                }
+                claimed.into_iter().collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watch claims failed; checking every owned key");
+                wanted.clone()
+            }
+        }
+    }
+
     /// Watch until `stop` completes (a signal, a stop handle's future); a round in
     /// progress is abandoned then, and this member leaves the split.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
@@ -129,7 +154,7 @@ impl Watch<'_> {
                 alive();
             }
             let owned: BTreeSet<String> = all_keys.iter().filter(|k| shards.owns(k)).cloned().collect();
-            let todo: BTreeSet<String> = if takeover {
+            let wanted: BTreeSet<String> = if takeover {
                 // Keys this member gained since its last round (a member died or left):
                 // checked now rather than at the next tick.
                 if checked.is_empty() {
@@ -139,6 +164,17 @@ impl Watch<'_> {
             } else {
                 owned
             };
+            if wanted.is_empty() {
+                continue;
+            }
+            // What another member checked in the last half interval (it owned the key
+            // before a join or a departure changed the split) is not checked again.
+            let todo = self.claim(&wanted, interval).await;
+            if takeover {
+                checked.extend(wanted);
+            } else {
+                checked = wanted;
+            }
             if todo.is_empty() {
                 continue;
             }
@@ -177,11 +213,6 @@ impl Watch<'_> {
                         })
                         .collect(),
                 });
-            }
-            if takeover {
-                checked.extend(todo);
-            } else {
-                checked = todo;
             }
             self.after_round(&round, retention).await;
             if let Some(alive) = self.alive {

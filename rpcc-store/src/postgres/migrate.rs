@@ -16,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "server locks", sql: include_str!("migrations/0005_server_locks.sql") },
     Migration { version: 6, name: "watch members", sql: include_str!("migrations/0006_watch_members.sql") },
     Migration { version: 7, name: "meta", sql: include_str!("migrations/0007_meta.sql") },
+    Migration { version: 8, name: "watch claims", sql: include_str!("migrations/0008_watch_claims.sql") },
 ];
 
 /// Apply what is missing; refuse a database whose applied migrations differ from the
