@@ -53,3 +53,47 @@ fn hostile_generation_ids_are_refused_by_the_helper() {
         assert_eq!(out.status.code(), Some(16), "{id}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A function of the helper, as text (from `name() {` to the closing `}` at column 0).
+fn helper_function(name: &str) -> String {
+    let start = REMOTE_SCRIPT.find(&format!("\n{name}() {{")).expect("function in the helper");
+    let body = &REMOTE_SCRIPT[start..];
+    let end = body.find("\n}\n").expect("closing brace");
+    body[..end + 3].to_owned()
+}
+
+/// The helper finds a master's children and reads their titles without forking: from the
+/// kernel's children list when there is one, by scanning /proc otherwise; both give the
+/// same processes, in dash and bash alike.
+#[test]
+fn children_and_titles_are_read_the_same_with_and_without_the_kernel_list() {
+    let fast = format!("{}\n{}", helper_function("children_var"), helper_function("title_of"));
+    let scan = fast.replace("task/$1/children", "task/$1/no-such-list");
+    assert_ne!(fast, scan, "the fast path is there to be disabled");
+    for shell in ["dash", "bash"] {
+        if Command::new(shell).arg("-c").arg("true").output().is_err() {
+            continue;
+        }
+        for (label, functions) in [("kernel list", &fast), ("scan", &scan)] {
+            // Two children, one renamed the way nginx renames a retiring worker.
+            let script = format!(
+                "{functions}\n\
+                 sleep 5 & a=$!\n\
+                 bash -c 'exec -a \"nginx: worker process is shutting down\" sleep 5' & b=$!\n\
+                 sleep 0.3\n\
+                 children_var $$\n\
+                 n=0; for p in $kids; do n=$((n + 1)); done\n\
+                 case \" $kids \" in *\" $a \"*) ;; *) echo \"missing $a in $kids\" ;; esac\n\
+                 case \" $kids \" in *\" $b \"*) ;; *) echo \"missing $b in $kids\" ;; esac\n\
+                 title_of $b; case $title in *'shutting down'*) echo retiring ;; *) echo \"title [$title]\" ;; esac\n\
+                 title_of $a; case $title in *'shutting down'*) echo \"wrong title [$title]\" ;; esac\n\
+                 title_of 999999999; [ -z \"$title\" ] || echo \"title of nothing: $title\"\n\
+                 echo children=$n\n\
+                 kill $a $b"
+            );
+            let out = Command::new(shell).arg("-c").arg(&script).output().expect("shell runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(stdout, "retiring\nchildren=2\n", "{shell}, {label}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

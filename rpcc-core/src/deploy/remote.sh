@@ -36,7 +36,7 @@ check_id() {
 
 # Serialize lock/activation work between rpcc processes (any control plane).
 guard() {
-    mkdir -p "$G" || fail 18 "cannot create $G"
+    [ -d "$G" ] || mkdir -p "$G" || fail 18 "cannot create $G"
     exec 9>>"$M/.guard" || fail 18 "cannot open $M/.guard"
     flock -w 60 9 || fail 75 "another rpcc process holds $M/.guard"
 }
@@ -90,13 +90,25 @@ report() {
 }
 
 # Children of a process (nginx workers, cache manager/loader) into $kids, without
-# forking (no command substitution).
+# forking (no command substitution): the kernel's list of the master's children when
+# it has one (one read; nginx's master is single-threaded), else a scan of /proc.
 children_var() {
     kids=''
+    if [ -r "/proc/$1/task/$1/children" ]; then
+        read -r kids <"/proc/$1/task/$1/children" 2>/dev/null || :
+        return 0
+    fi
     for s in /proc/[0-9]*/stat; do
         read -r cpid ccomm cstate cppid crest 2>/dev/null <"$s" || continue
         [ "$cppid" = "$1" ] && kids="$kids $cpid"
     done
+}
+
+# The title nginx gave process $1 ("nginx: worker process is shutting down") into
+# $title, without forking: it is the start of the process's argv area, NUL-padded.
+title_of() {
+    title=''
+    read -r title <"/proc/$1/cmdline" 2>/dev/null || :
 }
 
 # Whether the live (not shutting down) children of a master come from two cycles: their
@@ -106,7 +118,8 @@ two_cycles() {
     children_var "$1"
     lo='' hi='' live=''
     for p in $kids; do
-        grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null && continue
+        title_of "$p"
+        case $title in *'shutting down'*) continue ;; esac
         live="$live $p"
         read -r _1 _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13 _14 _15 _16 _17 _18 _19 _20 _21 t _r \
             2>/dev/null <"/proc/$p/stat" || continue
@@ -278,7 +291,8 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
             if [ $mixed = 1 ] && [ -n "$wp" ]; then
                 n=0
                 for p in $live; do
-                    grep -q 'worker process' "/proc/$p/cmdline" 2>/dev/null && n=$((n + 1))
+                    title_of "$p"
+                    case $title in *'worker process'*) n=$((n + 1)) ;; esac
                 done
                 [ $n -ge 1 ] && [ $n -le "$wp" ] && mixed=0
             fi
@@ -355,7 +369,18 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     [ "$parse" = master ] && every=1
     i=0 failing=0 quiet=0 last=$size
     while [ $i -lt "$ticks" ]; do
-        if [ $failing = 1 ] || [ $((i % every)) = 0 ]; then
+        look=0
+        if [ $failing = 1 ]; then
+            look=1
+        elif [ $((i % every)) = 0 ]; then
+            look=1
+            # A refusal is logged at the end of the parse: while the master is still
+            # running (parsing), there is nothing new to read.
+            mst=''
+            read -r _p _c mst _rest 2>/dev/null <"/proc/$master/stat" || mst=''
+            [ "$parse" = master ] && [ "$mst" = R ] && look=0
+        fi
+        if [ $look = 1 ]; then
             cur=0
             [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
             if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
@@ -384,7 +409,10 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
                 old_live=0
                 for p in $kids; do
                     case " $before " in
-                    *" $p "*) grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null || old_live=1 ;;
+                    *" $p "*)
+                        title_of "$p"
+                        case $title in *'shutting down'*) ;; *) old_live=1 ;; esac
+                        ;;
                     esac
                 done
                 if [ $old_live = 0 ]; then
