@@ -74,9 +74,22 @@ fn inventory_toml(fleet: &Fleet, sites: usize, tag: &str, cert: &Path, changed_s
     toml
 }
 
+/// The sites' certificate key: ECDSA P-256 (what rpcc-acme issues, and certbot's
+/// default since 2.0), or RSA 2048 with `RPCC_BENCH_CERT=rsa`.
+fn cert_kind() -> &'static str {
+    if std::env::var("RPCC_BENCH_CERT").is_ok_and(|v| v == "rsa") { "RSA 2048" } else { "ECDSA P-256" }
+}
+
 fn make_cert(dir: &Path) {
+    let key: &[&str] = if cert_kind() == "RSA 2048" {
+        &["-newkey", "rsa:2048"]
+    } else {
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    };
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=bench.example"])
+        .args(["req", "-x509"])
+        .args(key)
+        .args(["-nodes", "-days", "30", "-subj", "/CN=bench.example"])
         // The post-deploy probe checks that the certificate covers each site's name.
         .args(["-addext", "subjectAltName=DNS:*.bench.example", "-keyout"])
         .arg(dir.join("key.pem"))
@@ -421,7 +434,7 @@ fn fleet_bench(quick: bool) {
     let deployer = Deployer::new(store, "bench@local")
         .with_options(DeployOptions::default().keep(3))
         .with_probe(Arc::new(rpcc::monitor::HttpHealthProbe::new(Duration::from_secs(5))));
-    println!("deploy: 4 servers (real sshd + nginx on loopback), TLS sites (RSA 2048), 2 cores");
+    println!("deploy: 4 servers (real sshd + nginx on loopback), TLS sites ({}), 2 cores", cert_kind());
     println!("  cold = a new process / new SSH connections; warm = pooled connection / OpenSSH ControlMaster open");
     println!("  floor = clock stops when `nginx -s reload` returns; verified floor = when new workers serve");
     let inv_of = |sites: usize, tag: &str, single: bool| {

@@ -34,6 +34,19 @@ fn true_cmd() -> ExecRequest {
     ExecRequest::new(Argv::new("true", Vec::<String>::new()).expect("argv"))
 }
 
+/// 2 MiB of incompressible-looking bytes (SSH does not compress here anyway).
+fn upload_blob() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -51,6 +64,7 @@ fn ms(d: Duration) -> f64 {
 fn main() -> anyhow::Result<()> {
     let quick = std::env::var("RPCC_BENCH_QUICK").is_ok();
     let (pooled_n, fresh_n, openssh_n, cm_n) = if quick { (100, 10, 5, 20) } else { (1000, 50, 30, 200) };
+    let upload_n = if quick { 10 } else { 50 };
     let fleet = Fleet::start(4)?;
     let s0 = &fleet.servers()[0];
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -63,6 +77,20 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..pooled_n {
             let start = Instant::now();
             t.exec(true_cmd()).await?;
+            v.push(start.elapsed());
+        }
+        anyhow::Ok(median(v))
+    })?;
+    let pooled_upload = rt.block_on(async {
+        let t = SshTransport::new(target(&fleet, s0))?;
+        let cat = || ExecRequest::new(Argv::new("sh", ["-c", "cat >/dev/null"]).expect("argv")).stdin(upload_blob());
+        t.exec(cat()).await?;
+        let mut v = Vec::with_capacity(upload_n);
+        for _ in 0..upload_n {
+            let req = cat();
+            let start = Instant::now();
+            let out = t.exec(req).await?;
+            anyhow::ensure!(out.success(), "upload failed");
             v.push(start.elapsed());
         }
         anyhow::Ok(median(v))
@@ -107,6 +135,24 @@ fn main() -> anyhow::Result<()> {
         v.push(start.elapsed());
     }
     let control_master = median(v);
+    // A 2 MiB upload (a 600-site generation's archive) into `cat`, over the master.
+    let blob = upload_blob();
+    let mut v = Vec::with_capacity(upload_n);
+    for _ in 0..upload_n {
+        let start = Instant::now();
+        let mut child = fleet
+            .ssh(s0)
+            .arg("-S")
+            .arg(&sock)
+            .arg("cat >/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        std::io::Write::write_all(&mut child.stdin.take().ok_or_else(|| anyhow::anyhow!("stdin"))?, &blob)?;
+        anyhow::ensure!(child.wait()?.success(), "ssh -S upload failed");
+        v.push(start.elapsed());
+    }
+    let cm_upload = median(v);
     let _ = Command::new("ssh").arg("-S").arg(&sock).args(["-O", "exit", "x"]).output();
     let _ = master.kill();
     let _ = master.wait();
@@ -158,6 +204,12 @@ fn main() -> anyhow::Result<()> {
     println!("  rpcc new connection per command     {:>8.3} ms/command  ({fresh_n} commands)", ms(fresh));
     println!("  OpenSSH new connection per command  {:>8.3} ms/command  ({openssh_n} commands)", ms(openssh));
     println!("  pooled vs ControlMaster: {:.2}x the latency", pooled.as_secs_f64() / control_master.as_secs_f64());
+    println!(
+        "  2 MiB upload into cat: rpcc pooled {:.1} ms, OpenSSH ControlMaster {:.1} ms ({:.2}x; {upload_n} each)",
+        ms(pooled_upload),
+        ms(cm_upload),
+        pooled_upload.as_secs_f64() / cm_upload.as_secs_f64()
+    );
     println!(
         "  pooled vs a new russh connection per command: {:.0}x faster",
         fresh.as_secs_f64() / pooled.as_secs_f64()
