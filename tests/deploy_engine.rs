@@ -35,7 +35,7 @@ fn first_deploy_noop_change_drift_and_rollback() -> anyhow::Result<()> {
     let site_refs: Vec<&Site> = inv.sites_for_server("s0").collect();
     let r = rt.block_on(deployer.deploy(&*tr[0], server, &site_refs, gens[0].clone()));
     assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
-    assert_eq!(r.round_trips, 6, "inspect, lock, stage, validate, activate, commit");
+    assert_eq!(r.round_trips, 5, "inspect, lock, stage + nginx -t, activate, commit");
     assert_eq!(r.linked_files, 0);
     let g1 = gens[0].id().to_owned();
     assert_eq!(current_generation(&ts.managed_root()).as_deref(), Some(g1.as_str()));
@@ -122,6 +122,59 @@ fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> a
     assert_eq!(bed.current().as_deref(), Some(good.id()));
     assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
     assert!(!bed.server().managed_root().join("lock").exists(), "lock released");
+    Ok(())
+}
+
+/// A server whose installed helper predates `stage … test` stages and ignores the rest:
+/// no `valid=` comes back, so the engine runs `nginx -t` as a command of its own (one
+/// round trip more) and still refuses what nginx refuses.
+#[test]
+fn a_helper_that_only_stages_is_validated_by_a_separate_command() -> anyhow::Result<()> {
+    /// Drops the `test <mode> <binary> <root>` words an older helper does not know.
+    struct OlderHelper(Arc<dyn rpcc::core::transport::Transport>);
+    #[async_trait::async_trait]
+    impl rpcc::core::transport::Transport for OlderHelper {
+        fn target(&self) -> String {
+            self.0.target()
+        }
+        async fn exec(
+            &self,
+            mut request: rpcc::core::transport::ExecRequest,
+        ) -> Result<rpcc::core::transport::Output, rpcc::core::transport::TransportError> {
+            let args = request.argv.args().to_vec();
+            if let Some(at) = args.iter().position(|a| a == "stage")
+                && args.get(at + 6).is_some_and(|w| w == "test")
+            {
+                request.argv = rpcc::core::transport::Argv::new(request.argv.program(), &args[..at + 6])?;
+            }
+            self.0.exec(request).await
+        }
+        async fn upload(
+            &self,
+            path: &rpcc::core::value::RemotePath,
+            bytes: &[u8],
+            mode: u32,
+        ) -> Result<(), rpcc::core::transport::TransportError> {
+            self.0.upload(path, bytes, mode).await
+        }
+    }
+    let bed = Bed::start()?;
+    let deploy = |sites: &str| {
+        let inv = bed.inventory(sites);
+        let generation = render(&inv).remove(0);
+        let older = OlderHelper(transports(&bed.pool, &inv).remove(0));
+        let site_refs: Vec<&Site> = inv.sites_for_server("s0").collect();
+        let r = bed.rt.block_on(bed.deployer.deploy(&older, &inv.servers[0], &site_refs, generation.clone()));
+        (generation, r)
+    };
+    let (good, r) = deploy(&site("a.test.example", "good"));
+    assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
+    assert_eq!(r.round_trips, 6, "inspect, lock, stage, nginx -t, activate, commit");
+    let (_, r) = deploy(&common::refused_site("a.test.example", "bad"));
+    assert_eq!(r.state, DeploymentState::Rejected, "{}", r.detail);
+    assert!(r.detail.contains("/nonexistent/cert.pem"), "nginx's own message: {}", r.detail);
+    assert_eq!(bed.current().as_deref(), Some(good.id()));
+    assert_eq!(get(bed.server().http_port(), "a.test.example", "/healthz"), Some((200, Some("good".into()))));
     Ok(())
 }
 

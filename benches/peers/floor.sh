@@ -5,7 +5,8 @@
 #
 # verify=1 is the *verified floor*: the same script, but its clock stops only when the
 # master runs new workers and every old one is gone or shutting down, polled every
-# 20 ms from /proc exactly as rpcc's helper does.
+# 20 ms from /proc exactly as rpcc's helper does (the kernel's list of the master's
+# children, titles read with the read builtin: no fork but the sleep).
 #
 # (It flips its own `floor-current` link so that it leaves rpcc's records alone.)
 #
@@ -20,16 +21,19 @@ rm -rf \$D; mkdir -p \$D; tar -x -C \$D
 ln -sfn generations/$id $mroot/floor.tmp; mv -T $mroot/floor.tmp $mroot/floor-current
 ln -sfn $mroot/floor-current/nginx.conf $root/nginx.conf.tmp; mv -T $root/nginx.conf.tmp $root/nginx.conf
 /usr/sbin/nginx -t -q -c $root/nginx.conf
-kids() { k=''; for s in /proc/[0-9]*/stat; do read -r p c st pp r 2>/dev/null <\$s || continue; [ \"\$pp\" = \"\$1\" ] && k=\"\$k \$p\"; done; echo \"\$k\"; }
+kids() { k=''; read -r k </proc/\$1/task/\$1/children 2>/dev/null || :; }
 master=\$(cat $pidfile)
-before=\" \$(kids \$master) \"
+kids \$master; before=\" \$k \"
 /usr/sbin/nginx -s reload -c $root/nginx.conf
 [ $verify = 1 ] || exit 0
 i=0
 while [ \$i -lt 3000 ]; do
-  now=\$(kids \$master); fresh=0; old=0
-  for p in \$now; do
-    case \"\$before\" in *\" \$p \"*) grep -q 'shutting down' /proc/\$p/cmdline 2>/dev/null || old=1 ;; *) fresh=1 ;; esac
+  kids \$master; fresh=0; old=0
+  for p in \$k; do
+    case \"\$before\" in
+    *\" \$p \"*) t=''; read -r t </proc/\$p/cmdline 2>/dev/null || :; case \$t in *'shutting down'*) ;; *) old=1 ;; esac ;;
+    *) fresh=1 ;;
+    esac
   done
   [ \$fresh = 1 ] && [ \$old = 0 ] && exit 0
   sleep 0.02; i=\$((i + 1))

@@ -135,6 +135,31 @@ verify_tree() { # dir
         fail 12 "files in $1 do not match its manifest (changed on the server?)"
 }
 
+# `nginx -t` on generation $1 as nginx will load it (mode $2, nginx binary $3, its root
+# $4; $5 = 1: verify the tree's hashes first). Exit 13 when nginx refuses it.
+test_tree() {
+    id=$1 mode=$2 bin=$3 root=$4
+    D="$G/$id"
+    [ -d "$D" ] || fail 16 "generation $id is not on the server"
+    [ "$5" = 0 ] || verify_tree "$D"
+    # Test a copy placed where nginx loads the main config from, so relative paths
+    # (e.g. a hand-made generation 0's `include mime.types`) resolve as they will.
+    tmp="$root/.rpcc-validate-$id.conf"
+    if [ "$mode" = owned ]; then
+        cp "$D/nginx.conf" "$tmp" || fail 18 "cannot write $tmp"
+    else
+        [ -f "$root/nginx.conf" ] || fail 17 "$root/nginx.conf does not exist"
+        grep -qE "^[^#]*include[[:space:]]+$M/current/http.conf[[:space:]]*;" "$root/nginx.conf" ||
+            fail 17 "$root/nginx.conf does not include $M/current/http.conf"
+        sed "s#$M/current/#$D/#g" "$root/nginx.conf" >"$tmp" || fail 18 "cannot write $tmp"
+    fi
+    "$bin" -t -q -c "$tmp" 2>&1
+    rc=$?
+    rm -f "$tmp"
+    [ $rc = 0 ] || exit 13
+    echo "valid=$id"
+}
+
 case $cmd in
 inspect) # [with-manifest]
     report
@@ -175,7 +200,9 @@ unlock) # holder
     exit 0
     ;;
 
-stage) # holder ttl id prev  (stdin: tar)
+stage) # holder ttl id prev [test mode nginx-binary root]  (stdin: tar)
+    # With `test …`, the staged tree then goes through `nginx -t` as `validate` runs it
+    # (one round trip for both).
     holder=$1 ttl=$2 id=$3 prev=$4
     check_id "$id"
     [ "$prev" = - ] || check_id "$prev"
@@ -195,31 +222,14 @@ stage) # holder ttl id prev  (stdin: tar)
     [ -e "$G/$id" ] && rm -rf "$G/$id"
     mv -T "$S" "$G/$id" || fail 18 "cannot move $S into place"
     echo "staged=$id"
+    [ "${5:-}" = test ] && [ $# -ge 8 ] && test_tree "$id" "$6" "$7" "$8" 0
+    exit 0
     ;;
 
 validate) # id mode nginx-binary root verify-hashes
-    id=$1 mode=$2 bin=$3 root=$4
-    check_id "$id"
-    D="$G/$id"
-    [ -d "$D" ] || fail 16 "generation $id is not on the server"
+    check_id "$1"
     # Just staged (and verified) by this run: no need to hash it again.
-    [ "${5:-1}" = 0 ] || verify_tree "$D"
-    # Test a copy placed where nginx loads the main config from, so relative paths
-    # (e.g. a hand-made generation 0's `include mime.types`) resolve as they will.
-    tmp="$root/.rpcc-validate-$id.conf"
-    if [ "$mode" = owned ]; then
-        cp "$D/nginx.conf" "$tmp" || fail 18 "cannot write $tmp"
-    else
-        [ -f "$root/nginx.conf" ] || fail 17 "$root/nginx.conf does not exist"
-        grep -qE "^[^#]*include[[:space:]]+$M/current/http.conf[[:space:]]*;" "$root/nginx.conf" ||
-            fail 17 "$root/nginx.conf does not include $M/current/http.conf"
-        sed "s#$M/current/#$D/#g" "$root/nginx.conf" >"$tmp" || fail 18 "cannot write $tmp"
-    fi
-    "$bin" -t -q -c "$tmp" 2>&1
-    rc=$?
-    rm -f "$tmp"
-    [ $rc = 0 ] || exit 13
-    echo "valid=$id"
+    test_tree "$1" "$2" "$3" "$4" "${5:-1}"
     ;;
 
 activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [verify]]

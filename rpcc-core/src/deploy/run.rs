@@ -175,11 +175,13 @@ impl<'a> Run<'a> {
             return Ok(up_to_date());
         }
         let staged_now = !state.generations.contains(&id);
+        // `nginx -t` rides on the stage command when there is one (one round trip less).
+        let mut tested = None;
         if staged_now {
             self.enter(DeployStep::Stage)?;
-            self.stage_source(source, &state).await?;
+            tested = self.stage_source(source, &state).await?;
         }
-        let check = self.validate(sites, source, staged_now).await?;
+        let check = self.validate(sites, source, staged_now, tested).await?;
         self.enter(DeployStep::Activate)?;
         // What a failure from here on restores (the hand-made config when none).
         let good = state.committed.clone().unwrap_or_else(|| "0".into());
@@ -287,8 +289,10 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Send the generation, linking unchanged files to the live one when it verifies.
-    async fn stage_source(&mut self, source: &DeploySource, state: &RemoteState) -> Step<()> {
+    /// Send the generation, linking unchanged files to the live one when it verifies; in
+    /// the default mode `nginx -t` runs right after, in the same command, and its
+    /// output is returned (`None`: not run, e.g. by a helper older than that).
+    async fn stage_source(&mut self, source: &DeploySource, state: &RemoteState) -> Step<Option<Output>> {
         let DeploySource::Generation(generation) = source else {
             return Err(failed(DeployError::MissingGeneration(source.id().to_owned())));
         };
@@ -299,18 +303,33 @@ impl<'a> Run<'a> {
             tracing::warn!(server = self.name(), "linked files did not verify; uploading the whole tree");
             result = self.stage(generation, None, &BTreeMap::new()).await;
         }
-        result.map_err(failed)
+        let out = result.map_err(failed)?;
+        let tested = String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("valid="))
+            || RemoteExit::from_code(exit_code(&out)) != RemoteExit::Ok;
+        Ok(tested.then_some(out))
     }
 
     /// `nginx -t` (recording the generation once it passes), or nothing in single-parse
     /// mode (`nginx.validate = "master"`), where the activation itself validates.
-    async fn validate(&mut self, sites: &[&Site], source: &DeploySource, staged_now: bool) -> Step<Activation> {
+    /// `tested`: the stage command's output when `nginx -t` already ran with it.
+    async fn validate(
+        &mut self,
+        sites: &[&Site],
+        source: &DeploySource,
+        staged_now: bool,
+        tested: Option<Output>,
+    ) -> Step<Activation> {
         if self.server.nginx.validate == NginxValidation::Master {
             return Ok(Activation::SingleParse { verify: !staged_now });
         }
         self.enter(DeployStep::Validate)?;
-        let timeout = self.d.options.command_timeout;
-        let out = self.exec(self.cmds.validate(source.id(), !staged_now, timeout)).await.map_err(failed)?;
+        let out = match tested {
+            Some(out) => out,
+            None => {
+                let timeout = self.d.options.command_timeout;
+                self.exec(self.cmds.validate(source.id(), !staged_now, timeout)).await.map_err(failed)?
+            }
+        };
         match RemoteExit::from_code(exit_code(&out)) {
             RemoteExit::Ok => {}
             RemoteExit::Rejected => return Err(Self::rejected(&out, sites)),
@@ -380,22 +399,24 @@ impl<'a> Run<'a> {
         generation: &Generation,
         linkable: Option<&str>,
         live: &BTreeMap<String, Sha256Digest>,
-    ) -> Result<(), DeployError> {
+    ) -> Result<Output, DeployError> {
         let (tar, sent, linked) = stage_archive(generation, linkable.map(|_| live))?;
         self.report.uploaded_files = sent;
         self.report.linked_files = linked;
         self.report.uploaded_bytes = tar.len();
         let opts = &self.d.options;
-        let req = self.cmds.stage(
-            &self.d.holder,
-            opts.lock_ttl,
-            generation.id(),
-            if linked > 0 { linkable } else { None },
-            tar,
-            opts.command_timeout,
-        );
+        let previous = if linked > 0 { linkable } else { None };
+        let (holder, ttl, id, timeout) = (&self.d.holder, opts.lock_ttl, generation.id(), opts.command_timeout);
+        let then_test = self.server.nginx.validate == NginxValidation::Test;
+        let req = if then_test {
+            self.cmds.stage_and_validate(holder, ttl, id, previous, tar, timeout)
+        } else {
+            self.cmds.stage(holder, ttl, id, previous, tar, timeout)
+        };
         let out = self.exec(req).await?;
-        if out.success() { Ok(()) } else { Err(Self::remote_error(DeployStep::Stage, &out)) }
+        // Staged, then refused by `nginx -t`: the validation's outcome, judged by the caller.
+        let staged = String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("staged="));
+        if out.success() || (then_test && staged) { Ok(out) } else { Err(Self::remote_error(DeployStep::Stage, &out)) }
     }
 
     /// Record a validated generation's manifest in the state store.
