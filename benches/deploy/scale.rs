@@ -45,6 +45,8 @@ impl Transport for SimulatedServer {
                 st.0 = args.get(7).cloned();
                 "activated=x\nreloaded=x\n".into()
             }
+            // The current helper runs `nginx -t` in the stage command.
+            "stage" if args.get(9).is_some_and(|w| w == "test") => "staged=x\nvalid=x\n".into(),
             "commit" => {
                 st.1 = args.get(7).cloned();
                 "committed=x\n".into()
