@@ -130,39 +130,15 @@ fn rejected_config_leaves_the_server_on_its_generation_with_nginx_message() -> a
 /// round trip more) and still refuses what nginx refuses.
 #[test]
 fn a_helper_that_only_stages_is_validated_by_a_separate_command() -> anyhow::Result<()> {
-    /// Drops the `test <mode> <binary> <root>` words an older helper does not know.
-    struct OlderHelper(Arc<dyn rpcc::core::transport::Transport>);
-    #[async_trait::async_trait]
-    impl rpcc::core::transport::Transport for OlderHelper {
-        fn target(&self) -> String {
-            self.0.target()
-        }
-        async fn exec(
-            &self,
-            mut request: rpcc::core::transport::ExecRequest,
-        ) -> Result<rpcc::core::transport::Output, rpcc::core::transport::TransportError> {
-            let args = request.argv.args().to_vec();
-            if let Some(at) = args.iter().position(|a| a == "stage")
-                && args.get(at + 6).is_some_and(|w| w == "test")
-            {
-                request.argv = rpcc::core::transport::Argv::new(request.argv.program(), &args[..at + 6])?;
-            }
-            self.0.exec(request).await
-        }
-        async fn upload(
-            &self,
-            path: &rpcc::core::value::RemotePath,
-            bytes: &[u8],
-            mode: u32,
-        ) -> Result<(), rpcc::core::transport::TransportError> {
-            self.0.upload(path, bytes, mode).await
-        }
-    }
     let bed = Bed::start()?;
     let deploy = |sites: &str| {
         let inv = bed.inventory(sites);
         let generation = render(&inv).remove(0);
-        let older = OlderHelper(transports(&bed.pool, &inv).remove(0));
+        let older = CountingTransport {
+            inner: transports(&bed.pool, &inv).remove(0),
+            commands: Arc::default(),
+            rewrite: Some(drop_test_words),
+        };
         let site_refs: Vec<&Site> = inv.sites_for_server("s0").collect();
         let r = bed.rt.block_on(bed.deployer.deploy(&older, &inv.servers[0], &site_refs, generation.clone()));
         (generation, r)
@@ -489,9 +465,24 @@ struct RecordingPool {
     commands: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// A transport that counts the commands sent through it, optionally rewriting each
+/// request first (to play a different helper).
 struct CountingTransport {
     inner: Arc<dyn rpcc::core::transport::Transport>,
     commands: Arc<std::sync::atomic::AtomicUsize>,
+    rewrite: Option<fn(&mut rpcc::core::transport::ExecRequest)>,
+}
+
+/// What an installed helper older than `stage … test` receives: the stage command
+/// without the `test <mode> <binary> <root>` words it would not know.
+fn drop_test_words(request: &mut rpcc::core::transport::ExecRequest) {
+    let args = request.argv.args().to_vec();
+    if let Some(at) = args.iter().position(|a| a == "stage")
+        && args.get(at + 6).is_some_and(|w| w == "test")
+        && let Ok(argv) = rpcc::core::transport::Argv::new(request.argv.program(), &args[..at + 6])
+    {
+        request.argv = argv;
+    }
 }
 
 #[async_trait::async_trait]
@@ -501,9 +492,12 @@ impl rpcc::core::transport::Transport for CountingTransport {
     }
     async fn exec(
         &self,
-        request: rpcc::core::transport::ExecRequest,
+        mut request: rpcc::core::transport::ExecRequest,
     ) -> Result<rpcc::core::transport::Output, rpcc::core::transport::TransportError> {
         self.commands.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(rewrite) = self.rewrite {
+            rewrite(&mut request);
+        }
         self.inner.exec(request).await
     }
     async fn upload(
@@ -529,7 +523,7 @@ impl rpcc::core::transport::TransportPool for RecordingPool {
             });
         }
         let inner = self.inner.transport(server)?;
-        Ok(Arc::new(CountingTransport { inner, commands: self.commands.clone() }))
+        Ok(Arc::new(CountingTransport { inner, commands: self.commands.clone(), rewrite: None }))
     }
 }
 

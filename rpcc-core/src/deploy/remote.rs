@@ -250,42 +250,20 @@ impl RemoteCommands {
         tar: Vec<u8>,
         timeout: Duration,
     ) -> Result<ExecRequest, TransportError> {
-        self.stage_request(holder, ttl, id, previous, tar, timeout, false)
-    }
-
-    /// [`RemoteCommands::stage`], then `nginx -t` on the staged tree as
-    /// [`RemoteCommands::validate`] runs it, in one round trip: `valid=<id>` when nginx
-    /// accepts it, exit 13 when it refuses it. A helper older than this command stages
-    /// only (no `valid=` line): validate separately then.
-    pub fn stage_and_validate(
-        &self,
-        holder: &str,
-        ttl: Duration,
-        id: &str,
-        previous: Option<&str>,
-        tar: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<ExecRequest, TransportError> {
-        self.stage_request(holder, ttl, id, previous, tar, timeout, true)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn stage_request(
-        &self,
-        holder: &str,
-        ttl: Duration,
-        id: &str,
-        previous: Option<&str>,
-        tar: Vec<u8>,
-        timeout: Duration,
-        then_test: bool,
-    ) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
-        let mut args = vec![holder, ttl.as_str(), id, previous.unwrap_or("-")];
-        if then_test {
-            args.extend(["test", self.mode_name(), self.binary.as_str(), self.root.as_str()]);
-        }
-        Ok(ExecRequest::new(self.argv("stage", &args)?).stdin(tar).timeout(timeout))
+        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, id, previous.unwrap_or("-")])?)
+            .stdin(tar)
+            .timeout(timeout))
+    }
+
+    /// A [`RemoteCommands::stage`] request that then runs `nginx -t` on the staged tree
+    /// as [`RemoteCommands::validate`] does, in the same round trip: `valid=<id>` when
+    /// nginx accepts it, exit 13 when it refuses it. A helper older than this stages
+    /// only (no `valid=` line): validate separately then.
+    pub fn then_validate(&self, stage: ExecRequest) -> Result<ExecRequest, TransportError> {
+        let mut args = stage.argv.args().to_vec();
+        args.extend(["test", self.mode_name(), &self.binary, &self.root].map(str::to_owned));
+        Ok(ExecRequest { argv: Argv::new(stage.argv.program(), args)?, ..stage })
     }
 
     /// Run `nginx -t` on a staged generation as nginx will load it; first verify its

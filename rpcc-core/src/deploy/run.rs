@@ -408,11 +408,10 @@ impl<'a> Run<'a> {
         let previous = if linked > 0 { linkable } else { None };
         let (holder, ttl, id, timeout) = (&self.d.holder, opts.lock_ttl, generation.id(), opts.command_timeout);
         let then_test = self.server.nginx.validate == NginxValidation::Test;
-        let req = if then_test {
-            self.cmds.stage_and_validate(holder, ttl, id, previous, tar, timeout)
-        } else {
-            self.cmds.stage(holder, ttl, id, previous, tar, timeout)
-        };
+        let mut req = self.cmds.stage(holder, ttl, id, previous, tar, timeout);
+        if then_test {
+            req = req.and_then(|r| self.cmds.then_validate(r));
+        }
         let out = self.exec(req).await?;
         // Staged, then refused by `nginx -t`: the validation's outcome, judged by the caller.
         let staged = String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("staged="));
