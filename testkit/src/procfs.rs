@@ -46,7 +46,9 @@ pub fn child_pids(parent: u32) -> Vec<u32> {
     children_of(parent).into_iter().map(|p| p.pid).collect()
 }
 
-/// The command line of `pid`, arguments joined by spaces (empty once it is gone).
+/// The command line of `pid`, arguments joined by spaces (empty once it is gone, and
+/// for a moment while it is being exec'd: the kernel lets a `vfork` parent, and so
+/// `Command::spawn`, go on before it has placed the new program's arguments).
 pub fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
@@ -62,11 +64,29 @@ mod tests {
         let me = std::process::id();
         let stat = proc_stat(me).expect("own stat");
         assert_eq!(stat.pid, me);
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
-        assert!(child_pids(me).contains(&child.id()));
-        assert!(cmdline(child.id()).starts_with("sleep 5"), "{}", cmdline(child.id()));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(!child_pids(me).contains(&child.id()));
+        let child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+        // Killed and reaped even when an assertion below fails.
+        struct Reap(std::process::Child);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reap(child);
+        let pid = child.0.id();
+        assert!(child_pids(me).contains(&pid));
+        // spawn returns as soon as the exec has taken over the child's memory, which
+        // is before the kernel has set up its arguments: wait for them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut line = cmdline(pid);
+        while line.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            line = cmdline(pid);
+        }
+        assert!(line.starts_with("sleep 5"), "command line of the child: {line:?}");
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        assert!(!child_pids(me).contains(&pid));
     }
 }
