@@ -129,15 +129,26 @@ fn a_helper_killed_between_switch_and_switch_back_loses_nothing() -> anyhow::Res
     assert_eq!(r.state, DeploymentState::Succeeded, "{}", r.detail);
 
     // The helper is killed (SIGKILL) the moment `current` names the refused tree, and
-    // the control plane dies too (a crash before its restore step).
+    // the control plane dies too (a crash before its restore step). So that the kill
+    // cannot come after the master's refusal and the helper's switch-back (a few ms on
+    // an idle machine, less than a loaded one takes to notice), nginx's master is held
+    // stopped from the moment the helper marks the switch `unverified` (just before
+    // it switches and signals) until the helper is dead: the signal waits, the master
+    // then refuses the tree as before.
     let bad = single_parse(&bed, &refused_site("bad"));
     let bad_id = common::render(&bad).remove(0).id().to_owned();
     let root = ts.managed_root();
+    let master = ts.nginx_pid();
     let killed = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (root, bad_id, killed) = (root.clone(), bad_id.clone(), killed.clone());
         std::thread::spawn(move || {
             let until = Instant::now() + Duration::from_secs(20);
+            let marked = || std::fs::read_to_string(root.join("unverified")).is_ok_and(|id| id.trim() == bad_id);
+            while !marked() && Instant::now() < until {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let Some(_paused) = rpcc_testkit::pause(master) else { return };
             while Instant::now() < until {
                 if common::current_generation(&root).as_deref() == Some(bad_id.as_str()) {
                     // The helper's command line ends with its arguments: `rpcc activate <root> …`.

@@ -46,7 +46,7 @@ pub use error::KitError;
 pub use fleet::{Fleet, TestServer};
 pub use glances::GlancesServer;
 pub use postgres::{PG_USER, PgServer};
-pub use procfs::{ProcStat, child_pids, children_of, cmdline, proc_stat};
+pub use procfs::{Paused, ProcStat, child_pids, children_of, cmdline, pause, proc_stat};
 pub use proxy::{FaultMode, FaultProxy};
 pub use user::{SHELL_TEST_USERS, TestUser};
 pub use wasm::wasm_plugins;

@@ -55,6 +55,36 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// A process held stopped (SIGSTOP); it continues (SIGCONT) when this is dropped, also
+/// when a test panics. For tests that must act while a process is between two steps.
+#[derive(Debug)]
+pub struct Paused {
+    pid: u32,
+}
+
+/// Stops `pid` until the returned guard is dropped. `None` if it could not be signalled
+/// (gone, or not ours).
+pub fn pause(pid: u32) -> Option<Paused> {
+    send_signal(pid, libc::SIGSTOP).then_some(Paused { pid })
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        send_signal(self.pid, libc::SIGCONT);
+    }
+}
+
+fn send_signal(pid: u32, signal: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) on one positive pid has no memory effects.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, signal) };
+    rc == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,14 +95,6 @@ mod tests {
         let stat = proc_stat(me).expect("own stat");
         assert_eq!(stat.pid, me);
         let child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
-        // Killed and reaped even when an assertion below fails.
-        struct Reap(std::process::Child);
-        impl Drop for Reap {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
         let mut child = Reap(child);
         let pid = child.0.id();
         assert!(child_pids(me).contains(&pid));
@@ -88,5 +110,36 @@ mod tests {
         let _ = child.0.kill();
         let _ = child.0.wait();
         assert!(!child_pids(me).contains(&pid));
+    }
+
+    #[test]
+    fn a_paused_process_is_stopped_until_the_guard_is_dropped() {
+        let child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+        let pid = child.id();
+        let mut child = Reap(child);
+        let state = |pid| proc_stat(pid).map(|s| s.state);
+        let wait_for = |want: char| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while state(pid) != Some(want) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            state(pid)
+        };
+        let paused = pause(pid).expect("our child can be paused");
+        assert_eq!(wait_for('T'), Some('T'), "stopped");
+        drop(paused);
+        assert_eq!(wait_for('S'), Some('S'), "running again");
+        assert!(pause(0).is_none() && pause(u32::MAX).is_none(), "no group or invalid pid is signalled");
+        let _ = child.0.kill();
+    }
+
+    /// Kills and reaps a child when dropped, also when an assertion fails.
+    struct Reap(std::process::Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
