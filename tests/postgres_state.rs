@@ -239,3 +239,78 @@ fn two_watch_processes_split_the_fleet_and_take_over_a_dead_ones_servers() -> an
     }
     Ok(())
 }
+
+/// The keyring commands on a PostgreSQL state, as on SQLite: `keys encrypt --state`
+/// stores envelopes there, `keys list` counts them, `keys retire` is refused while the
+/// old key still seals a secret or keys an audit entry, `keys rotate` re-seals every
+/// secret (same values) and re-keys the audit chain, and then the old key can go and
+/// the chain verifies under the new key alone.
+#[test]
+fn keys_rotate_and_retire_cover_a_postgres_state() -> anyhow::Result<()> {
+    use rpcc::core::keyring::{KeyId, Keyring, RecordId, SecretStore as _};
+    use secrecy::ExposeSecret as _;
+    use std::io::Write as _;
+
+    let pg = PgServer::start()?;
+    let url = pg.fresh_database()?;
+    let db = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().unwrap_or_default();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        "[[servers]]\nname = \"edge-1\"\nhost = \"203.0.113.10\"\nuser = \"deploy\"\nauth = { agent = true }\n",
+    )?;
+    let keys_cmd = |args: &[&str]| {
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--key-file", k, "--state", &url]);
+        rpcc(&all, "")
+    };
+    assert!(rpcc(&["keys", "generate", "--key-file", k, "--id", "k1"], "").output()?.status.success());
+    let records = ["server/edge-1/password", "server/edge-2/passphrase"];
+    for record in records {
+        let mut child = keys_cmd(&["encrypt", "--for", record]).stdin(std::process::Stdio::piped()).spawn()?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("stdin"))?
+            .write_all(format!("value of {record}").as_bytes())?;
+        let out = child.wait_with_output()?;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert_eq!(pg.psql(&db, "SELECT key_id || ':' || count(*) FROM secrets GROUP BY key_id")?, "k1:2");
+    let list = keys_cmd(&["list"]).output()?;
+    assert!(list.status.success() && text(&list).contains("k1: 2 secret(s)"), "{}", text(&list));
+
+    assert!(rpcc(&["keys", "generate", "--key-file", k, "--id", "k2"], "").output()?.status.success());
+    let refused = keys_cmd(&["retire", "k1"]).output()?;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("still keys 2 audit entr"), "{}", text(&refused));
+
+    let rotate = keys_cmd(&["rotate"]).output()?;
+    assert!(rotate.status.success(), "{}", text(&rotate));
+    assert!(text(&rotate).contains("2 secret(s) re-sealed under k2"), "{}", text(&rotate));
+    assert!(text(&rotate).contains("2 audit entr(ies) re-keyed under k2"), "{}", text(&rotate));
+    assert_eq!(pg.psql(&db, "SELECT key_id || ':' || count(*) FROM secrets GROUP BY key_id")?, "k2:2");
+
+    let retired = keys_cmd(&["retire", "k1"]).output()?;
+    assert!(retired.status.success(), "{}", text(&retired));
+    // Only k2 is left: every secret opens to its value, and the chain verifies.
+    let ring = Keyring::from_file(&keys)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = rt.block_on(rpcc::store::PgStore::open(&url))?;
+    let stored = rt.block_on(store.secrets_not_under(&KeyId::parse("none").map_err(anyhow::Error::msg)?, None, 10))?;
+    assert_eq!(stored.len(), 2);
+    for (record, envelope) in &stored {
+        assert!(records.contains(&record.as_str()), "{record}");
+        let value = ring.open(&RecordId::parse(record.as_str())?, envelope)?;
+        assert_eq!(value.expose_secret(), format!("value of {record}"));
+    }
+    let verify = rpcc(&["audit", "verify", inv.to_str().unwrap_or_default(), "--key-file", k, "--require-keyed"], &url)
+        .output()?;
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains("4 entries, 4 keyed"), "{}", text(&verify));
+    Ok(())
+}

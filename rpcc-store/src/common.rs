@@ -11,6 +11,43 @@
 macro_rules! shared_store_impls {
     ($store:ty, $conn:ty, $begin:expr) => {
         impl $store {
+            /// Re-key the audit chain under this store's seal (after `rpcc keys rotate`,
+            /// so the old key can be retired): the chain is locked as for an append and
+            /// verified with `keyring`, then every keyed entry's MAC and link is
+            /// rewritten in one transaction, and the checkpoint moves to the new head.
+            /// Returns how many entries changed.
+            pub async fn rekey_audit(&self, keyring: &rpcc_core::keyring::Keyring) -> Result<u64, StoreError> {
+                let Some(seal) = &self.seal else { return Ok(0) };
+                let mut conn = self.pool.acquire().await.map_err($crate::backend)?;
+                sqlx::raw_sql($begin).execute(&mut *conn).await.map_err($crate::backend)?;
+                let result: Result<Vec<rpcc_core::deploy::AuditRecord>, StoreError> = async {
+                    let rows = sqlx::query($crate::AUDIT_SELECT).fetch_all(&mut *conn).await.map_err($crate::backend)?;
+                    let records = rows.iter().map($crate::rows::audit_record).collect::<Result<Vec<_>, _>>()?;
+                    let changed =
+                        rpcc_core::deploy::rekey_chain(&records, keyring, seal).map_err(|v| v.rekey_refusal())?;
+                    for r in &changed {
+                        sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
+                            .bind(&r.prev_hash)
+                            .bind(&r.hash)
+                            .bind(r.seq)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err($crate::backend)?;
+                    }
+                    Ok(changed)
+                }
+                .await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                sqlx::raw_sql(end).execute(&mut *conn).await.map_err($crate::backend)?;
+                let changed = result?;
+                if let Some(head) = changed.last()
+                    && let Err(e) = seal.rewrite_checkpoint(head)
+                {
+                    tracing::error!(error = %e, "audit checkpoint not moved to the re-keyed head");
+                }
+                Ok(changed.len() as u64)
+            }
+
             /// Insert or replace one sealed secret inside the caller's transaction.
             async fn upsert_secret(
                 conn: &mut $conn,

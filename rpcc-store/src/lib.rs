@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use rows::Cols as _;
 pub use rpcc_core::deploy::StoreError;
-use rpcc_core::deploy::{AuditRecord, AuditSeal, DeploymentRecord, LocalLock, rekey_chain};
+use rpcc_core::deploy::{AuditSeal, DeploymentRecord, LocalLock};
 use rpcc_core::keyring::Keyring;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
@@ -138,47 +138,6 @@ impl SqliteStore {
             Some(s) => self.with_audit_seal(s),
             None => self,
         }
-    }
-
-    /// Re-key the audit chain under this store's seal (after `rpcc keys rotate`, so the
-    /// old key can be retired): the whole chain is verified with `keyring` first, then
-    /// every keyed entry's MAC and link is rewritten in one transaction, and the
-    /// checkpoint moves to the new head. Returns how many entries changed.
-    pub async fn rekey_audit(&self, keyring: &Keyring) -> Result<u64, StoreError> {
-        let Some(seal) = &self.seal else { return Ok(0) };
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend)?;
-        let result: Result<Vec<AuditRecord>, StoreError> = async {
-            let rows = sqlx::query(AUDIT_SELECT).fetch_all(&mut *conn).await.map_err(backend)?;
-            let records = rows.iter().map(rows::audit_record).collect::<Result<Vec<_>, _>>()?;
-            let changed = rekey_chain(&records, keyring, seal).map_err(|v| {
-                let (seq, why) =
-                    v.broken.unwrap_or((0, format!("{} entries under keys not in the keyring", v.unverifiable)));
-                StoreError::Corrupt {
-                    reason: format!("audit log does not verify (entry {seq}: {why}); nothing re-keyed"),
-                }
-            })?;
-            for r in &changed {
-                sqlx::query("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?")
-                    .bind(&r.prev_hash)
-                    .bind(&r.hash)
-                    .bind(r.seq)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend)?;
-            }
-            Ok(changed)
-        }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(backend)?;
-        let changed = result?;
-        if let Some(head) = changed.last()
-            && let Err(e) = seal.rewrite_checkpoint(head)
-        {
-            tracing::error!(error = %e, "audit checkpoint not moved to the re-keyed head");
-        }
-        Ok(changed.len() as u64)
     }
 
     /// The newest audit entry's sequence number and hash, if any.
@@ -310,6 +269,10 @@ impl rpcc_core::store::EngineStore for SqliteStore {
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
         SqliteStore::audit_head(self).await
+    }
+
+    async fn rekey_audit(&self, keyring: &Keyring) -> Result<u64, StoreError> {
+        SqliteStore::rekey_audit(self, keyring).await
     }
 }
 

@@ -323,6 +323,13 @@ pub struct AuditVerification {
 }
 
 impl AuditVerification {
+    /// Why a chain that does not verify is not re-keyed (nothing was written).
+    pub fn rekey_refusal(&self) -> StoreError {
+        let (seq, why) =
+            self.broken.clone().unwrap_or((0, format!("{} entries under keys not in the keyring", self.unverifiable)));
+        StoreError::Corrupt { reason: format!("audit log does not verify (entry {seq}: {why}); nothing re-keyed") }
+    }
+
     /// Intact, and every keyed entry's MAC checked.
     pub fn is_verified(&self) -> bool {
         self.broken.is_none() && self.unverifiable == 0
@@ -494,6 +501,22 @@ mod tests {
         let mut tampered = log.clone();
         tampered[2].event.outcome = "rolled_back".into();
         assert!(rekey_chain(&tampered, &both, &seal).is_err());
+
+        // A store does the same in place, and a second run has nothing left to change.
+        use crate::store::EngineStore as _;
+        let rekeying = plain.with_audit_seal(seal);
+        assert_eq!(rekeying.rekey_audit(&both).await.unwrap_or_else(|e| panic!("{e}")), 3);
+        let stored = rekeying.audit_log().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored, rekeyed);
+        assert!(verify_chain_keyed(&stored, Some(&only_new), None).is_verified());
+        assert_eq!(rekeying.rekey_audit(&both).await.unwrap_or_else(|e| panic!("{e}")), 0);
+        // Without the old key the chain cannot be verified first: nothing is rewritten.
+        let fresh = MemoryStore::new().with_audit_seal(AuditSeal::new(&old, None).unwrap_or_else(|e| panic!("{e}")));
+        fresh.append_audit(&event(5)).await.unwrap_or_else(|e| panic!("{e}"));
+        let before = fresh.audit_log().await.unwrap_or_else(|e| panic!("{e}"));
+        let err = fresh.rekey_audit(&only_new).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }) && err.to_string().contains("nothing re-keyed"), "{err}");
+        assert_eq!(fresh.audit_log().await.unwrap_or_else(|e| panic!("{e}")), before);
     }
 
     #[test]

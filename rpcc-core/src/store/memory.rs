@@ -49,6 +49,25 @@ impl super::EngineStore for MemoryStore {
     fn audit_keyed(&self) -> bool {
         self.seal.is_some()
     }
+
+    async fn rekey_audit(&self, keyring: &crate::keyring::Keyring) -> Result<u64, StoreError> {
+        let Some(seal) = &self.seal else { return Ok(0) };
+        let changed = self.with(|s| {
+            let changed = crate::deploy::rekey_chain(&s.audit, keyring, seal).map_err(|v| v.rekey_refusal())?;
+            for c in &changed {
+                if let Some(r) = s.audit.iter_mut().find(|r| r.seq == c.seq) {
+                    r.clone_from(c);
+                }
+            }
+            Ok::<_, StoreError>(changed)
+        })?;
+        if let Some(head) = changed.last()
+            && let Err(e) = seal.rewrite_checkpoint(head)
+        {
+            tracing::error!(error = %e, "audit checkpoint not moved to the re-keyed head");
+        }
+        Ok(changed.len() as u64)
+    }
 }
 
 impl MemoryStore {

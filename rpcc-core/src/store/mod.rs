@@ -26,6 +26,14 @@ pub trait EngineStore: StateStore + SecretStore + crate::certs::CertificateStore
     /// Whether new audit entries are keyed (HMAC under the keyring).
     fn audit_keyed(&self) -> bool;
 
+    /// Re-key the audit chain under this store's seal (after a key rotation, so the old
+    /// key can be retired): the whole chain is verified with `keyring` first, then every
+    /// keyed entry's MAC and link is rewritten at once, serialized with appends, and the
+    /// checkpoint moves to the new head. Returns how many entries changed; `Ok(0)` for
+    /// a store without a seal. A chain that does not verify is left as it is
+    /// ([`StoreError::Corrupt`]).
+    async fn rekey_audit(&self, keyring: &crate::keyring::Keyring) -> Result<u64, StoreError>;
+
     /// The last audit entry's sequence number and hash (`None`: empty log).
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self.audit_log().await?.last().map(|r| (r.seq, r.hash.clone())))

@@ -176,6 +176,10 @@ impl rpcc_core::store::EngineStore for PgStore {
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
         PgStore::audit_head(self).await
     }
+
+    async fn rekey_audit(&self, keyring: &rpcc_core::keyring::Keyring) -> Result<u64, StoreError> {
+        PgStore::rekey_audit(self, keyring).await
+    }
 }
 
 crate::common::shared_store_impls!(PgStore, sqlx::PgConnection, AUDIT_BEGIN);

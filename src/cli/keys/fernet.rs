@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rpcc_core::deploy::AuditAction;
-use rpcc_core::keyring::{FernetKey, RecordId, SecretStore as _};
-use rpcc_store::{LegacyColumn, SqliteStore, read_legacy_column};
+use rpcc_core::keyring::{FernetKey, RecordId};
+use rpcc_store::{LegacyColumn, read_legacy_column};
 use zeroize::Zeroizing;
 
-use super::{KeyFileArg, audit, sealed};
+use super::{KeyFileArg, audit};
 use crate::cli::fleet::fail;
 use crate::cli::{EXIT_INVALID, runtime};
 
@@ -37,7 +37,7 @@ pub(crate) struct ImportFernetArgs {
     /// The record field for database rows.
     #[arg(long, default_value = "password")]
     field: String,
-    /// Also store the envelopes in this state database.
+    /// Also store the envelopes in this state (a SQLite file or a `postgres://` URL).
     #[arg(long)]
     state: Option<PathBuf>,
     #[command(flatten)]
@@ -109,17 +109,14 @@ pub(super) fn import_fernet(args: &ImportFernetArgs, err: &mut impl Write) -> Re
         return Err(ExitCode::from(EXIT_INVALID));
     }
     if let Some(state) = &args.state {
-        let store = rt
-            .block_on(SqliteStore::open(state))
-            .map(|s| self::sealed(s, &ring))
-            .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
+        let store = super::open_store(&rt, state, super::NewState::Create, &ring, err)?;
         rt.block_on(store.put_secrets(&sealed)).map_err(|e| fail(err, e, EXIT_INVALID))?;
         let detail = format!(
             "{} legacy Fernet secret(s) re-sealed under {}",
             sealed.len(),
             ring.active_id().map(ToString::to_string).unwrap_or_default()
         );
-        audit(&rt, &store, AuditAction::SecretImport, "ok", &detail, err);
+        audit(&rt, &*store, AuditAction::SecretImport, "ok", &detail, err);
     }
     let mut out = std::io::stdout().lock();
     for (record, envelope) in &sealed {

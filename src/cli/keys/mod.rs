@@ -4,12 +4,13 @@
 use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Subcommand;
-use rpcc_core::deploy::{AuditAction, AuditEvent, AuditSeal, StateStore as _, local_actor};
+use rpcc_core::deploy::{AuditAction, AuditEvent, AuditSeal, local_actor};
 use rpcc_core::keyring::rotate::{RotatePoint, key_usage, rotate_inventory_file, rotate_store};
-use rpcc_core::keyring::{KeyId, KeySource, Keyring, KeyringError, RecordId, SecretStore as _};
-use rpcc_store::SqliteStore;
+use rpcc_core::keyring::{KeyId, KeySource, Keyring, KeyringError, RecordId};
+use rpcc_core::store::EngineStore;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -74,7 +75,7 @@ pub(crate) struct GenerateArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     keys: KeyFileArg,
-    /// Also count the state database's secrets per key.
+    /// Also count the state's secrets per key (a SQLite file or a `postgres://` URL).
     #[arg(long, env = "RPCC_STATE")]
     state: Option<PathBuf>,
 }
@@ -87,7 +88,7 @@ pub(crate) struct EncryptArgs {
     record: String,
     #[command(flatten)]
     keys: KeyFileArg,
-    /// Also store the envelope in this state database.
+    /// Also store the envelope in this state (a SQLite file or a `postgres://` URL).
     #[arg(long)]
     state: Option<PathBuf>,
 }
@@ -96,8 +97,8 @@ pub(crate) struct EncryptArgs {
 pub(crate) struct RotateArgs {
     /// Inventory files whose envelopes are re-sealed in place (formatting kept).
     inventories: Vec<PathBuf>,
-    /// The state database (default: `RPCC_STATE`, else `.rpcc/state.db` beside the first
-    /// inventory, when it exists).
+    /// The state, a SQLite file or a `postgres://` URL (default: `RPCC_STATE`, else
+    /// `.rpcc/state.db` beside the first inventory, when it exists).
     #[arg(long, env = "RPCC_STATE")]
     state: Option<PathBuf>,
     /// Secrets per store transaction.
@@ -113,7 +114,7 @@ pub(crate) struct RetireArgs {
     id: String,
     /// Inventory files to check for secrets still sealed by the key.
     inventories: Vec<PathBuf>,
-    /// The state database to check (default as for `rotate`).
+    /// The state to check (as for `rotate`).
     #[arg(long, env = "RPCC_STATE")]
     state: Option<PathBuf>,
     #[command(flatten)]
@@ -165,7 +166,7 @@ fn generate(args: &GenerateArgs, err: &mut impl Write) -> Result<ExitCode, ExitC
 /// Record a keyring action in the state's audit log (records and key ids only).
 fn audit(
     rt: &tokio::runtime::Runtime,
-    store: &SqliteStore,
+    store: &dyn EngineStore,
     action: AuditAction,
     outcome: &str,
     detail: &str,
@@ -177,25 +178,38 @@ fn audit(
     }
 }
 
-/// Open the state store; its audit entries are keyed under `ring` (HMAC, checkpoint).
-fn open_store(
-    state: &Path,
-    ring: &Keyring,
-    err: &mut impl Write,
-) -> Result<(tokio::runtime::Runtime, SqliteStore), ExitCode> {
-    let rt = runtime(err)?;
-    let store = rt
-        .block_on(SqliteStore::open(state))
-        .map_err(|e| fail(err, format!("state {}: {e}", state.display()), EXIT_INVALID))?;
-    Ok((rt, sealed(store, ring)))
+/// Whether a SQLite state file may be created by the command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NewState {
+    /// Storing secrets: a new file is a new state.
+    Create,
+    /// Reading, rotating, retiring: a missing file is a mistyped path.
+    Refuse,
 }
 
-/// `store`, keying its new audit entries under `ring` when it has an active key.
-fn sealed(store: SqliteStore, ring: &Keyring) -> SqliteStore {
-    match AuditSeal::for_keyring(ring) {
-        Ok(seal) => store.with_audit_seal(seal),
-        Err(_) => store,
+/// Open the state store (a SQLite file or a `postgres://` URL); its audit entries are
+/// keyed under `ring` (HMAC, checkpoint). Key commands serve every environment's state,
+/// so no environment is claimed.
+fn open_store(
+    rt: &tokio::runtime::Runtime,
+    state: &Path,
+    new: NewState,
+    ring: &Keyring,
+    err: &mut impl Write,
+) -> Result<Arc<dyn EngineStore>, ExitCode> {
+    let location = state.to_string_lossy();
+    let file = location.strip_prefix("sqlite://").unwrap_or(&location);
+    if new == NewState::Refuse && !file.contains("://") && !Path::new(file).is_file() {
+        return Err(fail(err, format!("state database {file} does not exist"), EXIT_INVALID));
     }
+    let seal = AuditSeal::for_keyring(ring).ok();
+    rt.block_on(rpcc_store::open_url(&location, seal, rpcc_store::EnvironmentClaim::Any))
+        .map_err(|e| fail(err, format!("state {}: {e}", rpcc_store::redacted_url(&location)), EXIT_INVALID))
+}
+
+/// The state for messages (a URL's password left out).
+fn shown(state: &Path) -> String {
+    rpcc_store::redacted_url(&state.to_string_lossy())
 }
 
 fn list(args: &ListArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
@@ -219,9 +233,10 @@ fn list(args: &ListArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
         let _ = writeln!(out, "  {id}  {role}");
     }
     if let Some(state) = &args.state {
-        let (rt, store) = open_store(state, &ring, err)?;
+        let rt = runtime(err)?;
+        let store = open_store(&rt, state, NewState::Refuse, &ring, err)?;
         let counts = rt.block_on(store.secret_counts()).map_err(|e| fail(err, e, EXIT_INVALID))?;
-        let _ = writeln!(out, "state {}:", state.display());
+        let _ = writeln!(out, "state {}:", shown(state));
         for (id, n) in counts {
             let _ = writeln!(out, "  {id}: {n} secret(s)");
         }
@@ -264,32 +279,23 @@ fn encrypt(args: &EncryptArgs, err: &mut impl Write) -> Result<ExitCode, ExitCod
     let secret = read_secret_from_stdin(err)?;
     let envelope = ring.seal(&record, &secret).map_err(|e| fail(err, e, EXIT_INVALID))?;
     if let Some(state) = &args.state {
-        let (rt, store) = open_store(state, &ring, err)?;
+        let rt = runtime(err)?;
+        let store = open_store(&rt, state, NewState::Create, &ring, err)?;
         rt.block_on(store.put_secret(&record, &envelope)).map_err(|e| fail(err, e, EXIT_INVALID))?;
         let detail = format!("{record} sealed under {}", envelope.key_id());
-        audit(&rt, &store, AuditAction::SecretStore, "ok", &detail, err);
+        audit(&rt, &*store, AuditAction::SecretStore, "ok", &detail, err);
     }
     let _ = writeln!(std::io::stdout().lock(), "{envelope}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The state database a rotate/retire run covers: explicit (must exist), or the default
-/// beside the first inventory when that file exists.
-fn store_path(
-    state: Option<&Path>,
-    inventories: &[PathBuf],
-    err: &mut impl Write,
-) -> Result<Option<PathBuf>, ExitCode> {
+/// The state a rotate/retire run covers: explicit (a file that must exist, or a
+/// `postgres://` URL), or the default beside the first inventory when that file exists.
+fn store_path(state: Option<&Path>, inventories: &[PathBuf]) -> Option<PathBuf> {
     match (state, inventories.first()) {
-        (Some(p), _) if !p.is_file() => {
-            Err(fail(err, format!("state database {} does not exist", p.display()), EXIT_INVALID))
-        }
-        (Some(p), _) => Ok(Some(p.to_path_buf())),
-        (None, Some(inv)) => {
-            let p = state_path(None, inv);
-            Ok(p.is_file().then_some(p))
-        }
-        (None, None) => Ok(None),
+        (Some(p), _) => Some(p.to_path_buf()),
+        (None, Some(inv)) => Some(state_path(None, inv)).filter(|p| p.is_file()),
+        (None, None) => None,
     }
 }
 
@@ -308,7 +314,7 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
     let Some(active) = ring.active_id().cloned() else {
         return Err(fail(err, KeyringError::NoActiveKey, EXIT_INVALID));
     };
-    let store = store_path(args.state.as_deref(), &args.inventories, err)?;
+    let store = store_path(args.state.as_deref(), &args.inventories);
     if args.inventories.is_empty() && store.is_none() {
         return Err(fail(err, "nothing to rotate: give inventory files and/or --state", EXIT_INVALID));
     }
@@ -352,9 +358,10 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         }
     }
     if let Some(state) = store {
-        let (rt, store) = open_store(&state, &ring, err)?;
+        let rt = runtime(err)?;
+        let store = open_store(&rt, &state, NewState::Refuse, &ring, err)?;
         let batch = usize::try_from(args.batch).unwrap_or(500);
-        let result = rt.block_on(rotate_store(&ring, &store, batch, Some(&hook)));
+        let result = rt.block_on(rotate_store(&ring, &*store, batch, Some(&hook)));
         let (outcome, detail) = match &result {
             Ok(r) => (
                 if r.failed.is_empty() { "ok" } else { "partial" },
@@ -372,20 +379,20 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         match rt.block_on(store.rekey_audit(&ring)) {
             Ok(0) => {}
             Ok(n) => {
-                let _ = writeln!(out, "state {}: {n} audit entr(ies) re-keyed under {active}", state.display());
+                let _ = writeln!(out, "state {}: {n} audit entr(ies) re-keyed under {active}", shown(&state));
             }
             Err(e) => {
                 failed += 1;
-                let _ = writeln!(err, "error: state {}: {e}", state.display());
+                let _ = writeln!(err, "error: state {}: {e}", shown(&state));
             }
         }
-        audit(&rt, &store, AuditAction::KeyRotate, outcome, &detail, err);
+        audit(&rt, &*store, AuditAction::KeyRotate, outcome, &detail, err);
         match result {
             Ok(r) => {
                 let _ = writeln!(
                     out,
                     "state {}: {} secret(s) re-sealed under {active} in {} batch(es){}",
-                    state.display(),
+                    shown(&state),
                     r.rotated,
                     r.batches,
                     if r.conflicts > 0 {
@@ -402,7 +409,7 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
             Err(e) => {
                 failed += 1;
                 let _ =
-                    writeln!(err, "error: state {}: {e}; committed batches stay, run again to finish", state.display());
+                    writeln!(err, "error: state {}: {e}; committed batches stay, run again to finish", shown(&state));
             }
         }
     }
@@ -426,7 +433,7 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
             EXIT_INVALID,
         ));
     }
-    let state = store_path(args.state.as_deref(), &args.inventories, err)?;
+    let state = store_path(args.state.as_deref(), &args.inventories);
     if args.inventories.is_empty() && state.is_none() {
         return Err(fail(
             err,
@@ -435,19 +442,12 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         ));
     }
     let rt = runtime(err)?;
-    let store = match &state {
-        Some(p) => Some(
-            rt.block_on(SqliteStore::open(p))
-                .map(|s| sealed(s, &ring))
-                .map_err(|e| fail(err, format!("state {}: {e}", p.display()), EXIT_INVALID))?,
-        ),
-        None => None,
-    };
+    let store = state.as_deref().map(|p| open_store(&rt, p, NewState::Refuse, &ring, err)).transpose()?;
     let usage = rt
         .block_on(key_usage(
             &id,
             &args.inventories,
-            store.as_ref().map(|s| s as &dyn rpcc_core::keyring::SecretStore),
+            store.as_deref().map(|s| s as &dyn rpcc_core::keyring::SecretStore),
             50,
         ))
         .map_err(|e| fail(err, e, EXIT_INVALID))?;
@@ -474,7 +474,7 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         KeySource::File(path) => {
             Keyring::retire_in_file(path, &id).map_err(|e| fail(err, e, EXIT_INVALID))?;
             if let Some(store) = &store {
-                audit(&rt, store, AuditAction::KeyRetire, "ok", &format!("{id} retired in {}", path.display()), err);
+                audit(&rt, &**store, AuditAction::KeyRetire, "ok", &format!("{id} retired in {}", path.display()), err);
             }
             let _ = writeln!(out, "key {id} retired in {}: its material is erased", path.display());
         }
