@@ -2,7 +2,6 @@
 //! rotation of 10,000 SQLite secrets killed at every batch boundary and mid-batch, legacy
 //! Fernet import from Python-made tokens and a legacy SQLite database.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -14,15 +13,6 @@ mod common;
 
 fn rpcc(args: &[&str]) -> Command {
     common::rpcc_cli(args)
-}
-
-fn with_stdin(mut cmd: Command, input: &str) -> anyhow::Result<Output> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes())?;
-    }
-    Ok(child.wait_with_output()?)
 }
 
 fn text(o: &Output) -> String {
@@ -54,7 +44,7 @@ auth = { key_file = "keys/edge", passphrase = "PP2" }
 "#;
 
 fn seal(keys: &Path, record: &str, value: &str) -> anyhow::Result<String> {
-    let out = with_stdin(rpcc(&["keys", "encrypt", "--for", record, "--key-file", s(keys)]), value)?;
+    let out = common::output_with_stdin(rpcc(&["keys", "encrypt", "--for", record, "--key-file", s(keys)]), value)?;
     anyhow::ensure!(out.status.success(), "{}", text(&out));
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
@@ -125,9 +115,12 @@ fn keys_seal_from_stdin_and_bad_key_sources_are_distinct_errors() -> anyhow::Res
     let out = rpcc(&["validate", s(&plain), "--allow-plaintext"]).output()?;
     assert!(out.status.success() && text(&out).contains("warning"), "{}", text(&out));
     // Empty stdin and a bad record are refused.
-    let out = with_stdin(rpcc(&["keys", "encrypt", "--for", "server/x/password", "--key-file", s(&keys)]), "")?;
+    let out = common::output_with_stdin(
+        rpcc(&["keys", "encrypt", "--for", "server/x/password", "--key-file", s(&keys)]),
+        "",
+    )?;
     assert!(!out.status.success() && text(&out).contains("empty"), "{}", text(&out));
-    let out = with_stdin(rpcc(&["keys", "encrypt", "--for", "../etc", "--key-file", s(&keys)]), "v")?;
+    let out = common::output_with_stdin(rpcc(&["keys", "encrypt", "--for", "../etc", "--key-file", s(&keys)]), "v")?;
     assert!(!out.status.success() && text(&out).contains("record"), "{}", text(&out));
 
     // None of the failures touched the inventory.

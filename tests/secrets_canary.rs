@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::site;
 use rpcc::core::LoadOptions;
@@ -30,15 +29,6 @@ fn rpcc(args: &[&str], keys: &Path) -> Command {
         .env("RUST_LOG", "trace")
         .stdin(Stdio::null());
     c
-}
-
-fn run_with_stdin(mut cmd: Command, input: &str) -> anyhow::Result<Output> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes())?;
-    }
-    Ok(child.wait_with_output()?)
 }
 
 fn python() -> PathBuf {
@@ -166,7 +156,7 @@ fn a_canary_secret_never_leaks_from_any_command() -> anyhow::Result<()> {
         if let Some(l) = legacy {
             cmd.env("LEGACY", l);
         }
-        let out = run_with_stdin(cmd, stdin.unwrap_or(""))?;
+        let out = common::output_with_stdin(cmd, stdin.unwrap_or(""))?;
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!all.contains(CANARY), "`rpcc {}` leaked the canary:\n{all}", args.join(" "));
         if let Some(ok) = expect {

@@ -48,6 +48,21 @@ pub fn output_text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Run `cmd` with `input` on its stdin; its output. A command that refuses its
+/// arguments may exit before it reads stdin: that broken pipe is not an error.
+pub fn output_with_stdin(mut cmd: std::process::Command, input: &str) -> anyhow::Result<std::process::Output> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        match stdin.write_all(input.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
+    }
+    Ok(child.wait_with_output()?)
+}
+
 /// A site block for the test inventory: answers `X-Deploy: <tag>` and serves a health path.
 pub fn site(domain: &str, tag: &str) -> String {
     format!(
