@@ -119,3 +119,87 @@ fn validate_checks_every_environment() -> anyhow::Result<()> {
     assert!(one.status.success() && !text(&one).contains("production"), "{}", text(&one));
     Ok(())
 }
+
+/// Seal `value` for `record` with the keyring file `keys` (in `dir`).
+fn seal(dir: &std::path::Path, keys: &str, record: &str, value: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = rpcc(dir, &["keys", "encrypt", "--for", record, "--key-file", keys])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().ok_or_else(|| anyhow::anyhow!("stdin"))?.write_all(value.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "{}", text(&out));
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// `rpcc keys rotate`/`retire` on an inventory with environments, one environment at a
+/// time with its own keyring: its servers' secrets move to its new key; another
+/// environment's secrets and the base's shared ones stay as they are (the base one is
+/// reported, and keeps the old key from being retired); another keyring or no choice is
+/// refused with the file untouched. Nothing connects anywhere (documentation addresses).
+#[test]
+fn keys_rotate_and_retire_one_environment_at_a_time() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    for (file, id) in [("staging.keys", "stg1"), ("production.keys", "prd1")] {
+        let out = rpcc(d, &["keys", "generate", "--key-file", file, "--id", id]).output()?;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let stg = seal(d, "staging.keys", "server/stg-1/password", "staging secret")?;
+    let prd = seal(d, "production.keys", "server/prd-1/password", "production secret")?;
+    let base = seal(d, "staging.keys", "server/jump-1/password", "base secret")?;
+    let server = |name: &str, host: u8, envelope: &str| {
+        format!(
+            "name = \"{name}\"\nhost = \"203.0.113.{host}\"\nuser = \"deploy\"\nauth = {{ password = \"{envelope}\" }}\n\n"
+        )
+    };
+    let inventory = format!(
+        "[[servers]]\n{}[env.staging]\nkey_file = \"staging.keys\"\n\n[[env.staging.servers]]\n{}\
+         [env.production]\nkey_file = \"production.keys\"\n\n[[env.production.servers]]\n{}",
+        server("jump-1", 1, &base),
+        server("stg-1", 2, &stg),
+        server("prd-1", 3, &prd),
+    );
+    let inv = d.join("inventory.toml");
+    std::fs::write(&inv, &inventory)?;
+    let out = rpcc(d, &["keys", "generate", "--key-file", "staging.keys", "--id", "stg2"]).output()?;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // No environment, or another environment's keyring: refused, nothing rewritten.
+    let out = rpcc(d, &["keys", "rotate", "inventory.toml", "--key-file", "staging.keys"]).output()?;
+    assert!(!out.status.success() && text(&out).contains("choose one with --env"), "{}", text(&out));
+    let out =
+        rpcc(d, &["keys", "rotate", "inventory.toml", "--env", "staging", "--key-file", "production.keys"]).output()?;
+    assert!(!out.status.success() && text(&out).contains("would mix keys"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&inv)?, inventory);
+
+    // Staging: its own server's secret only; the base's is reported, production's untouched.
+    let out = rpcc(d, &["keys", "rotate", "inventory.toml", "--env", "staging"]).output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 secret(s) re-sealed under stg2, 1 shared by every environment left as is"),
+        "{}",
+        text(&out)
+    );
+    let after = std::fs::read_to_string(&inv)?;
+    assert!(!after.contains(&stg) && after.contains("rpcc:v1:stg2:"), "{after}");
+    assert!(after.contains(&prd) && after.contains(&base), "{after}");
+    // The rewritten secret opens to the same value under staging's keyring alone.
+    let ring = rpcc::core::keyring::Keyring::from_file(&d.join("staging.keys"))?;
+    let inv_loaded = rpcc::core::model::Inventory::from_toml_file_with(
+        &inv,
+        &rpcc::core::LoadOptions::allow_plaintext(false).with_environment(Some("staging")),
+    )?;
+    let secret = inv_loaded.secrets().into_iter().find(|s| s.record().as_str() == "server/stg-1/password");
+    let value = secret.ok_or_else(|| anyhow::anyhow!("stg-1's secret"))?.open(Some(&ring))?;
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&value), "staging secret");
+
+    // stg1 still seals the shared secret: retiring it is refused and names it.
+    let out = rpcc(d, &["keys", "retire", "stg1", "inventory.toml", "--env", "staging"]).output()?;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("server/jump-1/password"), "{}", text(&out));
+    assert!(!text(&out).contains("server/prd-1"), "{}", text(&out));
+    Ok(())
+}

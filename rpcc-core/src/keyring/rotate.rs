@@ -159,31 +159,49 @@ pub struct FileRotation {
     pub rotated: usize,
     /// Plain-text secrets left as they are (seal them with `rpcc keys encrypt`).
     pub plaintext: usize,
+    /// Rotating one environment: sealed secrets of servers outside its `[env.*]` tables
+    /// (shared by every environment) left as they are.
+    pub shared: usize,
 }
 
 /// Re-seal every envelope in an inventory file under the active key. The new text is
 /// parsed and every secret opened and compared with its old value before the file is
 /// replaced by an atomic rename (mode kept); nothing is written when any check fails.
+///
+/// An inventory with environments is rotated one environment at a time (`environment`,
+/// with that environment's keyring): only the secrets of the servers in its own
+/// `[[env.<name>.servers]]` move to the new key. Base servers' secrets are shared by
+/// every environment and are left as they are (counted in [`FileRotation::shared`]);
+/// other environments' secrets are never read.
 pub fn rotate_inventory_file(
     keyring: &Keyring,
     path: &Path,
+    environment: Option<&str>,
     hook: Option<RotateHook<'_>>,
 ) -> Result<FileRotation, RotateError> {
     let inv_err = |message: String| RotateError::Inventory { path: path.to_path_buf(), message };
     let io = |source| KeyringError::Io { path: path.to_path_buf(), source };
     let original = std::fs::read_to_string(path).map_err(io)?;
-    let options = LoadOptions::allow_plaintext(true);
+    let options = LoadOptions::allow_plaintext(true).with_environment(environment);
     let inv = Inventory::from_toml_str_with(&original, &options).map_err(|e| inv_err(e.to_string()))?;
+    let own = environment.map(|env| environment_servers(&original, env));
     let active = keyring.active_id().ok_or(KeyringError::NoActiveKey)?.clone();
     let mut text = original.clone();
     let mut rotated = 0;
     let mut plaintext = 0;
+    let mut shared = 0;
     for secret in inv.secrets() {
         let Some(old) = secret.envelope() else {
             plaintext += 1;
             continue;
         };
         if old.key_id() == &active {
+            continue;
+        }
+        if let Some(own) = &own
+            && !server_of(secret.record()).is_some_and(|server| own.contains(server))
+        {
+            shared += 1;
             continue;
         }
         let new = reseal(keyring, secret.record(), old)?;
@@ -197,7 +215,7 @@ pub fn rotate_inventory_file(
         rotated += 1;
     }
     if rotated == 0 {
-        return Ok(FileRotation { path: path.to_path_buf(), rotated, plaintext });
+        return Ok(FileRotation { path: path.to_path_buf(), rotated, plaintext, shared });
     }
     verify_same_secrets(keyring, &inv, &text, &options).map_err(inv_err)?;
     if std::fs::read_to_string(path).map_err(io)? != original {
@@ -208,7 +226,26 @@ pub fn rotate_inventory_file(
         Some(h) if !h(RotatePoint::BeforeRename) => Err(RotateError::Interrupted(RotatePoint::BeforeRename)),
         _ => Ok(()),
     })?;
-    Ok(FileRotation { path: path.to_path_buf(), rotated, plaintext })
+    Ok(FileRotation { path: path.to_path_buf(), rotated, plaintext, shared })
+}
+
+/// The names of the servers an inventory defines in `[[env.<environment>.servers]]`
+/// (the text has passed the loader).
+fn environment_servers(text: &str, environment: &str) -> std::collections::BTreeSet<String> {
+    let Ok(root) = toml::from_str::<toml::Table>(text) else { return Default::default() };
+    let servers =
+        root.get("env").and_then(|e| e.get(environment)).and_then(|e| e.get("servers")).and_then(toml::Value::as_array);
+    servers
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("name").and_then(toml::Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// The server a `server/<name>/<field>` record belongs to.
+fn server_of(record: &RecordId) -> Option<&str> {
+    let mut parts = record.as_str().splitn(3, '/');
+    (parts.next() == Some("server")).then(|| parts.next()).flatten()
 }
 
 fn verify_same_secrets(keyring: &Keyring, before: &Inventory, text: &str, options: &LoadOptions) -> Result<(), String> {
@@ -237,18 +274,21 @@ fn file_mode(path: &Path) -> std::io::Result<u32> {
     Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
 }
 
-/// Every place a key still seals something: inventory secrets (`file: record`) and
-/// store records (`store: record`), at most `limit` store records listed.
+/// Every place a key still seals something: inventory secrets (`file: record`; of
+/// `environment` and the base, for inventories with environments) and store records
+/// (`store: record`), at most `limit` store records listed.
 pub async fn key_usage(
     key: &super::KeyId,
     inventories: &[PathBuf],
+    environment: Option<&str>,
     store: Option<&dyn SecretStore>,
     limit: usize,
 ) -> Result<Vec<String>, RotateError> {
     let mut places = Vec::new();
+    let options = LoadOptions::allow_plaintext(true).with_environment(environment);
     for path in inventories {
         let text = std::fs::read_to_string(path).map_err(|source| KeyringError::Io { path: path.clone(), source })?;
-        let inv = Inventory::from_toml_str_with(&text, &LoadOptions::allow_plaintext(true))
+        let inv = Inventory::from_toml_str_with(&text, &options)
             .map_err(|e| RotateError::Inventory { path: path.clone(), message: e.to_string() })?;
         for s in inv.secrets() {
             if s.envelope().is_some_and(|e| e.key_id() == key) {

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use rpcc_core::deploy::{AuditAction, AuditEvent, AuditSeal, local_actor};
 use rpcc_core::keyring::rotate::{RotatePoint, key_usage, rotate_inventory_file, rotate_store};
 use rpcc_core::keyring::{KeyId, KeySource, Keyring, KeyringError, RecordId};
+use rpcc_core::model::{Inventory, LoadOptions};
 use rpcc_core::store::EngineStore;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
@@ -18,8 +19,9 @@ mod fernet;
 
 use fernet::{ImportFernetArgs, import_fernet};
 
-use super::fleet::{fail, state_path};
-use super::{EXIT_INVALID, runtime};
+use super::fleet::{fail, state_for, state_path};
+use super::secrets::SecretArgs;
+use super::{EXIT_INVALID, report_load_error, runtime};
 
 /// The keyring commands.
 #[derive(Debug, Subcommand)]
@@ -106,6 +108,10 @@ pub(crate) struct RotateArgs {
     batch: u32,
     #[command(flatten)]
     keys: KeyFileArg,
+    /// The environment (`[env.<name>]`) to rotate: its servers' secrets, its state and
+    /// its keyring; the base's shared secrets and other environments' stay as they are.
+    #[arg(long = "env", env = "RPCC_ENV", value_name = "NAME")]
+    env: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +125,10 @@ pub(crate) struct RetireArgs {
     state: Option<PathBuf>,
     #[command(flatten)]
     keys: KeyFileArg,
+    /// The environment (`[env.<name>]`) whose keyring holds the key: its state and its
+    /// secrets (and the base's) are checked.
+    #[arg(long = "env", env = "RPCC_ENV", value_name = "NAME")]
+    env: Option<String>,
 }
 
 pub(crate) fn run(cmd: &KeysCommand) -> ExitCode {
@@ -299,6 +309,51 @@ fn store_path(state: Option<&Path>, inventories: &[PathBuf]) -> Option<PathBuf> 
     }
 }
 
+/// The keyring and the state a rotate/retire run covers. Without an environment:
+/// `--key-file` (or the environment variables) and [`store_path`]. With one: that
+/// environment's keyring and state, as for every fleet command (a contradicting
+/// `--key-file`, `RPCC_KEY_FILE`, `RPCC_KEYS` or `--state` is refused), the same in
+/// every inventory given; a SQLite state that does not exist yet has nothing to rotate.
+fn keyring_and_state(
+    keys: &KeyFileArg,
+    env: Option<&str>,
+    state: Option<&Path>,
+    inventories: &[PathBuf],
+    err: &mut impl Write,
+) -> Result<(Keyring, Option<PathBuf>), ExitCode> {
+    let Some(env) = env else { return Ok((keys.keyring(err)?, store_path(state, inventories))) };
+    if inventories.is_empty() {
+        return Err(fail(err, format!("--env {env} needs the inventory that defines it"), EXIT_INVALID));
+    }
+    let secrets = SecretArgs { allow_plaintext: true, key_file: keys.key_file.clone(), env: Some(env.to_owned()) };
+    let options = LoadOptions::allow_plaintext(true).with_environment(Some(env));
+    let mut chosen: Option<(Option<PathBuf>, String)> = None;
+    for path in inventories {
+        let inv = Inventory::from_toml_file_with(path, &options).map_err(|e| report_load_error(path, &e, err))?;
+        let key_file = secrets.key_file_for(&inv).map_err(|why| fail(err, why, EXIT_INVALID))?;
+        let own_state = state_for(state, path, &inv).map_err(|why| fail(err, why, EXIT_INVALID))?;
+        match &chosen {
+            None => chosen = Some((key_file, own_state)),
+            Some(first) if *first != (key_file, own_state) => {
+                return Err(fail(
+                    err,
+                    format!(
+                        "{}: environment {env} names another keyring or state than the first inventory",
+                        path.display()
+                    ),
+                    EXIT_INVALID,
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let (key_file, own_state) = chosen.unwrap_or_default();
+    let ring = Keyring::load(key_file.as_deref()).map_err(|e| fail(err, e, EXIT_INVALID))?;
+    let file = own_state.strip_prefix("sqlite://").unwrap_or(&own_state);
+    let state = (file.contains("://") || Path::new(file).is_file()).then(|| PathBuf::from(&own_state));
+    Ok((ring, state))
+}
+
 /// `RPCC_FAULT_INJECT=rotate-abort:<point>:<n>` aborts the process (like `kill -9`) at
 /// that point of batch (or file) `n`; points: `loaded`, `mid`, `before-commit`,
 /// `after-commit`, `before-rename`. Crash tests only.
@@ -310,11 +365,11 @@ fn rotate_fault() -> Option<(String, usize)> {
 }
 
 fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
-    let ring = args.keys.keyring(err)?;
+    let (ring, store) =
+        keyring_and_state(&args.keys, args.env.as_deref(), args.state.as_deref(), &args.inventories, err)?;
     let Some(active) = ring.active_id().cloned() else {
         return Err(fail(err, KeyringError::NoActiveKey, EXIT_INVALID));
     };
-    let store = store_path(args.state.as_deref(), &args.inventories);
     if args.inventories.is_empty() && store.is_none() {
         return Err(fail(err, "nothing to rotate: give inventory files and/or --state", EXIT_INVALID));
     }
@@ -341,15 +396,19 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
     let mut out = std::io::stdout().lock();
     let mut failed = 0usize;
     for path in &args.inventories {
-        match rotate_inventory_file(&ring, path, Some(&hook)) {
+        match rotate_inventory_file(&ring, path, args.env.as_deref(), Some(&hook)) {
             Ok(r) => {
-                let _ = writeln!(
-                    out,
-                    "{}: {} secret(s) re-sealed under {active}{}",
-                    path.display(),
-                    r.rotated,
-                    if r.plaintext > 0 { format!(", {} plain-text left as is", r.plaintext) } else { String::new() }
-                );
+                let mut left = String::new();
+                if r.plaintext > 0 {
+                    left.push_str(&format!(", {} plain-text left as is", r.plaintext));
+                }
+                if r.shared > 0 {
+                    left.push_str(&format!(
+                        ", {} shared by every environment left as is (the base's servers)",
+                        r.shared
+                    ));
+                }
+                let _ = writeln!(out, "{}: {} secret(s) re-sealed under {active}{left}", path.display(), r.rotated);
             }
             Err(e) => {
                 failed += 1;
@@ -422,7 +481,8 @@ fn rotate(args: &RotateArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
 
 fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
     let id = KeyId::parse(&args.id).map_err(|why| fail(err, format!("key id {:?} {why}", args.id), EXIT_INVALID))?;
-    let ring = args.keys.keyring(err)?;
+    let (ring, state) =
+        keyring_and_state(&args.keys, args.env.as_deref(), args.state.as_deref(), &args.inventories, err)?;
     if !ring.key_ids().any(|(k, _)| k == &id) {
         return Err(fail(err, format!("key {id} is not in the keyring"), EXIT_INVALID));
     }
@@ -433,7 +493,6 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
             EXIT_INVALID,
         ));
     }
-    let state = store_path(args.state.as_deref(), &args.inventories);
     if args.inventories.is_empty() && state.is_none() {
         return Err(fail(
             err,
@@ -447,6 +506,7 @@ fn retire(args: &RetireArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode>
         .block_on(key_usage(
             &id,
             &args.inventories,
+            args.env.as_deref(),
             store.as_deref().map(|s| s as &dyn rpcc_core::keyring::SecretStore),
             50,
         ))
