@@ -11,6 +11,20 @@
 macro_rules! shared_store_impls {
     ($store:ty, $conn:ty, $begin:expr) => {
         impl $store {
+            /// Run `work` in one transaction with the audit chain locked (`$begin`):
+            /// committed when it succeeds, rolled back when it fails.
+            async fn in_audit_transaction<T>(
+                &self,
+                work: impl AsyncFnOnce(&mut $conn) -> Result<T, StoreError>,
+            ) -> Result<T, StoreError> {
+                let mut conn = self.pool.acquire().await.map_err($crate::backend)?;
+                sqlx::raw_sql($begin).execute(&mut *conn).await.map_err($crate::backend)?;
+                let result = work(&mut *conn).await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                sqlx::raw_sql(end).execute(&mut *conn).await.map_err($crate::backend)?;
+                result
+            }
+
             /// Re-key the audit chain under this store's seal (after `rpcc keys rotate`,
             /// so the old key can be retired): the chain is locked as for an append and
             /// verified with `keyring`, then every keyed entry's MAC and link is
@@ -18,9 +32,8 @@ macro_rules! shared_store_impls {
             /// Returns how many entries changed.
             pub async fn rekey_audit(&self, keyring: &rpcc_core::keyring::Keyring) -> Result<u64, StoreError> {
                 let Some(seal) = &self.seal else { return Ok(0) };
-                let mut conn = self.pool.acquire().await.map_err($crate::backend)?;
-                sqlx::raw_sql($begin).execute(&mut *conn).await.map_err($crate::backend)?;
-                let result: Result<Vec<rpcc_core::deploy::AuditRecord>, StoreError> = async {
+                let result = self
+                    .in_audit_transaction(async |conn: &mut $conn| {
                     let rows = sqlx::query($crate::AUDIT_SELECT).fetch_all(&mut *conn).await.map_err($crate::backend)?;
                     let records = rows.iter().map($crate::rows::audit_record).collect::<Result<Vec<_>, _>>()?;
                     let changed =
@@ -35,10 +48,8 @@ macro_rules! shared_store_impls {
                             .map_err($crate::backend)?;
                     }
                     Ok(changed)
-                }
-                .await;
-                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                sqlx::raw_sql(end).execute(&mut *conn).await.map_err($crate::backend)?;
+                })
+                    .await;
                 let changed = result?;
                 if let Some(head) = changed.last()
                     && let Err(e) = seal.rewrite_checkpoint(head)
@@ -205,9 +216,8 @@ macro_rules! shared_store_impls {
                 use $crate::rows::Cols as _;
                 // The chain is locked before its head is read, so two appenders (processes,
                 // control planes) never chain from the same entry.
-                let mut conn = self.pool.acquire().await.map_err($crate::backend)?;
-                sqlx::raw_sql($begin).execute(&mut *conn).await.map_err($crate::backend)?;
-                let result: Result<rpcc_core::deploy::AuditRecord, StoreError> = async {
+                let result = self
+                    .in_audit_transaction(async |conn: &mut $conn| {
                     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                         .fetch_optional(&mut *conn)
                         .await
@@ -235,10 +245,8 @@ macro_rules! shared_store_impls {
                     .await
                     .map_err($crate::backend)?;
                     Ok(rpcc_core::deploy::AuditRecord { seq, event: event.clone(), prev_hash, hash })
-                }
-                .await;
-                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                sqlx::raw_sql(end).execute(&mut *conn).await.map_err($crate::backend)?;
+                })
+                    .await;
                 if let (Ok(record), Some(seal)) = (&result, &self.seal)
                     && let Err(e) = seal.advance(record)
                 {

@@ -208,13 +208,21 @@ fn open_store(
     err: &mut impl Write,
 ) -> Result<Arc<dyn EngineStore>, ExitCode> {
     let location = state.to_string_lossy();
-    let file = location.strip_prefix("sqlite://").unwrap_or(&location);
-    if new == NewState::Refuse && !file.contains("://") && !Path::new(file).is_file() {
+    if new == NewState::Refuse
+        && let Some(file) = missing_sqlite_file(&location)
+    {
         return Err(fail(err, format!("state database {file} does not exist"), EXIT_INVALID));
     }
     let seal = AuditSeal::for_keyring(ring).ok();
     rt.block_on(rpcc_store::open_url(&location, seal, rpcc_store::EnvironmentClaim::Any))
         .map_err(|e| fail(err, format!("state {}: {e}", rpcc_store::redacted_url(&location)), EXIT_INVALID))
+}
+
+/// The file a SQLite state location names (a path or `sqlite://…`), when that file does
+/// not exist; `None` for an existing file and for a server URL (`postgres://…`).
+fn missing_sqlite_file(location: &str) -> Option<&str> {
+    let file = location.strip_prefix("sqlite://").unwrap_or(location);
+    (!file.contains("://") && !Path::new(file).is_file()).then_some(file)
 }
 
 /// The state for messages (a URL's password left out).
@@ -349,8 +357,7 @@ fn keyring_and_state(
     }
     let (key_file, own_state) = chosen.unwrap_or_default();
     let ring = Keyring::load(key_file.as_deref()).map_err(|e| fail(err, e, EXIT_INVALID))?;
-    let file = own_state.strip_prefix("sqlite://").unwrap_or(&own_state);
-    let state = (file.contains("://") || Path::new(file).is_file()).then(|| PathBuf::from(&own_state));
+    let state = missing_sqlite_file(&own_state).is_none().then(|| PathBuf::from(&own_state));
     Ok((ring, state))
 }
 
