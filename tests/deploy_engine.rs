@@ -478,8 +478,8 @@ struct CountingTransport {
 fn drop_test_words(request: &mut rpcc::core::transport::ExecRequest) {
     let args = request.argv.args().to_vec();
     if let Some(at) = args.iter().position(|a| a == "stage")
-        && args.get(at + 6).is_some_and(|w| w == "test")
-        && let Ok(argv) = rpcc::core::transport::Argv::new(request.argv.program(), &args[..at + 6])
+        && args.get(at + 7).is_some_and(|w| w == "test")
+        && let Ok(argv) = rpcc::core::transport::Argv::new(request.argv.program(), &args[..at + 7])
     {
         request.argv = argv;
     }

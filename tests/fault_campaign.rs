@@ -456,7 +456,10 @@ fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()>
             let served = serving(ts);
             let first = served[0].clone();
             if served.iter().any(|t| *t != first) || first.is_none() {
-                violations.push(format!("#{i} {}: mixed or missing config: {served:?}", ts.name()));
+                violations.push(format!(
+                    "#{i} {}: mixed or missing config: {served:?}, current={current}, committed={committed}",
+                    ts.name()
+                ));
                 continue;
             }
             if let Some(tag) = &first {

@@ -42,13 +42,13 @@ impl Transport for SimulatedServer {
         let stdout = match command {
             "inspect" | "lock" => report(&st),
             "activate" => {
-                st.0 = args.get(7).cloned();
+                st.0 = args.get(8).cloned();
                 "activated=x\nreloaded=x\n".into()
             }
             // The current helper runs `nginx -t` in the stage command.
-            "stage" if args.get(9).is_some_and(|w| w == "test") => "staged=x\nvalid=x\n".into(),
+            "stage" if args.get(10).is_some_and(|w| w == "test") => "staged=x\nvalid=x\n".into(),
             "commit" => {
-                st.1 = args.get(7).cloned();
+                st.1 = args.get(8).cloned();
                 "committed=x\n".into()
             }
             _ => String::new(),

@@ -28,15 +28,15 @@ fn hostile_generation_ids_are_refused_by_the_helper() {
     let hostile = ["../../escape", "a/b", "", "$(touch pwned)", "ABC", "-", ".staging-x", "0x1", "1 2", "..", "*"];
     for id in hostile {
         let cases: Vec<(&str, Vec<&str>)> = vec![
-            ("stage", vec!["h", "60", id, "-"]),
-            ("stage", vec!["h", "60", "abc", id]),
+            ("stage", vec!["h", "60", "0", id, "-"]),
+            ("stage", vec!["h", "60", "0", "abc", id]),
             ("validate", vec![id, "owned", "/bin/false", "/etc/nginx", "0"]),
-            ("activate", vec!["h", "60", id, "owned", "/etc/nginx", "/x.pid", "/x.log", "signal", "-", "10"]),
-            ("commit", vec!["h", "60", id, "5"]),
+            ("activate", vec!["h", "60", "0", id, "owned", "/etc/nginx", "/x.pid", "/x.log", "signal", "-", "10"]),
+            ("commit", vec!["h", "60", "0", id, "5"]),
             ("fetch", vec![id]),
         ];
         for (command, args) in cases {
-            if command == "stage" && args[3] == "-" && id == "-" {
+            if command == "stage" && args[4] == "-" && id == "-" {
                 continue; // "-" is the "no previous generation" marker, not an id
             }
             let out = helper(&root, command, &args);
@@ -96,4 +96,60 @@ fn children_and_titles_are_read_the_same_with_and_without_the_kernel_list() {
             assert_eq!(stdout, "retiring\nchildren=2\n", "{shell}, {label}: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A helper whose request arrives after the caller's deadline (a stalled connection
+/// delivered it late, or it waited long for the guard) changes nothing: no lock, no
+/// staged tree, no switch, no commit; exit 19. Before the deadline the same commands
+/// work, and a malformed deadline is a usage error.
+#[test]
+fn the_helper_starts_no_change_after_the_callers_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("rpcc");
+    let gens = root.join("generations");
+    std::fs::create_dir_all(gens.join("aa")).expect("mkdir");
+    std::fs::create_dir_all(gens.join("bb")).expect("mkdir");
+    std::os::unix::fs::symlink("generations/aa", root.join("current")).expect("current");
+    std::fs::write(root.join("committed"), "aa\n").expect("committed");
+    let past = (unix_now() - 1).to_string();
+    let future = (unix_now() + 60).to_string();
+    let code = |out: &Output| (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
+
+    let late = helper(&root, "lock", &["h", "60", &past]);
+    assert_eq!(late.status.code(), Some(19), "{:?}", code(&late));
+    assert!(code(&late).1.contains("deadline passed"), "{:?}", code(&late));
+    assert!(!root.join("lock").exists(), "a late lock takes nothing");
+
+    let ok = helper(&root, "lock", &["h", "60", &future]);
+    assert_eq!(ok.status.code(), Some(0), "{:?}", code(&ok));
+    assert!(root.join("lock").exists());
+
+    // Late activation: refused before it looks at nginx or switches anything.
+    let activate = ["h", "60", &past, "bb", "owned", "/nonexistent", "/x.pid", "/x.log", "signal", "-", "10"];
+    let out = helper(&root, "activate", &activate);
+    assert_eq!(out.status.code(), Some(19), "{:?}", code(&out));
+    assert_eq!(std::fs::read_link(root.join("current")).expect("link"), Path::new("generations/aa"));
+    assert!(!root.join("unverified").exists(), "nothing was marked");
+
+    let out = helper(&root, "commit", &["h", "60", &past, "aa", "5"]);
+    assert_eq!(out.status.code(), Some(19), "{:?}", code(&out));
+    assert_eq!(std::fs::read_to_string(root.join("committed")).expect("committed"), "aa\n");
+    assert!(root.join("lock").exists(), "a late commit does not release the lock either");
+
+    let out = helper(&root, "stage", &["h", "60", &past, "cc", "-"]);
+    assert_eq!(out.status.code(), Some(19), "{:?}", code(&out));
+    assert!(!gens.join("cc").exists() && !gens.join(".staging-cc").exists(), "nothing staged");
+
+    for bad in ["", "soon", "-1", "1e9"] {
+        let out = helper(&root, "commit", &["h", "60", bad, "aa", "5"]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {:?}", code(&out));
+    }
+    // Deadline 0: none (an operator running the helper by hand).
+    let out = helper(&root, "commit", &["h", "60", "0", "aa", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", code(&out));
+    assert!(!root.join("lock").exists(), "committed and released");
 }

@@ -6,7 +6,7 @@
 //! stream on stdin. One exec is one SSH round trip, whatever the number of sites.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::engine::DeployError;
 use crate::generation::{Generation, GenerationPath, Sha256Digest};
@@ -47,6 +47,9 @@ pub enum RemoteExit {
     Missing,
     /// 17: include mode and the main config does not include rpcc's tree.
     NotIncluded,
+    /// 19: the caller's deadline had passed when the helper got to a change: nothing
+    /// changed.
+    DeadlinePassed,
     /// Anything else (file system errors, usage, a killed shell).
     Other(i32),
 }
@@ -64,6 +67,7 @@ impl RemoteExit {
             15 => Self::NotRunning,
             16 => Self::Missing,
             17 => Self::NotIncluded,
+            19 => Self::DeadlinePassed,
             c => Self::Other(c),
         }
     }
@@ -170,6 +174,29 @@ pub struct RemoteCommands {
     error_log: String,
     reload: ReloadMethod,
     timeout: Duration,
+    clock: Option<ServerClock>,
+}
+
+/// The server's clock as one report read it: `now` (Unix seconds, truncated) and the
+/// local instant that report arrived. The server read its clock before that instant, so
+/// at any later local instant `t` the server's clock shows at least
+/// `now + (t - received)`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerClock {
+    /// The server's `now=` (Unix seconds).
+    pub now: u64,
+    /// When the report carrying it arrived here.
+    pub received: Instant,
+}
+
+impl ServerClock {
+    /// A deadline on the server's clock that passes before `timeout` from now has passed
+    /// here (one second earlier, for the truncation of `now` and the helper's last step):
+    /// a helper that checks it never starts a change after the caller gave up.
+    pub fn deadline(&self, timeout: Duration) -> u64 {
+        let ahead = self.received.elapsed() + timeout;
+        (self.now + ahead.as_secs()).saturating_sub(1).max(1)
+    }
 }
 
 impl RemoteCommands {
@@ -186,7 +213,21 @@ impl RemoteCommands {
             error_log: format!("{}/error.log", n.log_dir),
             reload: n.reload.clone(),
             timeout: secs(120),
+            clock: None,
         }
+    }
+
+    /// Give every changing command a deadline on the server's clock (read by an
+    /// earlier report), so that the helper starts no change after this side has given
+    /// up waiting for it. Without a clock (or a report of `now=0`), no deadline.
+    pub fn with_server_clock(mut self, clock: Option<ServerClock>) -> Self {
+        self.clock = clock.filter(|c| c.now > 0);
+        self
+    }
+
+    /// The deadline word for a command that may run for `timeout` (`0`: none).
+    fn deadline(&self, timeout: Duration) -> String {
+        self.clock.map_or(0, |c| c.deadline(timeout)).to_string()
     }
 
     /// Bound every command by `timeout` (activation: the reload bound plus this).
@@ -229,7 +270,8 @@ impl RemoteCommands {
     /// names a holder known to be dead whose lock may be broken before it expires.
     pub fn lock(&self, holder: &str, ttl: Duration, dead_holder: Option<&str>) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
-        let mut args = vec![holder, ttl.as_str()];
+        let deadline = self.deadline(self.timeout);
+        let mut args = vec![holder, ttl.as_str(), deadline.as_str()];
         args.extend(dead_holder);
         Ok(ExecRequest::new(self.argv("lock", &args)?).timeout(self.timeout))
     }
@@ -251,7 +293,8 @@ impl RemoteCommands {
         timeout: Duration,
     ) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
-        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, id, previous.unwrap_or("-")])?)
+        let deadline = self.deadline(timeout);
+        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, &deadline, id, previous.unwrap_or("-")])?)
             .stdin(tar)
             .timeout(timeout))
     }
@@ -295,9 +338,11 @@ impl RemoteCommands {
             Activation::Tested => ("test", "0"),
             Activation::SingleParse { verify } => ("master", if verify { "1" } else { "0" }),
         };
+        let deadline = self.deadline(reload_timeout + self.timeout);
         let args = [
             holder,
             &ttl,
+            &deadline,
             id,
             self.mode_name(),
             &self.root,
@@ -315,7 +360,9 @@ impl RemoteCommands {
     /// Record `id` as good, prune to `keep` generations, release the lock.
     pub fn commit(&self, holder: &str, ttl: Duration, id: &str, keep: u32) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
-        Ok(ExecRequest::new(self.argv("commit", &[holder, &ttl, id, &keep.to_string()])?).timeout(self.timeout))
+        let deadline = self.deadline(self.timeout);
+        Ok(ExecRequest::new(self.argv("commit", &[holder, &ttl, &deadline, id, &keep.to_string()])?)
+            .timeout(self.timeout))
     }
 
     /// Hash every file of the live generation.

@@ -7,7 +7,16 @@
 # 12 staged files do not match their manifest, 13 nginx rejected the tree (nginx -t,
 # or the master's parse in single-parse mode, switched back),
 # 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
-# 17 the main config does not include rpcc's tree, 18 file system error, 75 guard busy.
+# 17 the main config does not include rpcc's tree, 18 file system error, 19 the
+# caller's deadline passed (nothing changed), 75 guard busy.
+#
+# Deadlines: every command that changes something takes the caller's deadline (Unix
+# seconds on this server's clock, 0 = none), computed by the caller so that it passes
+# before the caller gives up on the command and reports the outcome. A helper that
+# starts late (its request was held up by a stalled connection), waits long for the
+# guard, or is still running when the caller has timed out never starts a change
+# (lock, stage, switch, signal, switch-back, commit) after it: what the caller reported
+# stays true.
 set -u
 # A vanished control plane (cut connection, closed channel) must not kill the helper
 # between two steps that belong together (switch, then signal): writes to a closed
@@ -22,6 +31,7 @@ fail() { code=$1; shift; printf 'rpcc-error: %s\n' "$*" >&2; exit "$code"; }
 cmd=$1 M=$2
 shift 2
 G="$M/generations"
+dl=0
 
 now() { date +%s; }
 
@@ -62,6 +72,19 @@ own_lock() { # holder ttl
     read_lock
     [ "$lh" = "$1" ] || fail 11 "lock on $M is no longer held by $1 (holder: ${lh:-none})"
     write_lock "$1" "$2"
+}
+
+# The caller's deadline: digits, 0 = none.
+check_deadline() {
+    case $1 in '' | *[!0-9]*) fail 2 "invalid deadline '$1' (Unix seconds, 0 = none)" ;; esac
+}
+
+# Whether the deadline has not passed yet (always, without one).
+in_time() { [ "$dl" = 0 ] || [ "$(now)" -lt "$dl" ]; }
+
+# Refuse to start a change once the caller's deadline has passed.
+before_deadline() { # what
+    in_time || fail 19 "the caller's deadline passed before $1 (server clock $(now), deadline $dl): the caller has given up on this command; nothing changed"
 }
 
 gen_of() { # symlink -> generation id (empty when absent)
@@ -170,9 +193,11 @@ inspect) # [with-manifest]
     fi
     ;;
 
-lock) # holder ttl [dead-holder]
-    holder=$1 ttl=$2 dead=${3:-}
+lock) # holder ttl deadline [dead-holder]
+    holder=$1 ttl=$2 dl=$3 dead=${4:-}
+    check_deadline "$dl"
     guard
+    before_deadline "taking the lock"
     read_lock
     t=$(now)
     if [ -n "$lh" ] && [ "$lh" != "$holder" ]; then
@@ -200,13 +225,15 @@ unlock) # holder
     exit 0
     ;;
 
-stage) # holder ttl id prev [test mode nginx-binary root]  (stdin: tar)
+stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
     # With `test …`, the staged tree then goes through `nginx -t` as `validate` runs it
     # (one round trip for both).
-    holder=$1 ttl=$2 id=$3 prev=$4
+    holder=$1 ttl=$2 dl=$3 id=$4 prev=$5
+    shift
+    check_deadline "$dl"
     check_id "$id"
     [ "$prev" = - ] || check_id "$prev"
-    (guard && own_lock "$holder" "$ttl") || exit $?
+    (guard && before_deadline staging && own_lock "$holder" "$ttl") || exit $?
     S="$G/.staging-$id"
     rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
     tar -x -f - -C "$S" --no-same-owner 2>&1 || fail 18 "cannot unpack the generation into $S"
@@ -219,6 +246,7 @@ stage) # holder ttl id prev [test mode nginx-binary root]  (stdin: tar)
     verify_tree "$S"
     (cd "$S" && find . -type f ! -path './.rpcc/*' -printf '%m %P\n' | sort | cmp -s - .rpcc/modes) ||
         fail 12 "file modes in $S differ from the manifest"
+    before_deadline "moving the staged tree into place"
     [ -e "$G/$id" ] && rm -rf "$G/$id"
     mv -T "$S" "$G/$id" || fail 18 "cannot move $S into place"
     echo "staged=$id"
@@ -232,16 +260,18 @@ validate) # id mode nginx-binary root verify-hashes
     test_tree "$1" "$2" "$3" "$4" "${5:-1}"
     ;;
 
-activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [verify]]
+activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks [parse [verify]]
     # ticks: the timeout in 20 ms polls. parse: "test" (the tree passed nginx -t) or
     # "master" (single parse: the master's own parse is the validation; a refusal
     # switches back at once and exits 13). verify: 1 = check the tree's hashes first.
-    holder=$1 ttl=$2 id=$3 mode=$4 root=$5 pidfile=$6 errlog=$7 method=$8 unit=$9
-    check_id "$id"
+    holder=$1 ttl=$2 dl=$3 id=$4 mode=$5 root=$6 pidfile=$7 errlog=$8 method=$9
     shift 9
-    ticks=$1 parse=${2:-test} verify=${3:-0}
+    unit=$1 ticks=$2 parse=${3:-test} verify=${4:-0}
+    check_deadline "$dl"
+    check_id "$id"
     case $parse in test | master) ;; *) fail 2 "unknown parse mode $parse" ;; esac
     guard
+    before_deadline "activating $id"
     own_lock "$holder" "$ttl"
     D="$G/$id"
     [ -d "$D" ] || fail 16 "generation $id is not on the server"
@@ -324,6 +354,8 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     before="$kids "
     size=0
     [ -f "$errlog" ] && size=$(wc -c <"$errlog")
+    # The point of no return: the switch and its signal follow within milliseconds.
+    before_deadline "switching to $id"
     # From here on the engine must assume `current` may have moved (a helper killed
     # before it says `activated=` may still have switched).
     echo "switching=$id"
@@ -343,6 +375,9 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     # master still runs, and that state is as verified as it was before the switch.
     switched_back=0
     switch_back() {
+        # Past the deadline the caller has reported already: leave `current` marked
+        # unverified for the next run, which re-activates the committed generation.
+        in_time || return 1
         if [ -n "$was" ]; then
             ln -sfn "generations/$was" "$M/.current.tmp" && mv -T "$M/.current.tmp" "$M/current" || return 1
         else
@@ -443,10 +478,12 @@ activate) # holder ttl id mode root pidfile errorlog method unit ticks [parse [v
     fail 14 "nginx started no new worker processes within $((ticks / 50)) s of the reload"
     ;;
 
-commit) # holder ttl id keep
-    holder=$1 ttl=$2 id=$3 keep=$4
+commit) # holder ttl deadline id keep
+    holder=$1 ttl=$2 dl=$3 id=$4 keep=$5
+    check_deadline "$dl"
     check_id "$id"
     guard
+    before_deadline "committing $id"
     own_lock "$holder" "$ttl"
     [ "$(gen_of "$M/current")" = "$id" ] || fail 16 "current is not $id"
     was=''

@@ -16,7 +16,7 @@ use super::engine::{
 };
 use super::holder::holder_is_dead_here;
 use super::probe::HealthProbe;
-use super::remote::{Activation, RemoteCommands, RemoteExit, RemoteState, stage_archive};
+use super::remote::{Activation, RemoteCommands, RemoteExit, RemoteState, ServerClock, stage_archive};
 use crate::generation::{Generation, Sha256Digest};
 use crate::model::{NginxValidation, Server, Site};
 use crate::store::{AuditAction, DeploymentState, LocalLock, NewDeployment};
@@ -169,7 +169,7 @@ impl<'a> Run<'a> {
         self.store_lock = Some(self.local_lock(&id).await?);
         self.enter(DeployStep::Lock)?;
         let mut state = self.lock(inspected).await?;
-        self.recover(&mut state).await?;
+        let kept = self.recover(&mut state).await?;
         self.report.previous = state.committed.clone().or_else(|| state.current.clone());
         if runs_it(&state) {
             return Ok(up_to_date());
@@ -183,8 +183,10 @@ impl<'a> Run<'a> {
         }
         let check = self.validate(sites, source, staged_now, tested).await?;
         self.enter(DeployStep::Activate)?;
-        // What a failure from here on restores (the hand-made config when none).
-        let good = state.committed.clone().unwrap_or_else(|| "0".into());
+        // What a failure from here on restores: what nginx verifiably served when this
+        // run began (a crashed run's verified activation, else the committed generation,
+        // else the hand-made config).
+        let good = kept.or_else(|| state.committed.clone()).unwrap_or_else(|| "0".into());
         self.switch(sites, source, check, &good).await?;
         self.probe(sites, &good).await?;
         self.enter(DeployStep::Commit)?;
@@ -198,6 +200,11 @@ impl<'a> Run<'a> {
             return Err(failed(Self::remote_error(DeployStep::Inspect, &out)));
         }
         let state = RemoteState::parse(&out.stdout);
+        // Every later change carries a deadline on the server's clock that passes before
+        // this side gives up on it: a helper delayed by a stalled connection never
+        // switches, reloads or commits after the outcome has been reported.
+        let clock = ServerClock { now: state.now, received: Instant::now() };
+        self.cmds = self.cmds.clone().with_server_clock(Some(clock));
         self.report.previous = state.committed.clone().or_else(|| state.current.clone());
         Ok(state)
     }
@@ -264,13 +271,28 @@ impl<'a> Run<'a> {
 
     /// A crashed run may have left `current` on an unverified generation, or an
     /// activation (a restore too) may never have been verified: re-activate the
-    /// committed generation first.
-    async fn recover(&mut self, state: &mut RemoteState) -> Step<()> {
-        let (Some(cur), Some(good)) = (state.current.clone(), state.committed.clone()) else { return Ok(()) };
+    /// committed generation first. A crashed run whose activation *was* verified (nginx
+    /// serves it: new workers, no `unverified` mark) but that stopped before its commit
+    /// is left serving: switching back to the committed generation first would take its
+    /// sites down whenever this run then fails before its own switch (the committed one
+    /// may be the hand-made config). Returns that kept generation, which becomes this
+    /// run's restore target.
+    async fn recover(&mut self, state: &mut RemoteState) -> Step<Option<String>> {
+        let (Some(cur), Some(good)) = (state.current.clone(), state.committed.clone()) else { return Ok(None) };
         if cur == good && state.unverified.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         self.enter(DeployStep::Recover)?;
+        if state.unverified.is_none() {
+            let detail = format!(
+                "kept generation {cur} serving (a crashed run activated and verified it but never committed it; \
+                 committed is {good}); a failure of this run restores {cur}"
+            );
+            tracing::warn!(server = self.name(), "{detail}");
+            self.audit(AuditAction::Recover, "kept", &detail, Some(&cur)).await;
+            self.report.recovered = Some(cur.clone());
+            return Ok(Some(cur));
+        }
         let left = if cur == good { state.unverified.clone().unwrap_or_else(|| cur.clone()) } else { cur.clone() };
         if let Err(e) = self.activate(&good, Activation::Tested).await {
             self.audit(AuditAction::Recover, "failed", &e.to_string(), Some(&good)).await;
@@ -279,14 +301,14 @@ impl<'a> Run<'a> {
         let detail = if cur == good {
             format!("re-activated committed generation {good} (an activation of {left} was never verified)")
         } else {
-            format!("restored committed generation {good} (a crashed run had left {cur} active)")
+            format!("restored committed generation {good} (a crashed run had left {cur} active, never verified)")
         };
         tracing::warn!(server = self.name(), "{detail}");
         self.audit(AuditAction::Recover, "succeeded", &detail, Some(&good)).await;
         self.report.recovered = Some(left);
         state.current = Some(good);
         state.unverified = None;
-        Ok(())
+        Ok(None)
     }
 
     /// Send the generation, linking unchanged files to the live one when it verifies; in
