@@ -140,6 +140,11 @@ fn live_workers(master: u32) -> Vec<u32> {
 
 const SITES: [&str; 3] = ["a.test.example", "b.test.example", "c.test.example"];
 
+/// The "tag" of the hand-made config (generation 0), which serves none of the sites: a
+/// server may be on it only while it is `current` or `committed` (a first deploy that
+/// crashed or failed), and a later run must leave it.
+const HAND_MADE: &str = "hand-made config";
+
 fn inventory(fleet: &Fleet, proxies: &[FaultProxy], tag: &str, mode: NginxValidation, refused: bool) -> Inventory {
     let mut toml = fleet.deploy_inventory_toml();
     for (s, p) in fleet.servers().iter().zip(proxies) {
@@ -202,7 +207,8 @@ fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()>
         .keep(3);
     let policy = RolloutPolicy { max_failed: 2, ..RolloutPolicy::default() };
     let mut rng = Rng(seed | 1);
-    let mut tags: HashMap<String, String> = HashMap::new(); // generation id → tag
+    // generation id → tag; generation 0 is the hand-made config the kit starts with
+    let mut tags: HashMap<String, String> = HashMap::from([("0".to_owned(), HAND_MADE.to_owned())]);
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut finished_attempts: HashMap<String, usize> = HashMap::new();
@@ -376,8 +382,17 @@ fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()>
         // SIGPIPE so that a switch is always followed by its signal). Like the next rpcc
         // run, the check holds the helper's guard while it looks, so it sees a settled
         // server rather than nginx in the middle of that helper's reload.
+        // What answers each site: a generation's tag, the hand-made config (generation 0:
+        // its default server answers 404 without a tag), or nothing.
         let serving = |ts: &rpcc_testkit::TestServer| -> Vec<Option<String>> {
-            SITES.iter().map(|d| get(ts.http_port(), d, "/healthz").and_then(|r| r.1)).collect()
+            SITES
+                .iter()
+                .map(|d| match get(ts.http_port(), d, "/healthz")? {
+                    (_, Some(tag)) => Some(tag),
+                    (404, None) => Some(HAND_MADE.to_owned()),
+                    (_, None) => None,
+                })
+                .collect()
         };
         let known = |root: &Path| {
             let current = read_link_id(&root.join("current"));

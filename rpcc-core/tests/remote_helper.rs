@@ -153,3 +153,189 @@ fn the_helper_starts_no_change_after_the_callers_deadline() {
     assert_eq!(out.status.code(), Some(0), "{:?}", code(&out));
     assert!(!root.join("lock").exists(), "committed and released");
 }
+
+/// Runs the helper with `stdin` as its standard input.
+fn helper_with(root: &Path, command: &str, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(REMOTE_SCRIPT)
+        .arg("rpcc")
+        .arg(command)
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("helper finishes")
+}
+
+enum Member<'a> {
+    File { name: &'a str, bytes: &'a [u8], mode: u32 },
+    Symlink { name: &'a str, target: &'a str },
+    HardLink { name: &'a str, target: &'a str },
+    Fifo { name: &'a str },
+}
+
+/// A tar archive with whatever members a hostile caller sends; `name`s are written raw
+/// into the header (no checks), as an attacker's own tar would.
+fn archive(members: &[Member<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for m in members {
+        let mut h = tar::Header::new_gnu();
+        let (name, kind, bytes, mode, link): (&str, tar::EntryType, &[u8], u32, Option<&str>) = match m {
+            Member::File { name, bytes, mode } => (name, tar::EntryType::Regular, bytes, *mode, None),
+            Member::Symlink { name, target } => (name, tar::EntryType::Symlink, b"", 0o777, Some(target)),
+            Member::HardLink { name, target } => (name, tar::EntryType::Link, b"", 0o644, Some(target)),
+            Member::Fifo { name } => (name, tar::EntryType::Fifo, b"", 0o644, None),
+        };
+        let raw = &mut h.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(bytes.len() as u64);
+        if let Some(t) = link {
+            h.set_link_name_literal(t).expect("link name");
+        }
+        h.set_cksum();
+        b.append(&h, bytes).expect("append");
+    }
+    b.into_inner().expect("archive")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file below `dir` (not following links) with a setuid/setgid bit, or not a
+/// regular file or directory.
+fn dangerous_entries(dir: &Path) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(dir)
+        .args(["(", "-perm", "/6000", "-o", "!", "-type", "f", "!", "-type", "d", ")", "-print"])
+        .output()
+        .expect("find");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The staging step as root (as an installed helper runs it): an archive cannot create
+/// a setuid file, a symlink, a hard link, a fifo or any file outside the generation, a
+/// manifest or link list cannot name a path outside it, `fetch` reads no path outside
+/// a generation and no private key; a well-formed archive gets fixed modes whatever its
+/// headers say.
+#[test]
+fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("rpcc");
+    std::fs::create_dir_all(root.join("generations")).expect("mkdir");
+    let outside = dir.path().join("outside");
+    let lock = helper(&root, "lock", &["h", "600", "0"]);
+    assert!(lock.status.success(), "{}", String::from_utf8_lossy(&lock.stderr));
+    let escape = format!("../../{}", outside.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let abs = outside.display().to_string();
+    let conf = b"events {}\n".as_slice();
+    // A manifest + modes pair for the given files, as rpcc sends them.
+    let meta = |files: &[(&str, &[u8], u32)]| -> (String, String) {
+        let sums = files.iter().map(|(n, b, _)| format!("{}  {n}\n", sha256_hex(b))).collect();
+        let mut modes: Vec<String> = files.iter().map(|(n, _, m)| format!("{m:o} {n}\n")).collect();
+        modes.sort();
+        (sums, modes.concat())
+    };
+    let (sums, _) = meta(&[("nginx.conf", conf, 0o644)]);
+    let (suid_sums, suid_modes) = meta(&[("sbin/x", b"\x7fELF", 0o4755)]);
+    let (bad_sums, _) = meta(&[(escape.as_str(), b"x", 0o644)]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "setuid file",
+            archive(&[
+                Member::File { name: "sbin/x", bytes: b"\x7fELF", mode: 0o4755 },
+                Member::File { name: ".rpcc/sha256", bytes: suid_sums.as_bytes(), mode: 0o644 },
+                Member::File { name: ".rpcc/modes", bytes: suid_modes.as_bytes(), mode: 0o644 },
+            ]),
+            "modes",
+        ),
+        (
+            "symlink",
+            archive(&[
+                Member::Symlink { name: "evil", target: "/etc" },
+                Member::File { name: "nginx.conf", bytes: conf, mode: 0o644 },
+                Member::File { name: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o644 },
+            ]),
+            "not a regular file",
+        ),
+        (
+            "hard link",
+            archive(&[
+                Member::HardLink { name: "shadow", target: "/etc/shadow" },
+                Member::File { name: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o644 },
+            ]),
+            "not a regular file",
+        ),
+        ("fifo", archive(&[Member::Fifo { name: "pipe" }]), "not a regular file"),
+        ("absolute name", archive(&[Member::File { name: &abs, bytes: b"x", mode: 0o644 }]), "not a relative"),
+        ("dot-dot name", archive(&[Member::File { name: &escape, bytes: b"x", mode: 0o644 }]), "not a relative"),
+        (
+            "manifest naming a file outside",
+            archive(&[Member::File { name: ".rpcc/sha256", bytes: bad_sums.as_bytes(), mode: 0o644 }]),
+            "manifest name",
+        ),
+        ("not a tar", b"garbage".repeat(100), "not a tar"),
+    ];
+    for (label, tar, expect) in cases {
+        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(12), "{label}: {stderr}");
+        assert!(stderr.contains(expect), "{label}: {stderr}");
+        assert!(!root.join("generations/abcd").exists(), "{label}: nothing staged");
+        assert!(!outside.exists(), "{label}: nothing written outside");
+        assert_eq!(dangerous_entries(&root), Vec::<String>::new(), "{label}");
+    }
+
+    // A good archive whose headers ask for other modes still gets the fixed ones.
+    let key = b"KEY".as_slice();
+    let (sums, modes) = meta(&[("nginx.conf", conf, 0o644), ("certs/a.example/privkey.pem", key, 0o600)]);
+    let good = archive(&[
+        Member::File { name: "nginx.conf", bytes: conf, mode: 0o6777 },
+        Member::File { name: "certs/a.example/privkey.pem", bytes: key, mode: 0o666 },
+        Member::File { name: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o777 },
+        Member::File { name: ".rpcc/modes", bytes: modes.as_bytes(), mode: 0o644 },
+    ]);
+    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &good);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(root.join("generations/abcd").join(p)).expect(p).permissions())
+            & 0o7777
+    };
+    assert_eq!(mode("nginx.conf"), 0o644);
+    assert_eq!(mode("certs/a.example/privkey.pem"), 0o600);
+    assert_eq!(mode("certs"), 0o755);
+    assert_eq!(dangerous_entries(&root), Vec::<String>::new());
+
+    // Links: only generation paths of a generation without links in it.
+    let (sums2, modes2) = meta(&[("nginx.conf", conf, 0o644)]);
+    for hostile in [escape.as_str(), abs.as_str(), "a/../../x"] {
+        let links = format!("{hostile}\n");
+        let tar = archive(&[
+            Member::File { name: ".rpcc/sha256", bytes: sums2.as_bytes(), mode: 0o644 },
+            Member::File { name: ".rpcc/modes", bytes: modes2.as_bytes(), mode: 0o644 },
+            Member::File { name: ".rpcc/links", bytes: links.as_bytes(), mode: 0o644 },
+        ]);
+        let out = helper_with(&root, "stage", &["h", "600", "0", "beef", "abcd"], &tar);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(12), "{hostile}: {stderr}");
+        assert!(stderr.contains("linked name"), "{hostile}: {stderr}");
+    }
+
+    // fetch: generation paths only, never a private key.
+    for hostile in ["/etc/shadow", "../../../../etc/shadow", "certs/a.example/privkey.pem", "a//b"] {
+        let out = helper_with(&root, "fetch", &["abcd"], format!("{hostile}\n").as_bytes());
+        assert_eq!(out.status.code(), Some(12), "{hostile}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty(), "{hostile}: nothing sent");
+    }
+    let out = helper_with(&root, "fetch", &["abcd"], b"nginx.conf\n");
+    assert!(out.status.success() && !out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -153,6 +153,32 @@ two_cycles() {
     [ -n "$lo" ] && [ $((hi - lo)) -gt 1 ]
 }
 
+# A generation path as rpcc writes them: relative, letters, digits and . _ - /, no
+# empty, `.` or `..` segment (a trailing / for a directory member).
+safe_name() {
+    case $1 in '' | /* | *//* | *[!A-Za-z0-9._/-]*) return 1 ;; esac
+    case "/${1%/}/" in */./* | */../* | //) return 1 ;; esac
+    return 0
+}
+
+# The manifest names only generation paths (sha256sum, as root, reads what it names).
+check_manifest() { # dir
+    [ -f "$1/.rpcc/sha256" ] && [ ! -L "$1/.rpcc/sha256" ] || fail 12 "$1 has no manifest"
+    while read -r sum name; do
+        case $sum in *[!0-9a-f]*) fail 12 "malformed manifest line for '$name'" ;; esac
+        [ ${#sum} = 64 ] || fail 12 "malformed manifest line for '$name'"
+        safe_name "$name" || fail 12 "manifest name '$name' is not a relative generation path"
+    done <"$1/.rpcc/sha256"
+}
+
+# The only modes a generation has: directories 0755, private keys
+# (certs/<site>/privkey.pem) 0600, every other file 0644; owned by whoever runs this.
+fixed_modes() { # dir
+    find "$1" -type d -exec chmod 0755 {} + &&
+        find "$1" -type f -exec chmod 0644 {} + &&
+        find "$1" -type f -path "$1/certs/*/privkey.pem" -exec chmod 0600 {} +
+}
+
 verify_tree() { # dir
     (cd "$1" && sha256sum -c --quiet --strict .rpcc/sha256 >/dev/null 2>&1) ||
         fail 12 "files in $1 do not match its manifest (changed on the server?)"
@@ -187,7 +213,7 @@ case $cmd in
 inspect) # [with-manifest]
     report
     cur=$(gen_of "$M/current")
-    if [ "${1:-0}" = 1 ] && [ -n "$cur" ] && [ -f "$G/$cur/.rpcc/sha256" ]; then
+    if [ "${1:-0}" = 1 ] && [ -n "$cur" ] && [ -f "$G/$cur/.rpcc/sha256" ] && [ ! -L "$G/$cur/.rpcc/sha256" ]; then
         echo '--manifest--'
         cat "$G/$cur/.rpcc/sha256"
     fi
@@ -236,13 +262,35 @@ stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
     (guard && before_deadline staging && own_lock "$holder" "$ttl") || exit $?
     S="$G/.staging-$id"
     rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
-    tar -x -f - -C "$S" --no-same-owner 2>&1 || fail 18 "cannot unpack the generation into $S"
+    # The archive is read whole and checked before anything is unpacked: only regular
+    # files and directories (no symlinks, hard links, devices or fifos), relative names
+    # of rpcc's path alphabet with no `..`. Unpacked without the archive's owners or
+    # modes; every file then gets the fixed mode for its kind, whatever the archive says.
+    A="$S.tar"
+    cat >"$A" || fail 18 "cannot receive the generation"
+    tar -t -v -f "$A" >"$A.list" 2>/dev/null || fail 12 "the generation archive is not a tar archive"
+    while read -r perm _owner _size _date _time name rest; do
+        case $perm in -* | d*) ;; *) fail 12 "archive member '$name' is not a regular file or directory" ;; esac
+        [ -z "$rest" ] || fail 12 "archive member '$name' is a link"
+        safe_name "$name" || fail 12 "archive member name '$name' is not a relative generation path"
+    done <"$A.list"
+    tar -x -f "$A" -C "$S" --no-same-owner --no-same-permissions 2>&1 ||
+        fail 18 "cannot unpack the generation into $S"
+    rm -f "$A" "$A.list"
     if [ -f "$S/.rpcc/links" ]; then
-        # Unchanged files: hard links to the live generation's (one cp for all).
+        # Unchanged files: hard links to the live generation's (one cp for all), named
+        # like archive members, from a generation with no symlink in it.
         [ -d "$G/$prev" ] || fail 16 "previous generation $prev is missing"
+        while read -r name; do
+            safe_name "$name" || fail 12 "linked name '$name' is not a relative generation path"
+        done <"$S/.rpcc/links"
+        [ -z "$(find "$G/$prev" ! -type f ! -type d -print -quit)" ] ||
+            fail 12 "generation $prev holds something other than files and directories"
         (cd "$G/$prev" && xargs -r cp -l --parents -t "$S" <"$S/.rpcc/links") ||
             fail 12 "cannot link unchanged files from generation $prev"
     fi
+    check_manifest "$S"
+    fixed_modes "$S" || fail 18 "cannot set the modes of $S"
     verify_tree "$S"
     (cd "$S" && find . -type f ! -path './.rpcc/*' -printf '%m %P\n' | sort | cmp -s - .rpcc/modes) ||
         fail 12 "file modes in $S differ from the manifest"
@@ -350,6 +398,11 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
         j=$((j + 1))
     done
     [ $settled -ge 3 ] || fail 14 "nginx (pid $master) stayed busy for $((ticks / 50)) s (a reload in progress?); nothing switched"
+    # A refusal is a line nginx's master wrote itself: its timestamp, the level right
+    # after it, then the master's pid. Request URIs and headers end up in the same log
+    # (a client asking for `/[emerg]` during a deploy), always in lines of other levels
+    # written by workers: never count those.
+    refusal="^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} \\[(emerg|alert)\\] $master#"
     children_var "$master"
     before="$kids "
     size=0
@@ -429,7 +482,7 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
             cur=0
             [ -f "$errlog" ] && cur=$(wc -c <"$errlog")
             if [ $failing = 0 ] && [ "$cur" -gt "$size" ] &&
-                tail -c +$((size + 1)) "$errlog" | grep -qE '\[(emerg|alert)\]'; then
+                tail -c +$((size + 1)) "$errlog" | grep -qE "$refusal"; then
                 failing=1
                 # The master has finished parsing (it logs a refusal at the end of
                 # the parse or after it) and kept the old configuration in memory.
@@ -438,7 +491,7 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
             if [ $failing = 1 ]; then
                 if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
                 if [ $quiet -ge 40 ]; then
-                    tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
+                    tail -c +$((size + 1)) "$errlog" | grep -E "$refusal" | sort -u -k3 >&2
                     refused
                 fi
             fi
@@ -472,7 +525,7 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
         i=$((i + 1))
     done
     if [ $failing = 1 ]; then
-        tail -c +$((size + 1)) "$errlog" | grep -E '\[(emerg|alert)\]' | sort -u -k3 >&2
+        tail -c +$((size + 1)) "$errlog" | grep -E "$refusal" | sort -u -k3 >&2
         refused
     fi
     fail 14 "nginx started no new worker processes within $((ticks / 50)) s of the reload"
@@ -512,9 +565,20 @@ hashes) # print sha256 of every file of the current generation, as the server ha
     ;;
 
 fetch) # id (stdin: newline-separated relative paths) -> tar on stdout
+    # Only generation paths, never a private key, from a generation with nothing but
+    # files and directories in it.
     check_id "$1"
     [ -d "$G/$1" ] || fail 16 "generation $1 is not on the server"
-    tar -c -f - -C "$G/$1" -T - 2>/dev/null
+    [ -z "$(find "$G/$1" ! -type f ! -type d -print -quit)" ] ||
+        fail 12 "generation $1 holds something other than files and directories"
+    names=''
+    while read -r name; do
+        safe_name "$name" || fail 12 "'$name' is not a relative generation path"
+        case $name in certs/*/privkey.pem) fail 12 "private keys are never fetched ($name)" ;; esac
+        names="$names$name
+"
+    done
+    printf '%s' "$names" | tar -c -f - -C "$G/$1" --no-recursion -T - 2>/dev/null
     ;;
 
 *) fail 2 "unknown command $cmd" ;;

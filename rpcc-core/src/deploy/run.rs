@@ -169,7 +169,7 @@ impl<'a> Run<'a> {
         self.store_lock = Some(self.local_lock(&id).await?);
         self.enter(DeployStep::Lock)?;
         let mut state = self.lock(inspected).await?;
-        let kept = self.recover(&mut state).await?;
+        self.recover(&mut state).await?;
         self.report.previous = state.committed.clone().or_else(|| state.current.clone());
         if runs_it(&state) {
             return Ok(up_to_date());
@@ -183,10 +183,8 @@ impl<'a> Run<'a> {
         }
         let check = self.validate(sites, source, staged_now, tested).await?;
         self.enter(DeployStep::Activate)?;
-        // What a failure from here on restores: what nginx verifiably served when this
-        // run began (a crashed run's verified activation, else the committed generation,
-        // else the hand-made config).
-        let good = kept.or_else(|| state.committed.clone()).unwrap_or_else(|| "0".into());
+        // What a failure from here on restores (the hand-made config when none).
+        let good = state.committed.clone().unwrap_or_else(|| "0".into());
         self.switch(sites, source, check, &good).await?;
         self.probe(sites, &good).await?;
         self.enter(DeployStep::Commit)?;
@@ -271,27 +269,21 @@ impl<'a> Run<'a> {
 
     /// A crashed run may have left `current` on an unverified generation, or an
     /// activation (a restore too) may never have been verified: re-activate the
-    /// committed generation first. A crashed run whose activation *was* verified (nginx
-    /// serves it: new workers, no `unverified` mark) but that stopped before its commit
-    /// is left serving: switching back to the committed generation first would take its
-    /// sites down whenever this run then fails before its own switch (the committed one
-    /// may be the hand-made config). Returns that kept generation, which becomes this
-    /// run's restore target.
-    async fn recover(&mut self, state: &mut RemoteState) -> Step<Option<String>> {
-        let (Some(cur), Some(good)) = (state.current.clone(), state.committed.clone()) else { return Ok(None) };
+    /// committed generation first. A generation whose activation *was* verified (new
+    /// workers run it, no `unverified` mark) but that was never committed (the run
+    /// crashed before its probe or commit, or its commit was cut off) is what nginx
+    /// serves: it is adopted as committed, not switched away from. Switching back first
+    /// would take its sites down whenever this run then fails before its own switch
+    /// (the committed generation may be the hand-made config), and would make the
+    /// generation nginx serves neither `current` nor `committed` after a later crash.
+    async fn recover(&mut self, state: &mut RemoteState) -> Step<()> {
+        let (Some(cur), Some(good)) = (state.current.clone(), state.committed.clone()) else { return Ok(()) };
         if cur == good && state.unverified.is_none() {
-            return Ok(None);
+            return Ok(());
         }
         self.enter(DeployStep::Recover)?;
         if state.unverified.is_none() {
-            let detail = format!(
-                "kept generation {cur} serving (a crashed run activated and verified it but never committed it; \
-                 committed is {good}); a failure of this run restores {cur}"
-            );
-            tracing::warn!(server = self.name(), "{detail}");
-            self.audit(AuditAction::Recover, "kept", &detail, Some(&cur)).await;
-            self.report.recovered = Some(cur.clone());
-            return Ok(Some(cur));
+            return self.adopt(state, &cur, &good).await;
         }
         let left = if cur == good { state.unverified.clone().unwrap_or_else(|| cur.clone()) } else { cur.clone() };
         if let Err(e) = self.activate(&good, Activation::Tested).await {
@@ -308,7 +300,37 @@ impl<'a> Run<'a> {
         self.report.recovered = Some(left);
         state.current = Some(good);
         state.unverified = None;
-        Ok(None)
+        Ok(())
+    }
+
+    /// Commit `cur`, the verified but uncommitted generation nginx serves, then take the
+    /// lock again (the commit releases it): two round trips, only in this recovery.
+    async fn adopt(&mut self, state: &mut RemoteState, cur: &str, was: &str) -> Step<()> {
+        let (holder, o) = (self.d.holder.clone(), &self.d.options);
+        let (ttl, keep) = (o.lock_ttl, o.keep);
+        let out = self.exec(self.cmds.commit(&holder, ttl, cur, keep)).await.map_err(failed)?;
+        if !out.success() {
+            return Err(failed(Self::remote_error(DeployStep::Recover, &out)));
+        }
+        self.locked = false;
+        let out = self.exec(self.cmds.lock(&holder, ttl, None)).await.map_err(failed)?;
+        if !out.success() {
+            return Err(failed(Self::remote_error(DeployStep::Lock, &out)));
+        }
+        self.locked = true;
+        let manifest = std::mem::take(&mut state.manifest);
+        *state = RemoteState::parse(&out.stdout);
+        if state.current.as_deref() == Some(cur) {
+            state.manifest = manifest;
+        }
+        let detail = format!(
+            "adopted generation {cur} as committed (previous {was}): a crashed run had activated it and nginx \
+             verifiably serves it, but that run never committed it"
+        );
+        tracing::warn!(server = self.name(), "{detail}");
+        self.audit(AuditAction::Recover, "adopted", &detail, Some(cur)).await;
+        self.report.recovered = Some(cur.to_owned());
+        Ok(())
     }
 
     /// Send the generation, linking unchanged files to the live one when it verifies; in
