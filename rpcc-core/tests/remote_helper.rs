@@ -307,8 +307,9 @@ fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges(
     let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &good);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mode = |p: &str| {
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(root.join("generations/abcd").join(p)).expect(p).permissions())
-            & 0o7777
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(root.join("generations/abcd").join(p)).expect(p).permissions(),
+        ) & 0o7777
     };
     assert_eq!(mode("nginx.conf"), 0o644);
     assert_eq!(mode("certs/a.example/privkey.pem"), 0o600);
