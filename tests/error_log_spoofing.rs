@@ -70,7 +70,7 @@ fn deploys_under_spoofed_error_lines(single_parse: bool) -> anyhow::Result<()> {
             }
         }
         let _stop = StopOnDrop(&stop);
-        let result = (|| -> anyhow::Result<()> {
+        (|| -> anyhow::Result<()> {
             for n in 1..=4 {
                 let tag = format!("g{n}");
                 let (generation, r) = bed.deploy_with(&bed.deployer, &inv(&tag));
@@ -81,8 +81,7 @@ fn deploys_under_spoofed_error_lines(single_parse: bool) -> anyhow::Result<()> {
                 assert_eq!(committed.trim(), generation.id(), "{tag}: recorded what nginx serves");
             }
             Ok(())
-        })();
-        result
+        })()
     })?;
     // The attack reached the log: lines quoting `[emerg]`/`[alert]` that nginx's
     // master did not write.
