@@ -340,3 +340,55 @@ fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges(
     let out = helper_with(&root, "fetch", &["abcd"], b"nginx.conf\n");
     assert!(out.status.success() && !out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// An archive of `files` (mode 0644) with the manifest and modes rpcc sends.
+fn tree_archive(files: &[(&str, &str)]) -> Vec<u8> {
+    let sums: String = files.iter().map(|(n, b)| format!("{}  {n}\n", sha256_hex(b.as_bytes()))).collect();
+    let mut modes: Vec<String> = files.iter().map(|(n, _)| format!("644 {n}\n")).collect();
+    modes.sort();
+    let modes = modes.concat();
+    let mut members: Vec<Member<'_>> =
+        files.iter().map(|(n, b)| Member::File { name: n, bytes: b.as_bytes(), mode: 0o644 }).collect();
+    members.push(Member::File { name: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o644 });
+    members.push(Member::File { name: ".rpcc/modes", bytes: modes.as_bytes(), mode: 0o644 });
+    archive(&members)
+}
+
+/// A tree that would make a root nginx load or run code (`load_module`, perl, lua,
+/// njs), or read files outside its generation through `include`, is refused when it is
+/// staged, before any `nginx -t` or reload parses it (exit 20); the generation's own
+/// includes pass.
+#[test]
+fn trees_that_load_code_or_include_outside_files_never_reach_nginx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("rpcc");
+    std::fs::create_dir_all(root.join("generations")).expect("mkdir");
+    let lock = helper(&root, "lock", &["h", "600", "0"]);
+    assert!(lock.status.success(), "{}", String::from_utf8_lossy(&lock.stderr));
+    let own = format!("{}/generations/abcd", root.display());
+    let hostile = [
+        "load_module /tmp/evil.so;\nevents {}\n".to_owned(),
+        "events {}\nhttp { perl_modules /tmp; perl_require evil.pm; }\n".to_owned(),
+        "events {}\nhttp {server{location / {content_by_lua_block { os.execute('id') }}}}\n".to_owned(),
+        "events {}\nhttp { js_import /tmp/evil.js; }\n".to_owned(),
+        "events {}\nhttp { include /etc/shadow; }\n".to_owned(),
+        format!("events {{}}\nhttp {{ include {own}/../../../../etc/shadow; }}\n"),
+        format!("events {{}}\nhttp {{ include \"{}/generations/other/x.conf\"; }}\n", root.display()),
+        "events {}\nhttp {server{listen 1;}include relative.conf;}\n".to_owned(),
+    ];
+    for conf in &hostile {
+        let tar = tree_archive(&[("nginx.conf", conf)]);
+        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(20), "{conf}: {stderr}");
+        assert!(stderr.contains("refused before nginx parses it"), "{conf}: {stderr}");
+        assert!(!root.join("generations/abcd").exists(), "{conf}: nothing staged");
+    }
+    // The generation's own includes, and words that merely contain such names, pass.
+    let conf = format!(
+        "events {{}}\nhttp {{ include {own}/mime.types; include {own}/sites/*.conf; add_header X-Evaluate perl-ish; }}\n"
+    );
+    let tar = tree_archive(&[("nginx.conf", &conf), ("mime.types", "types { application/x-perl pl; }\n")]);
+    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

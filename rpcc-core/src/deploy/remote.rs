@@ -50,6 +50,9 @@ pub enum RemoteExit {
     /// 19: the caller's deadline had passed when the helper got to a change: nothing
     /// changed.
     DeadlinePassed,
+    /// 20: the tree loads code (`load_module`, perl, lua, njs) or includes files outside
+    /// its generation: refused before any nginx parses it.
+    Forbidden,
     /// Anything else (file system errors, usage, a killed shell).
     Other(i32),
 }
@@ -68,6 +71,7 @@ impl RemoteExit {
             16 => Self::Missing,
             17 => Self::NotIncluded,
             19 => Self::DeadlinePassed,
+            20 => Self::Forbidden,
             c => Self::Other(c),
         }
     }

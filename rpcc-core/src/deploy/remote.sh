@@ -8,7 +8,8 @@
 # or the master's parse in single-parse mode, switched back),
 # 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
 # 17 the main config does not include rpcc's tree, 18 file system error, 19 the
-# caller's deadline passed (nothing changed), 75 guard busy.
+# caller's deadline passed (nothing changed), 20 the tree loads code or includes files
+# outside itself (refused before nginx parses it), 75 guard busy.
 #
 # Deadlines: every command that changes something takes the caller's deadline (Unix
 # seconds on this server's clock, 0 = none), computed by the caller so that it passes
@@ -179,6 +180,29 @@ fixed_modes() { # dir
         find "$1" -type f -path "$1/certs/*/privkey.pem" -exec chmod 0600 {} +
 }
 
+# Before a root nginx parses a tree (nginx -t, or the master's reload): no directive
+# that loads or runs code (load_module, perl, lua, njs), and no include of anything but
+# the generation's own files. Exit 20 otherwise.
+check_content() { # dir id
+    files=$(cd "$1" && find . -type f ! -path './.rpcc/*' ! -path './certs/*' -print)
+    [ -n "$files" ] || return 0
+    hit=$(cd "$1" && printf '%s\n' "$files" | xargs grep -nE \
+        '(^|[;{}[:space:]])(load_module|perl|perl_modules|perl_require|perl_set|js_[a-z_]+|lua_[a-z_]+|[a-z_]+_by_lua(_block|_file)?)([[:space:]]|;|$)' \
+        /dev/null | head -n 1)
+    [ -z "$hit" ] || fail 20 "refused before nginx parses it: a directive that loads or runs code: ${hit#./}"
+    (cd "$1" && printf '%s\n' "$files" | xargs grep -hoE '(^|[;{}[:space:]])include[[:space:]]+[^;]*' /dev/null) |
+        while read -r word arg; do
+            [ "$word" = include ] || { word=${word##*[;\{\}]}; }
+            arg=${arg%\"} arg=${arg#\"} arg=${arg%\'} arg=${arg#\'}
+            case $arg in
+            *..*) ;;
+            "$M/generations/$2/"*) continue ;;
+            esac
+            printf 'rpcc-error: refused before nginx parses it: include of %s (only files of generation %s)\n' "$arg" "$2" >&2
+            exit 20
+        done || exit 20
+}
+
 verify_tree() { # dir
     (cd "$1" && sha256sum -c --quiet --strict .rpcc/sha256 >/dev/null 2>&1) ||
         fail 12 "files in $1 do not match its manifest (changed on the server?)"
@@ -292,6 +316,7 @@ stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
     check_manifest "$S"
     fixed_modes "$S" || fail 18 "cannot set the modes of $S"
     verify_tree "$S"
+    check_content "$S" "$id"
     (cd "$S" && find . -type f ! -path './.rpcc/*' -printf '%m %P\n' | sort | cmp -s - .rpcc/modes) ||
         fail 12 "file modes in $S differ from the manifest"
     before_deadline "moving the staged tree into place"
