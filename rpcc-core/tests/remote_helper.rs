@@ -8,16 +8,7 @@ use std::process::{Command, Output};
 use rpcc_core::deploy::remote::REMOTE_SCRIPT;
 
 fn helper(root: &Path, command: &str, args: &[&str]) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(REMOTE_SCRIPT)
-        .arg("rpcc")
-        .arg(command)
-        .arg(root)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("sh runs")
+    helper_with(root, command, args, b"")
 }
 
 #[test]
