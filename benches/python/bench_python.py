@@ -94,16 +94,21 @@ def bench_panel() -> None:
                         "RPCC_ENGINES": engines,
                         "PANEL_SECRET_KEY_FILE": str(work / "keys"),
                         "PANEL_LEGACY_FERNET_KEY": "ZmVybmV0LWxlZ2FjeS1rZXktZm9yLXRoZS10ZXN0cyE=",
+                        # The panel refuses to start without an administrator; the bench
+                        # calls its API with the bearer token (no session, no CSRF).
+                        "PANEL_ADMIN_PASSWORD": "bench-password-0123",
+                        "PANEL_ADMIN_TOKEN": "bench-token-0123456789",
                     }
                 )
+                auth = {"Authorization": "Bearer bench-token-0123456789"}
                 panel.import_fleet(app, Path(d) / "inventory.toml")
                 client = app.test_client()
                 for i in range(48):  # + the fleet's 2 = 50 sites
                     r = client.post("/api/domains", json={"name": f"s{i}.bench.example", "group": "all",
-                                                           "backend": "127.0.0.1:9"})
+                                                           "backend": "127.0.0.1:9"}, headers=auth)
                     assert r.status_code == 201, r.get_json()
                 start = time.perf_counter()
-                body = client.post("/api/groups/all/deploy").get_json()
+                body = client.post("/api/groups/all/deploy", headers=auth).get_json()
                 results[mode] = time.perf_counter() - start
                 assert body["ok"], body
             r, l = results["rust"], results["legacy"]
