@@ -219,6 +219,11 @@ fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()>
     // committed generation, the old workers still serve it (seen: a helper cut mid-restore
     // finishes on its own, and the next look catches its reload).
     let mut last_served: HashMap<String, String> = HashMap::new();
+    // The last generation each server was seen serving as a verified `current` (no
+    // `unverified` mark): from then on the hand-made config must never come back, which
+    // is what issue 36 saw (a verified first generation, never committed, switched back
+    // to generation 0 by the next run).
+    let mut verified_served: HashMap<String, String> = HashMap::new();
     let mut during_reload = 0usize; // unguarded samples that caught nginx reloading
     let mut mixed_during_reload = 0usize; // … and saw old and new workers answer
     let mut left_on_refused = 0usize; // single parse: helper killed between switch and switch-back
@@ -479,6 +484,17 @@ fn campaign(mode: NginxValidation, default_deploys: usize) -> anyhow::Result<()>
             }
             if let Some(tag) = &first {
                 last_served.insert(ts.name().to_owned(), tag.clone());
+                if tag == HAND_MADE
+                    && let Some(before) = verified_served.get(ts.name()).filter(|t| *t != HAND_MADE)
+                {
+                    violations.push(format!(
+                        "#{i} {}: back on the hand-made config after serving {before} verified; current={current}, committed={committed}",
+                        ts.name()
+                    ));
+                }
+                if !root.join("unverified").exists() && tags.get(&current) == Some(tag) {
+                    verified_served.insert(ts.name().to_owned(), tag.clone());
+                }
             }
             let allowed = [tags.get(&current), tags.get(&committed)];
             let refused_served = refused_ids.iter().any(|r| tags.get(r) == first.as_ref());

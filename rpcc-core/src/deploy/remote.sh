@@ -191,8 +191,7 @@ check_content() { # dir id
         /dev/null | head -n 1)
     [ -z "$hit" ] || fail 20 "refused before nginx parses it: a directive that loads or runs code: ${hit#./}"
     (cd "$1" && printf '%s\n' "$files" | xargs grep -hoE '(^|[;{}[:space:]])include[[:space:]]+[^;]*' /dev/null) |
-        while read -r word arg; do
-            [ "$word" = include ] || { word=${word##*[;\{\}]}; }
+        while read -r _include arg; do
             arg=${arg%\"} arg=${arg#\"} arg=${arg%\'} arg=${arg#\'}
             case $arg in
             *..*) ;;
