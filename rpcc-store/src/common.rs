@@ -6,22 +6,33 @@
 //! (`last_deployments_here`) and batched secret swaps (`swap_secrets_here`).
 
 /// Implement `StateStore`, `SecretStore` and `CertificateStore` for `$store` (with a
-/// `pool` field and the inherent methods named above); `$conn` is its connection type
-/// and `$begin` the SQL that opens an audit append's transaction with the chain locked.
+/// `pool` field and the inherent methods named above); `$conn` is its connection type,
+/// `$begin` the statement that opens an audit append's transaction and `$lock` the
+/// statement run first inside it to lock the chain, if `$begin` does not already.
 macro_rules! shared_store_impls {
-    ($store:ty, $conn:ty, $begin:expr) => {
+    ($store:ty, $conn:ty, $begin:expr, $lock:expr) => {
         impl $store {
-            /// Run `work` in one transaction with the audit chain locked (`$begin`):
-            /// committed when it succeeds, rolled back when it fails.
+            /// Run `work` in one transaction with the audit chain locked (`$begin`, then
+            /// `$lock`): committed when it succeeds, rolled back when it fails. The
+            /// transaction is the pool's own (`sqlx::Transaction`): when this future is
+            /// dropped half-way (a timeout, a cancelled task) the rollback is queued and
+            /// runs before the connection is handed out again, so no connection ever goes
+            /// back to the pool inside `BEGIN` (holding the chain's lock).
             async fn in_audit_transaction<T>(
                 &self,
                 work: impl AsyncFnOnce(&mut $conn) -> Result<T, StoreError>,
             ) -> Result<T, StoreError> {
-                let mut conn = self.pool.acquire().await.map_err($crate::backend)?;
-                sqlx::raw_sql($begin).execute(&mut *conn).await.map_err($crate::backend)?;
-                let result = work(&mut *conn).await;
-                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                sqlx::raw_sql(end).execute(&mut *conn).await.map_err($crate::backend)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err($crate::backend)?;
+                let lock: Option<&'static str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::raw_sql(lock).execute(&mut *tx).await.map_err($crate::backend)?;
+                }
+                let result = work(&mut *tx).await;
+                if result.is_ok() {
+                    tx.commit().await.map_err($crate::backend)?;
+                } else {
+                    tx.rollback().await.map_err($crate::backend)?;
+                }
                 result
             }
 

@@ -276,7 +276,7 @@ impl rpcc_core::store::EngineStore for SqliteStore {
     }
 }
 
-common::shared_store_impls!(SqliteStore, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
+common::shared_store_impls!(SqliteStore, sqlx::SqliteConnection, "BEGIN IMMEDIATE", None);
 
 impl SqliteStore {
     /// Every named server's newest deployment in one query (the names travel as one
@@ -298,5 +298,54 @@ impl SqliteStore {
     /// This machine's lock: a `flock` beside the database.
     async fn lock_server_here(&self, server: &str, holder: &str, wait: Duration) -> Result<LocalLock, StoreError> {
         lock::acquire(&self.lock_dir, server, holder, wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rpcc_core::deploy::{AuditAction, AuditEvent, StateStore as _};
+
+    /// A future dropped in the middle of an audit transaction's work (after `BEGIN
+    /// IMMEDIATE`, with the write lock taken) leaves every pooled connection outside any
+    /// transaction: the rollback runs before the connection is handed out again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_audit_transaction_dropped_mid_way_is_rolled_back() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = super::SqliteStore::open(&dir.path().join("s.db")).await?;
+        let (began, inside) = tokio::sync::oneshot::channel();
+        let mut began = Some(began);
+        let work = store.in_audit_transaction(async |conn: &mut sqlx::SqliteConnection| {
+            sqlx::query("INSERT INTO rpcc_meta (key, value) VALUES ('half', 'done')")
+                .execute(&mut *conn)
+                .await
+                .map_err(super::backend)?;
+            if let Some(b) = began.take() {
+                let _ = b.send(());
+            }
+            std::future::pending::<Result<(), super::StoreError>>().await
+        });
+        let stop = async {
+            let _ = inside.await;
+        };
+        tokio::select! {
+            _ = work => return Err("the work never ends".into()),
+            () = stop => {}
+        }
+        // Every connection of the pool at once: each can begin (none is inside BEGIN),
+        // and none sees the half-done row.
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), store.pool.acquire()).await??;
+            sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            conns.push(conn);
+        }
+        drop(conns);
+        let half: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM rpcc_meta WHERE key = 'half'").fetch_optional(&store.pool).await?;
+        assert_eq!(half, None, "the dropped transaction was rolled back");
+        let event = AuditEvent::now("ops@cp", AuditAction::Deploy, Some("edge-1"), "succeeded", "after");
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.append_audit(&event)).await??;
+        Ok(())
     }
 }

@@ -180,6 +180,68 @@ async fn concurrent_appenders_keep_one_chain(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+both!(a_cancelled_audit_append_leaves_no_open_transaction);
+/// An audit append whose future is dropped inside its transaction (a timeout while it
+/// waits for the chain's lock, held here by another session) must not leave a pooled
+/// connection inside `BEGIN` holding that lock: the next appends, on this pool and on
+/// another one, go through at once and the database shows no open transaction.
+async fn a_cancelled_audit_append_leaves_no_open_transaction(db: &Db) -> anyhow::Result<()> {
+    let store = db.open().await?;
+    store.append_audit(&event(0)).await?;
+    // Another session holds the chain: SQLite's write lock, PostgreSQL's audit key.
+    let (hold, release, pool_check): (&str, &str, Option<&str>) = match db {
+        Db::Sqlite { .. } => ("BEGIN IMMEDIATE", "ROLLBACK", None),
+        Db::Postgres { .. } => (
+            "SELECT pg_advisory_lock(125827029336065)",
+            "SELECT pg_advisory_unlock(125827029336065)",
+            Some(
+                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+            ),
+        ),
+    };
+    let cancelled = match db {
+        Db::Sqlite { path, .. } => {
+            let other = SqliteStore::open(path).await?;
+            let mut conn = other.pool().acquire().await?;
+            sqlx::raw_sql(hold).execute(&mut *conn).await?;
+            let cancelled = tokio::time::timeout(Duration::from_millis(500), store.append_audit(&event(1))).await;
+            sqlx::raw_sql(release).execute(&mut *conn).await?;
+            cancelled
+        }
+        Db::Postgres { url, .. } => {
+            let other = PgStore::open(url).await?;
+            let mut conn = other.pool().acquire().await?;
+            sqlx::raw_sql(hold).execute(&mut *conn).await?;
+            let cancelled = tokio::time::timeout(Duration::from_millis(500), store.append_audit(&event(1))).await;
+            sqlx::raw_sql(release).execute(&mut *conn).await?;
+            cancelled
+        }
+    };
+    assert!(cancelled.is_err(), "the append waited for the chain and was cancelled: {cancelled:?}");
+    // The next use of the pool (every connection of it, by appending more often than it
+    // has connections) and another control plane's both go through.
+    let again = Duration::from_secs(10);
+    for i in 2..20 {
+        tokio::time::timeout(again, store.append_audit(&event(i))).await.map_err(|_| {
+            anyhow::anyhow!("append {i} on the same pool blocked: a connection is still inside BEGIN")
+        })??;
+    }
+    let fresh = db.open().await?;
+    tokio::time::timeout(again, fresh.append_audit(&event(20)))
+        .await
+        .map_err(|_| anyhow::anyhow!("another pool's append blocked: the chain is still locked"))??;
+    if let (Some(query), Db::Postgres { url, .. }) = (pool_check, db) {
+        let other = PgStore::open(url).await?;
+        let row = sqlx::query(query).fetch_one(other.pool()).await?;
+        let open: i64 = sqlx::Row::try_get(&row, "n")?;
+        assert_eq!(open, 0, "sessions idle inside a transaction");
+    }
+    let v = store.verify_audit().await?;
+    assert_eq!((v.entries, v.broken), (20, None), "the cancelled append left no entry");
+    Ok(())
+}
+
 both!(server_lock_serializes_holders_and_times_out_naming_the_holder);
 async fn server_lock_serializes_holders_and_times_out_naming_the_holder(db: &Db) -> anyhow::Result<()> {
     let a = db.open().await?;

@@ -25,7 +25,7 @@ use crate::{MetricSample, backend};
 /// Advisory lock keys of the store itself (a server's lock key is a hash of its name in
 /// another key space: see `lock.rs`).
 pub(crate) mod keys {
-    /// Serializes audit appends (spelled out in `AUDIT_BEGIN`).
+    /// Serializes audit appends (spelled out in `AUDIT_LOCK`).
     #[cfg(test)]
     pub(crate) const AUDIT: i64 = 0x7270_6363_0001;
     /// Serializes migrations.
@@ -182,11 +182,11 @@ impl rpcc_core::store::EngineStore for PgStore {
     }
 }
 
-crate::common::shared_store_impls!(PgStore, sqlx::PgConnection, AUDIT_BEGIN);
+crate::common::shared_store_impls!(PgStore, sqlx::PgConnection, "BEGIN", Some(AUDIT_LOCK));
 
-/// An audit append's transaction: the chain's advisory lock (`keys::AUDIT`) is taken
-/// before the head is read and held until commit.
-const AUDIT_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(125827029336065)";
+/// An audit append's lock, first in its transaction: the chain's advisory lock
+/// (`keys::AUDIT`) is taken before the head is read and held until commit.
+const AUDIT_LOCK: &str = "SELECT pg_advisory_xact_lock(125827029336065)";
 
 impl PgStore {
     /// Every named server's newest deployment in one query (`DISTINCT ON`).
@@ -213,7 +213,7 @@ impl PgStore {
 mod tests {
     #[test]
     fn the_audit_transaction_locks_the_audit_key() {
-        assert!(super::AUDIT_BEGIN.ends_with(&format!("pg_advisory_xact_lock({})", super::keys::AUDIT)));
+        assert!(super::AUDIT_LOCK.ends_with(&format!("pg_advisory_xact_lock({})", super::keys::AUDIT)));
         assert_ne!(super::keys::AUDIT, super::keys::MIGRATE);
     }
 
