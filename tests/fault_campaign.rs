@@ -96,7 +96,7 @@ enum Fault {
 fn kill_helper_at_switch(root: &Path, id: &str, stop: &AtomicBool) -> bool {
     while !stop.load(Ordering::SeqCst) {
         if read_link_id(&root.join("current")).as_deref() == Some(id) {
-            let pattern = format!("rpcc activate {}", root.display());
+            let pattern = format!("managed_root={}.* activate ", root.display());
             let _ = std::process::Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
             return true;
         }

@@ -1,8 +1,10 @@
 //! `nginx.helper`: the deploy helper installed as a root-owned file and run through
-//! `sudo -n` with a sudoers entry for that file only (no `sudo sh -c`, no root shell).
-//! Against a real sshd + nginx server, real sudo, and login users with dash and bash
-//! login shells: the deploy works, the helper's files are root's, and the same users
-//! cannot run anything else as root.
+//! `sudo -n` with a sudoers entry for that file only (no `sudo sh -c`, no root shell),
+//! reading every path from its root-owned configuration and accepting only archives
+//! signed by the control plane's key. Against a real sshd + nginx server laid out as
+//! bootstrap leaves one, real sudo, and login users with dash and bash login shells: the
+//! deploy works, the helper's files are root's, an unsigned or differently configured
+//! deploy is refused, and the same users cannot run anything else as root.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{current_generation, get, site};
+use common::{SigningKey, current_generation, get, signing_key, site};
 use rpcc_testkit::Fleet;
 
 use common::{output_text as text, rpcc_cli as rpcc};
@@ -30,20 +32,34 @@ impl Drop for Installed {
     }
 }
 
-/// Install `rpcc helper`'s output as a root-owned 0755 file, and a sudoers entry per user
-/// allowing exactly that file (checked by `visudo -cf` before it goes live).
-fn install(users: &[&str]) -> anyhow::Result<(Installed, PathBuf)> {
-    let tag = format!("rpcc-helper-test-{}", std::process::id());
-    let dir = PathBuf::from("/usr/local/lib").join(&tag);
+/// The directory a test installs its helper in (root's, under /usr/local/lib).
+fn helper_dir() -> PathBuf {
+    PathBuf::from("/usr/local/lib").join(format!("rpcc-helper-test-{}", std::process::id()))
+}
+
+/// Install `rpcc helper --conf <dir>/helper.conf`'s output as a root-owned 0755 file, its
+/// configuration for `server` of `inventory` and the public key (root, 0644), and a
+/// sudoers entry per user allowing exactly that file (checked by `visudo -cf` before it
+/// goes live), as `rpcc bootstrap` does.
+fn install(users: &[&str], inventory: &str, server: &str, key: &SigningKey) -> anyhow::Result<(Installed, PathBuf)> {
+    let dir = helper_dir();
+    let tag = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let mut installed = Installed { dir: dir.clone(), sudoers: Vec::new() };
     std::fs::create_dir_all(&dir)?;
     let helper = dir.join("rpcc-helper");
-    let out = rpcc(&["helper"]).output()?;
+    let conf = dir.join("helper.conf");
+    let public = dir.join("helper.pub");
+    let out = rpcc(&["helper", "--conf", conf.to_str().unwrap_or_default()]).output()?;
     assert!(out.status.success() && out.stdout.starts_with(b"#!/bin/sh\n"), "{}", text(&out));
     std::fs::write(&helper, &out.stdout)?;
-    for path in [&dir, &helper] {
+    let inv = rpcc::core::model::Inventory::from_toml_str(inventory)?;
+    let server = inv.server(server).expect("the server");
+    let conf_text = rpcc::core::deploy::remote::HelperConf::for_server(server, public.to_str()).to_text();
+    std::fs::write(&conf, conf_text)?;
+    std::fs::write(&public, &key.public_pem)?;
+    for (path, mode) in [(&dir, 0o755), (&helper, 0o755), (&conf, 0o644), (&public, 0o644)] {
         std::os::unix::fs::chown(path, Some(0), Some(0))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     }
     for user in users {
         let entry = format!("{user} ALL=(root) NOPASSWD: {}\n", helper.display());
@@ -65,24 +81,35 @@ fn an_installed_helper_under_scoped_sudo_deploys_and_nothing_else_runs_as_root()
     assert!(root, "this test installs a sudoers entry: run the suite as root (CI does)");
     let fleet = Fleet::start(1)?;
     let ts = &fleet.servers()[0];
-    let (_installed, helper) = install(&["rpcc-test", "rpcc-bash"])?;
+    ts.hand_config_to_root()?;
+    let key = signing_key();
     let dir = tempfile::tempdir()?;
     let inv = dir.path().join("inventory.toml");
     // Single-parse activation: the kit's nginx master runs as the test user, so an
     // `nginx -t` run as root would create log files that master cannot open (on a real
     // server the master is root and either mode works).
-    let base = fleet.deploy_inventory_toml().replace(
+    let helper_path = helper_dir().join("rpcc-helper");
+    let servers = fleet.deploy_inventory_toml().replace(
         "reload = \"signal\",",
-        &format!("reload = \"signal\", validate = \"master\", helper = \"{}\",", helper.display()),
+        &format!(
+            "reload = \"signal\", validate = \"master\", helper = \"{}\", helper_conf = \"{}\",",
+            helper_path.display(),
+            helper_dir().join("helper.conf").display()
+        ),
     );
-    assert!(base.contains("helper = "), "{base}");
+    assert!(servers.contains("helper = "), "{servers}");
+    let (_installed, helper) = install(&["rpcc-test", "rpcc-bash"], &servers, "s0", &key)?;
+    assert_eq!(helper, helper_path);
+    let base = format!("{}\n{servers}", key.toml);
     let state = dir.path().join("state.db");
     let state_arg = state.to_str().unwrap_or_default();
     // dash (rpcc-test's /bin/sh), then bash (rpcc-bash's login shell).
     for (user, tag) in [("rpcc-test", "dash"), ("rpcc-bash", "bash")] {
         let body = base.replace("user = \"rpcc-test\"", &format!("user = \"{user}\"")) + &site("a.test.example", tag);
         std::fs::write(&inv, body)?;
-        let out = rpcc(&["apply", inv.to_str().unwrap_or_default(), "--yes", "--state", state_arg]).output()?;
+        let out = rpcc(&["apply", inv.to_str().unwrap_or_default(), "--yes", "--state", state_arg])
+            .env("RPCC_KEYS", &key.keys)
+            .output()?;
         assert!(out.status.success(), "{user}: {}", text(&out));
         assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some(tag.into()))), "{user}");
         let generation = current_generation(&ts.managed_root()).expect("a live generation");
@@ -94,19 +121,49 @@ fn an_installed_helper_under_scoped_sudo_deploys_and_nothing_else_runs_as_root()
     let run = |argv: &[&str]| -> anyhow::Result<Output> {
         let mut args = vec!["run", inv.to_str().unwrap_or_default(), "s0", "--"];
         args.extend_from_slice(argv);
-        Ok(rpcc(&args).output()?)
+        Ok(rpcc(&args).env("RPCC_KEYS", &key.keys).output()?)
     };
-    let managed = ts.managed_root();
-    let inspect = run(&[
-        "sudo",
-        "-n",
-        "--",
-        helper.to_str().unwrap_or_default(),
-        "inspect",
-        managed.to_str().unwrap_or_default(),
-        "0",
-    ])?;
+    let inspect = run(&["sudo", "-n", "--", helper.to_str().unwrap_or_default(), "inspect", "0"])?;
     assert!(inspect.status.success() && text(&inspect).contains("current="), "{}", text(&inspect));
+
+    // A control plane without the key (or with another one) changes nothing: the
+    // helper refuses its unsigned archive before unpacking it.
+    let served = current_generation(&ts.managed_root());
+    let unsigned =
+        servers.replace("user = \"rpcc-test\"", "user = \"rpcc-bash\"") + &site("a.test.example", "unsigned");
+    std::fs::write(&inv, unsigned)?;
+    // Other control planes: their own state (and keyring).
+    let other_state = dir.path().join("other.db");
+    let other_state = other_state.to_str().unwrap_or_default();
+    let out = rpcc(&["apply", inv.to_str().unwrap_or_default(), "--yes", "--state", other_state]).output()?;
+    assert!(!out.status.success(), "an unsigned deploy went through: {}", text(&out));
+    assert!(text(&out).contains("accepts only signed generations"), "{}", text(&out));
+    let other = signing_key();
+    let body = format!("{}\n{servers}", other.toml).replace("user = \"rpcc-test\"", "user = \"rpcc-bash\"")
+        + &site("a.test.example", "other-key");
+    std::fs::write(&inv, body)?;
+    let third_state = dir.path().join("third.db");
+    let out = rpcc(&[
+        "apply",
+        inv.to_str().unwrap_or_default(),
+        "--yes",
+        "--state",
+        third_state.to_str().unwrap_or_default(),
+    ])
+    .env("RPCC_KEYS", &other.keys)
+    .output()?;
+    assert!(!out.status.success() && text(&out).contains("does not verify"), "{}", text(&out));
+    assert_eq!(current_generation(&ts.managed_root()), served, "nothing switched");
+    assert_eq!(get(ts.http_port(), "a.test.example", "/healthz"), Some((200, Some("bash".into()))));
+
+    // An inventory that names other paths than the helper's configuration is told so.
+    let moved = base.replace(&format!("{}/rpcc\"", ts.nginx_prefix().display()), "/srv/elsewhere\"");
+    assert_ne!(moved, base);
+    std::fs::write(&inv, moved + &site("a.test.example", "moved"))?;
+    let out = rpcc(&["apply", inv.to_str().unwrap_or_default(), "--yes", "--state", state_arg])
+        .env("RPCC_KEYS", &key.keys)
+        .output()?;
+    assert!(!out.status.success() && text(&out).contains("managed_root is"), "{}", text(&out));
     for denied in
         [&["sudo", "-n", "whoami"][..], &["sudo", "-n", "sh", "-c", "id"], &["sudo", "-n", "cat", "/etc/shadow"]]
     {

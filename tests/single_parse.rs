@@ -151,8 +151,8 @@ fn a_helper_killed_between_switch_and_switch_back_loses_nothing() -> anyhow::Res
             let Some(_paused) = rpcc_testkit::pause(master) else { return };
             while Instant::now() < until {
                 if common::current_generation(&root).as_deref() == Some(bad_id.as_str()) {
-                    // The helper's command line ends with its arguments: `rpcc activate <root> …`.
-                    let pattern = format!("rpcc activate {}", root.display());
+                    // The helper's command line: `sh -c <script> rpcc <configuration naming the root> activate …`.
+                    let pattern = format!("managed_root={}.* activate ", root.display());
                     let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
                     killed.store(true, Ordering::SeqCst);
                     return;

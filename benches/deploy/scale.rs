@@ -29,7 +29,7 @@ impl Transport for SimulatedServer {
     async fn exec(&self, request: ExecRequest) -> Result<Output, TransportError> {
         tokio::time::sleep(self.rtt).await;
         let args = request.argv.args();
-        let command = args.get(3).map(String::as_str).unwrap_or_default();
+        let command = args.get(4).map(String::as_str).unwrap_or_default();
         let mut st = self.state.lock().expect("state");
         let report = |st: &(Option<String>, Option<String>)| {
             format!(
@@ -46,7 +46,7 @@ impl Transport for SimulatedServer {
                 "activated=x\nreloaded=x\n".into()
             }
             // The current helper runs `nginx -t` in the stage command.
-            "stage" if args.get(10).is_some_and(|w| w == "test") => "staged=x\nvalid=x\n".into(),
+            "stage" if args.get(11).is_some_and(|w| w == "test") => "staged=x\nvalid=x\n".into(),
             "commit" => {
                 st.1 = args.get(8).cloned();
                 "committed=x\n".into()

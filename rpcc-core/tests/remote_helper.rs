@@ -19,10 +19,10 @@ fn hostile_generation_ids_are_refused_by_the_helper() {
     let hostile = ["../../escape", "a/b", "", "$(touch pwned)", "ABC", "-", ".staging-x", "0x1", "1 2", "..", "*"];
     for id in hostile {
         let cases: Vec<(&str, Vec<&str>)> = vec![
-            ("stage", vec!["h", "60", "0", id, "-"]),
-            ("stage", vec!["h", "60", "0", "abc", id]),
-            ("validate", vec![id, "owned", "/bin/false", "/etc/nginx", "0"]),
-            ("activate", vec!["h", "60", "0", id, "owned", "/etc/nginx", "/x.pid", "/x.log", "signal", "-", "10"]),
+            ("stage", vec!["h", "60", "0", id, "-", "-"]),
+            ("stage", vec!["h", "60", "0", "abc", id, "-"]),
+            ("validate", vec![id, "0"]),
+            ("activate", vec!["h", "60", "0", id, "10"]),
             ("commit", vec!["h", "60", "0", id, "5"]),
             ("fetch", vec![id]),
         ];
@@ -120,7 +120,7 @@ fn the_helper_starts_no_change_after_the_callers_deadline() {
     assert!(root.join("lock").exists());
 
     // Late activation: refused before it looks at nginx or switches anything.
-    let activate = ["h", "60", &past, "bb", "owned", "/nonexistent", "/x.pid", "/x.log", "signal", "-", "10"];
+    let activate = ["h", "60", &past, "bb", "10"];
     let out = helper(&root, "activate", &activate);
     assert_eq!(out.status.code(), Some(19), "{:?}", code(&out));
     assert_eq!(std::fs::read_link(root.join("current")).expect("link"), Path::new("generations/aa"));
@@ -131,7 +131,7 @@ fn the_helper_starts_no_change_after_the_callers_deadline() {
     assert_eq!(std::fs::read_to_string(root.join("committed")).expect("committed"), "aa\n");
     assert!(root.join("lock").exists(), "a late commit does not release the lock either");
 
-    let out = helper(&root, "stage", &["h", "60", &past, "cc", "-"]);
+    let out = helper(&root, "stage", &["h", "60", &past, "cc", "-", "-"]);
     assert_eq!(out.status.code(), Some(19), "{:?}", code(&out));
     assert!(!gens.join("cc").exists() && !gens.join(".staging-cc").exists(), "nothing staged");
 
@@ -145,6 +145,16 @@ fn the_helper_starts_no_change_after_the_callers_deadline() {
     assert!(!root.join("lock").exists(), "committed and released");
 }
 
+/// The configuration of a helper sent with each command, for managed root `root` (no
+/// nginx runs: its paths are never reached by these tests).
+fn conf(root: &Path) -> String {
+    format!(
+        "managed_root={}\nmode=owned\nnginx=/bin/false\nnginx_root={}\npid_file=/nonexistent/x.pid\nerror_log=/nonexistent/x.log\nreload=signal\n",
+        root.display(),
+        root.parent().unwrap_or(root).display()
+    )
+}
+
 /// Runs the helper with `stdin` as its standard input.
 fn helper_with(root: &Path, command: &str, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write as _;
@@ -152,8 +162,8 @@ fn helper_with(root: &Path, command: &str, args: &[&str], stdin: &[u8]) -> Outpu
         .arg("-c")
         .arg(REMOTE_SCRIPT)
         .arg("rpcc")
+        .arg(conf(root))
         .arg(command)
-        .arg(root)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -277,7 +287,7 @@ fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges(
         ("not a tar", b"garbage".repeat(100), "not a tar"),
     ];
     for (label, tar, expect) in cases {
-        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-", "-"], &tar);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(12), "{label}: {stderr}");
         assert!(stderr.contains(expect), "{label}: {stderr}");
@@ -295,7 +305,7 @@ fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges(
         Member::File { name: ".rpcc/sha256", bytes: sums.as_bytes(), mode: 0o777 },
         Member::File { name: ".rpcc/modes", bytes: modes.as_bytes(), mode: 0o644 },
     ]);
-    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &good);
+    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-", "-"], &good);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mode = |p: &str| {
         std::os::unix::fs::PermissionsExt::mode(
@@ -316,7 +326,7 @@ fn hostile_archives_and_names_cannot_escape_the_generation_or_create_privileges(
             Member::File { name: ".rpcc/modes", bytes: modes2.as_bytes(), mode: 0o644 },
             Member::File { name: ".rpcc/links", bytes: links.as_bytes(), mode: 0o644 },
         ]);
-        let out = helper_with(&root, "stage", &["h", "600", "0", "beef", "abcd"], &tar);
+        let out = helper_with(&root, "stage", &["h", "600", "0", "beef", "abcd", "-"], &tar);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(12), "{hostile}: {stderr}");
         assert!(stderr.contains("linked name"), "{hostile}: {stderr}");
@@ -369,7 +379,7 @@ fn trees_that_load_code_or_include_outside_files_never_reach_nginx() {
     ];
     for conf in &hostile {
         let tar = tree_archive(&[("nginx.conf", conf)]);
-        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+        let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-", "-"], &tar);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(20), "{conf}: {stderr}");
         assert!(stderr.contains("refused before nginx parses it"), "{conf}: {stderr}");
@@ -380,6 +390,6 @@ fn trees_that_load_code_or_include_outside_files_never_reach_nginx() {
         "events {{}}\nhttp {{ include {own}/mime.types; include {own}/sites/*.conf; add_header X-Evaluate perl-ish; }}\n"
     );
     let tar = tree_archive(&[("nginx.conf", &conf), ("mime.types", "types { application/x-perl pl; }\n")]);
-    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-"], &tar);
+    let out = helper_with(&root, "stage", &["h", "600", "0", "abcd", "-", "-"], &tar);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,17 +1,24 @@
 //! `rpcc bootstrap <inventory> <server>`: prepare a new server for rpcc over SSH as an
 //! administrator (the pinned host key; the inventory's credential): the packages the
 //! deploy needs, the deploy user with the control plane's key, the deploy helper as a
-//! root-owned file, a sudoers entry for that file only (checked by `visudo -cf` before
-//! it goes live), and an ACME webroot the deploy user may write. Every step checks
-//! first and changes only what is missing; `--dry-run` prints what would change. The
-//! first deploy then adopts the existing nginx config as generation 0.
+//! root-owned file, its root-owned configuration (every path it uses) and the public
+//! half of `[deploy] signing_key`, a root-owned managed root, a sudoers entry for the
+//! helper only (checked by `visudo -cf` before it goes live), and an ACME webroot the
+//! deploy user may write. Every step checks first and changes only what is missing;
+//! `--dry-run` prints what would change. The first deploy then adopts the existing
+//! nginx config as generation 0.
+//!
+//! As root it never follows the deploy user's links: the user's own files (`~/.ssh`,
+//! `authorized_keys`) are written as that user (`runuser`), and every directory above
+//! the helper, its configuration and the managed root must be root's alone.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rpcc_core::deploy::remote::{RemoteCommands, helper_file};
+use rpcc_core::deploy::ArchiveSigner;
+use rpcc_core::deploy::remote::{HelperConf, RemoteCommands, RemoteState, helper_file};
 use rpcc_core::model::{Server, ServerAuth};
 use rpcc_core::transport::{Argv, ExecRequest, Output, Transport};
 use sha2::{Digest as _, Sha256};
@@ -140,7 +147,8 @@ pub(crate) fn run(args: &BootstrapArgs) -> ExitCode {
             rpcc_ssh::SshTarget::from_server(&admin_server, &base, keyring.as_ref()).map_err(|e| e.to_string())?;
         let t: Arc<dyn Transport> = Arc::new(rpcc_ssh::SshTransport::new(target).map_err(|e| e.to_string())?);
         let admin = Admin { t, sudo: args.admin_user != "root" };
-        steps(&admin, &server, &base, args, &mut err).await?;
+        let signer = signer(&inv, keyring.as_ref())?;
+        steps(&admin, &server, &base, args, &signer, &mut err).await?;
         if args.dry_run {
             return Ok(());
         }
@@ -148,9 +156,13 @@ pub(crate) fn run(args: &BootstrapArgs) -> ExitCode {
         let deploy_target =
             rpcc_ssh::SshTarget::from_server(&server, &base, keyring.as_ref()).map_err(|e| e.to_string())?;
         let deploy = rpcc_ssh::SshTransport::new(deploy_target).map_err(|e| e.to_string())?;
-        let out = deploy.exec(RemoteCommands::for_server(&server).inspect(false).map_err(|e| e.to_string())?).await;
+        let cmds = RemoteCommands::for_server(&server);
+        let out = deploy.exec(cmds.inspect(false).map_err(|e| e.to_string())?).await;
         match out {
             Ok(o) if o.success() => {
+                if let Some(why) = cmds.conf_mismatch(&RemoteState::parse(&o.stdout)) {
+                    return Err(why);
+                }
                 line(&mut err, true, false, &format!("{} runs the helper through sudo", server.user));
                 Ok(())
             }
@@ -174,11 +186,25 @@ pub(crate) fn run(args: &BootstrapArgs) -> ExitCode {
     }
 }
 
+/// The control plane's archive signing key: required, so that only archives it signed
+/// reach the server's root nginx.
+fn signer(
+    inv: &rpcc_core::model::Inventory,
+    keyring: Option<&rpcc_core::keyring::Keyring>,
+) -> Result<ArchiveSigner, String> {
+    let secret = inv.deploy.signing_key.as_ref().ok_or_else(|| {
+        "the inventory has no [deploy] signing_key: the helper accepts only archives the control plane signed; create one with `rpcc keys signing-key` and add it".to_owned()
+    })?;
+    let seed = secret.open(keyring).map_err(|e| format!("[deploy] signing_key: {e}"))?;
+    ArchiveSigner::from_seed(&seed).map_err(|e| format!("[deploy] signing_key: {e}"))
+}
+
 async fn steps(
     admin: &Admin,
     server: &Server,
     base: &Path,
     args: &BootstrapArgs,
+    signer: &ArchiveSigner,
     err: &mut impl Write,
 ) -> Result<(), String> {
     let dry = args.dry_run;
@@ -203,6 +229,7 @@ async fn steps(
         ("util-linux", &["util-linux"]),
         ("coreutils", &["coreutils"]),
         ("sudo", &["sudo"]),
+        ("openssl", &["openssl"]),
     ];
     if args.glances {
         wanted.push(("glances", &["glances"]));
@@ -267,19 +294,19 @@ async fn steps(
                 format!("/home/{user}")
             };
             let file = format!("{home}/.ssh/authorized_keys");
-            let has = admin.run(true, &["grep", "-qxF", key.trim(), &file], None).await?.success();
+            // The user's home is the user's: everything in it is read and written as
+            // that user, so a link there (`~/.ssh -> /etc`) leads only where the user
+            // could write anyway.
+            let has =
+                exists && admin.run(true, &as_user(&user, &["grep", "-qxF", key.trim(), &file]), None).await?.success();
             line(err, has, dry, &format!("the control plane's key in {file}"));
             if !has && !dry {
+                let ssh_dir = format!("{home}/.ssh");
+                admin.must(true, &as_user(&user, &["mkdir", "-p", "-m", "0700", &ssh_dir]), None).await?;
                 admin
-                    .must(
-                        true,
-                        &["install", "-d", "-m", "0700", "-o", &user, "-g", &user, &format!("{home}/.ssh")],
-                        None,
-                    )
+                    .must(true, &as_user(&user, &["tee", "-a", &file]), Some(format!("{}\n", key.trim()).into_bytes()))
                     .await?;
-                admin.must(true, &["tee", "-a", &file], Some(format!("{}\n", key.trim()).into_bytes())).await?;
-                admin.must(true, &["chown", &format!("{user}:{user}"), &file], None).await?;
-                admin.must(true, &["chmod", "0600", &file], None).await?;
+                admin.must(true, &as_user(&user, &["chmod", "0600", &file]), None).await?;
             }
         }
         None => {
@@ -287,16 +314,47 @@ async fn steps(
         }
     }
 
-    // 4. The helper, root-owned.
-    let text = helper_file();
-    let want: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let have = admin.run(false, &["sha256sum", &helper], None).await?;
-    let same = have.success() && String::from_utf8_lossy(&have.stdout).starts_with(&want);
-    line(err, same, dry, &format!("helper {helper} (root, 0755)"));
-    if !same && !dry {
-        let dir = helper.rsplit_once('/').map_or("/", |(d, _)| d);
-        admin.must(true, &["install", "-d", "-o", "root", "-g", "root", "-m", "0755", dir], None).await?;
-        admin.put(&helper, text.as_bytes(), "0755", None).await?;
+    // 4. The helper, its configuration and the signing key's public half, root-owned
+    // in directories only root can change.
+    let conf = server.nginx.helper_conf.to_string();
+    let pubkey = HelperConf::signing_key_path(&conf);
+    let managed = server.nginx.managed_root.to_string();
+    for path in [&helper, &conf, &managed] {
+        if let Some(why) = not_roots_alone(admin, parent(path)).await? {
+            return Err(format!("{path}: {why}; the helper would not be a privilege boundary there"));
+        }
+    }
+    let text = helper_file(&conf);
+    let conf_text = HelperConf::for_server(server, Some(&pubkey)).to_text();
+    let key_text = signer.public_key_pem();
+    for (path, bytes, what) in [
+        (&helper, text.as_bytes(), format!("helper {helper} (root, 0755)")),
+        (&conf, conf_text.as_bytes(), format!("helper configuration {conf} (root, 0644)")),
+        (&pubkey, key_text.as_bytes(), format!("archive signing key {pubkey} (root, 0644)")),
+    ] {
+        let want: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let have = admin.run(false, &["sha256sum", path.as_str()], None).await?;
+        let same = have.success() && String::from_utf8_lossy(&have.stdout).starts_with(&want);
+        line(err, same, dry, &what);
+        if !same && !dry {
+            admin.must(true, &["install", "-d", "-o", "root", "-g", "root", "-m", "0755", parent(path)], None).await?;
+            admin.put(path, bytes, if *path == helper { "0755" } else { "0644" }, None).await?;
+        }
+    }
+
+    // The managed root: root's alone (generations, lock, `current`), but for the ACME
+    // webroot in it (step 6).
+    let owner = admin.run(false, &["stat", "-c", "%u %a %F", &managed], None).await?;
+    let found = String::from_utf8_lossy(&owner.stdout).trim().to_owned();
+    let ok = owner.success() && roots_alone(&found, "directory");
+    line(err, ok, dry, &format!("managed root {managed} (root, 0755)"));
+    if !ok && !dry {
+        if owner.success() {
+            return Err(format!(
+                "{managed} exists but is not a root-owned directory only root can write ({found}); move it aside (its contents may not be rpcc's) and run bootstrap again"
+            ));
+        }
+        admin.must(true, &["install", "-d", "-o", "root", "-g", "root", "-m", "0755", &managed], None).await?;
     }
 
     // 5. sudo for the helper only.
@@ -309,15 +367,73 @@ async fn steps(
         admin.put(&sudoers, entry.as_bytes(), "0440", Some("visudo")).await?;
     }
 
-    // 6. The ACME webroot, written by the deploy user (HTTP-01 answers).
-    let acme = format!("{}/acme", server.nginx.managed_root);
-    let owner = admin.run(false, &["stat", "-c", "%U", &acme], None).await?;
-    let owned = owner.success() && String::from_utf8_lossy(&owner.stdout).trim() == user;
+    // 6. The ACME webroot, written by the deploy user (HTTP-01 answers); the helper
+    // never reads or writes in it.
+    let acme = format!("{managed}/acme");
+    let owner = admin.run(false, &["stat", "-c", "%U %F", &acme], None).await?;
+    let found = String::from_utf8_lossy(&owner.stdout).trim().to_owned();
+    let owned = owner.success() && found == format!("{user} directory");
     line(err, owned, dry, &format!("{acme} (owned by {user})"));
     if !owned && !dry {
+        if owner.success() && !found.ends_with(" directory") {
+            return Err(format!("{acme} exists and is not a directory ({found}); remove it and run bootstrap again"));
+        }
+        // A plain directory (the managed root is root's: nobody could have linked it).
         admin.must(true, &["install", "-d", "-m", "0755", "-o", &user, "-g", &user, &acme], None).await?;
     }
     Ok(())
+}
+
+/// `argv` run as `user` (by root, through `runuser`): for the user's own files.
+fn as_user<'a>(user: &'a str, argv: &[&'a str]) -> Vec<&'a str> {
+    let mut words = vec!["runuser", "-u", user, "--"];
+    words.extend_from_slice(argv);
+    words
+}
+
+/// The directory a path is in.
+fn parent(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
+    }
+}
+
+/// Whether a `stat -c '%u %a %F'` line shows something of `kind` (`directory`, or any
+/// kind when empty) that only root can change: owner uid 0, not writable by group or
+/// others, except a sticky directory (others cannot rename or remove what is in it).
+fn roots_alone(line: &str, kind: &str) -> bool {
+    let mut words = line.splitn(3, ' ');
+    let (Some(uid), Some(mode), Some(found)) = (words.next(), words.next(), words.next()) else { return false };
+    let Ok(mode) = u32::from_str_radix(mode, 8) else { return false };
+    let writable = mode & 0o022 != 0 && !(found == "directory" && mode & 0o1000 != 0);
+    uid == "0" && !writable && (kind.is_empty() || found == kind)
+}
+
+/// Why `dir` or a directory above it (those that exist) is not root's alone, if it is not.
+async fn not_roots_alone(admin: &Admin, dir: &str) -> Result<Option<String>, String> {
+    // Resolved first: every link on the way is followed to the directory it names.
+    let resolved = admin.run(false, &["readlink", "-m", dir], None).await?;
+    let resolved = String::from_utf8_lossy(&resolved.stdout).trim().to_owned();
+    let dir = if resolved.starts_with('/') { resolved.as_str() } else { dir };
+    let mut chain = vec![dir.to_owned()];
+    let mut d = dir;
+    while d != "/" {
+        d = parent(d);
+        chain.push(d.to_owned());
+    }
+    for path in chain.iter().rev() {
+        let out = admin.run(false, &["stat", "-c", "%u %a %F", path], None).await?;
+        if !out.success() {
+            // Not there yet: bootstrap creates it root-owned, and so everything below.
+            return Ok(None);
+        }
+        let found = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !roots_alone(&found, "") {
+            return Ok(Some(format!("{path} is not root's alone (uid, mode, kind: {found})")));
+        }
+    }
+    Ok(None)
 }
 
 /// The public half of the inventory's key file (`<key>.pub`, else `ssh-keygen -y`).
@@ -332,4 +448,23 @@ fn public_key(server: &Server, base: &Path) -> Option<String> {
     let out =
         std::process::Command::new("ssh-keygen").arg("-y").arg("-P").arg("").arg("-f").arg(&path).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_owned_unwritable_or_sticky_directories_count_as_roots_alone() {
+        assert!(roots_alone("0 755 directory", "directory"));
+        assert!(roots_alone("0 1777 directory", "directory"), "a sticky /tmp");
+        assert!(!roots_alone("0 777 directory", "directory"));
+        assert!(!roots_alone("0 775 directory", ""));
+        assert!(!roots_alone("1000 755 directory", ""));
+        assert!(!roots_alone("0 1777 regular file", ""), "sticky means nothing on a file");
+        assert!(!roots_alone("0 644 regular file", "directory"));
+        assert!(!roots_alone("garbage", ""));
+        assert_eq!(parent("/usr/local/lib/rpcc/rpcc-helper"), "/usr/local/lib/rpcc");
+        assert_eq!(parent("/etc"), "/");
+    }
 }

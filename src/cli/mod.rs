@@ -80,8 +80,9 @@ enum Command {
     #[command(subcommand)]
     Service(service::ServiceCommand),
     /// Print the deploy helper, to install on a server as a root-owned file (`nginx.helper`)
-    /// that a sudoers entry lets the deploy user run, and nothing else.
-    Helper,
+    /// that a sudoers entry lets the deploy user run, and nothing else. It reads every
+    /// path from its root-owned configuration (`rpcc bootstrap` writes both).
+    Helper(HelperArgs),
     /// The state store: `migrate` a SQLite state into PostgreSQL (several control planes).
     #[command(subcommand)]
     State(state::StateCommand),
@@ -143,15 +144,28 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(&cmd),
         Command::State(cmd) => state::run(&cmd),
         Command::Service(cmd) => service::run(&cmd),
-        Command::Helper => {
+        Command::Helper(args) => {
             use std::io::Write as _;
-            let _ = std::io::stdout().write_all(rpcc_core::deploy::remote::helper_file().as_bytes());
+            let _ = std::io::stdout().write_all(rpcc_core::deploy::remote::helper_file(&args.conf).as_bytes());
             ExitCode::SUCCESS
         }
         Command::Check(args) => monitor::check(&args),
         Command::Watch(args) => monitor::watch(&args),
         Command::Plugin(cmd) => plugin::run(&cmd),
     }
+}
+
+/// `rpcc helper`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HelperArgs {
+    /// The root-owned configuration the installed helper reads (`nginx.helper_conf`).
+    #[arg(long, value_name = "PATH", default_value = rpcc_core::deploy::remote::DEFAULT_HELPER_CONF, value_parser = helper_conf_path)]
+    conf: String,
+}
+
+/// An absolute path of rpcc's path alphabet.
+fn helper_conf_path(s: &str) -> Result<String, String> {
+    rpcc_core::value::RemotePath::parse(s).map(|p| p.to_string()).map_err(|e| e.to_string())
 }
 
 /// Print a load failure the way `validate` does (without JSON) and pick the exit code.

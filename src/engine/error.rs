@@ -63,6 +63,12 @@ pub enum EngineError {
         #[source]
         source: rpcc_core::keyring::KeyringError,
     },
+    /// `[deploy] signing_key` does not open with the keyring, or is not an Ed25519 seed.
+    #[error("[deploy] signing_key: {message}")]
+    SigningKey {
+        /// Why.
+        message: String,
+    },
     /// The inventory's notifiers could not be set up (a secret that does not open).
     #[error(transparent)]
     Notify(#[from] NotifyError),
@@ -95,7 +101,9 @@ impl EngineError {
             Self::CertificateKeys { source, .. } => source.is_retryable(),
             #[cfg(feature = "plugins")]
             Self::Lint { .. } => false,
-            Self::Unknown { .. } | Self::Render { .. } | Self::PluginsNotBuilt { .. } => false,
+            Self::Unknown { .. } | Self::Render { .. } | Self::PluginsNotBuilt { .. } | Self::SigningKey { .. } => {
+                false
+            }
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct Engine {
     notifier_settings: NotifierSettings,
     notifiers: std::sync::OnceLock<NotifierSet>,
     probe: Arc<dyn HealthProbe>,
+    signer: Option<Arc<deploy::ArchiveSigner>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -112,6 +113,16 @@ impl Engine {
         if !inv.plugins.is_empty() {
             return Err(EngineError::PluginsNotBuilt { count: inv.plugins.len() });
         }
+        let signer = match &inv.deploy.signing_key {
+            Some(secret) => {
+                let seed =
+                    secret.open(keyring.as_ref()).map_err(|e| EngineError::SigningKey { message: e.to_string() })?;
+                let signer = deploy::ArchiveSigner::from_seed(&seed)
+                    .map_err(|e| EngineError::SigningKey { message: e.to_string() })?;
+                Some(Arc::new(signer))
+            }
+            None => None,
+        };
         let base = inv.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         let keyring = keyring.map(Arc::new);
         Ok(Self {
@@ -126,6 +137,7 @@ impl Engine {
             notifier_settings: NotifierSettings::default(),
             notifiers: std::sync::OnceLock::new(),
             probe: Arc::new(HttpHealthProbe::default()),
+            signer,
         })
     }
 
@@ -325,6 +337,9 @@ impl Engine {
         }
         if let Some(h) = hook {
             d = d.with_hook(h);
+        }
+        if let Some(s) = &self.signer {
+            d = d.with_signer(Arc::clone(s));
         }
         d
     }

@@ -101,6 +101,48 @@ impl TestServer {
         self.nginx_prefix.join("rpcc")
     }
 
+    /// Lay the server out as `rpcc bootstrap` leaves a real one for an installed helper
+    /// (run as root): the nginx root (the prefix, its `nginx.conf`) and the managed root
+    /// (created when missing) become root's, 0755/0644, and every directory above them
+    /// is checked to be root's alone; `logs/` and `tmp/`, which the running master (the
+    /// test user) writes, stay the user's. The managed root's `acme` webroot is the
+    /// user's, as bootstrap makes it.
+    pub fn hand_config_to_root(&self) -> Result<(), KitError> {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let managed = self.managed_root();
+        std::fs::create_dir_all(managed.join("acme"))?;
+        for (path, mode) in [(&self.nginx_prefix, 0o755), (&managed, 0o755)] {
+            std::os::unix::fs::chown(path, Some(0), Some(0))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        let main = self.nginx_prefix.join("nginx.conf");
+        if main.is_file() && !main.is_symlink() {
+            std::os::unix::fs::chown(&main, Some(0), Some(0))?;
+            std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o644))?;
+        }
+        for entry in std::fs::read_dir(&managed)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "acme") {
+                chown_tree(&path, &self.user)?;
+            } else {
+                chown_tree(&path, &TestUser { name: "root".into(), uid: 0, gid: 0, shell: "/bin/sh".into() })?;
+            }
+        }
+        let mut dir = self.nginx_prefix.parent();
+        while let Some(d) = dir {
+            let meta = std::fs::metadata(d)?;
+            let sticky = meta.mode() & 0o1000 != 0;
+            if meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky) {
+                return Err(KitError::Command {
+                    what: "handing the config to root".into(),
+                    detail: format!("{} is not root's alone (uid {}, mode {:o})", d.display(), meta.uid(), meta.mode()),
+                });
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
     /// sshd's log (LogLevel VERBOSE): shows every authentication attempt.
     pub fn sshd_log(&self) -> PathBuf {
         self.dir.join("sshd.log")

@@ -240,3 +240,31 @@ pub fn self_signed_files(dir: &Path, name: &str, cn: &str, key: &str, days: u32)
     }
     Ok(())
 }
+
+/// A keyring and an archive signing key sealed with it, made by the CLI as an operator
+/// would (`rpcc keys generate`, `rpcc keys signing-key`).
+#[allow(dead_code)]
+pub struct SigningKey {
+    /// The `RPCC_KEYS` value that opens the envelope.
+    pub keys: String,
+    /// The inventory block: `[deploy]` with `signing_key = "<envelope>"`.
+    pub toml: String,
+    /// The public key (PEM) the helper verifies with.
+    pub public_pem: String,
+}
+
+/// A new [`SigningKey`].
+#[allow(dead_code)]
+pub fn signing_key() -> SigningKey {
+    let out = rpcc_cli(&["keys", "generate"]).output().expect("rpcc keys generate");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let keys = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = rpcc_cli(&["keys", "signing-key"]).env("RPCC_KEYS", &keys).output().expect("rpcc keys signing-key");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let toml = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let start = stderr.find("-----BEGIN PUBLIC KEY-----").expect("a public key");
+    let public_pem = stderr[start..].to_owned();
+    assert!(toml.starts_with("[deploy]\nsigning_key = \"rpcc:v1:"), "{toml}");
+    SigningKey { keys, toml, public_pem }
+}

@@ -268,6 +268,9 @@ pub enum DeployError {
     /// The generation to activate is not on the server.
     #[error("generation {0} is not on the server")]
     MissingGeneration(String),
+    /// The installed helper is too old or configured for other paths than the inventory's.
+    #[error("{0}")]
+    HelperConfig(String),
     /// A test hook stopped the engine (simulated crash).
     #[error("stopped before {0} (simulated crash)")]
     Crashed(DeployStep),
@@ -413,6 +416,7 @@ pub struct Deployer {
     pub(super) holder: String,
     pub(super) hook: Option<Arc<dyn StepHook>>,
     pub(super) progress: Option<Arc<ProgressFn>>,
+    pub(super) signer: Option<Arc<super::ArchiveSigner>>,
 }
 
 impl fmt::Debug for Deployer {
@@ -432,7 +436,15 @@ impl Deployer {
             holder: holder_name(actor),
             hook: None,
             progress: None,
+            signer: None,
         }
+    }
+
+    /// Sign every staged archive with `signer` (`[deploy] signing_key`): a server whose
+    /// installed helper has the public key accepts no other.
+    pub fn with_signer(mut self, signer: Arc<super::ArchiveSigner>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Set the identity written into remote locks (default `<user>@<host>:<pid>:<nonce>`;

@@ -38,6 +38,7 @@ mod probe;
 pub mod remote;
 mod rollout;
 mod run;
+mod signing;
 
 pub use audit::{
     AUDIT_GENESIS, AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal, AuditVerification, ENV_AUDIT_CHECKPOINT,
@@ -55,6 +56,7 @@ pub use ops::{
 };
 pub use probe::{HealthProbe, ProbeError};
 pub use rollout::{FleetReport, FleetTarget, RolloutOverrides, RolloutPolicy};
+pub use signing::{ArchiveSigner, SigningKeyError};
 // The store roles live in `crate::store`; the deploy engine's users find them here too.
 pub use crate::store::{
     AuditAction, DeploymentRecord, DeploymentState, LocalLock, MemoryStore, NewDeployment, StateStore, StoreError,

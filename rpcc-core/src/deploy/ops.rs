@@ -313,6 +313,7 @@ pub async fn status_with_last(
     match live {
         Ok(out) if out.success() => {
             let s = RemoteState::parse(&out.stdout);
+            let error = cmds.conf_mismatch(&s);
             ServerStatus {
                 server: name,
                 current: s.current,
@@ -320,7 +321,7 @@ pub async fn status_with_last(
                 lock: s.lock.map(|(h, exp, _)| (h, exp)),
                 generations: s.generations,
                 last,
-                error: None,
+                error,
             }
         }
         Ok(out) => ServerStatus::unreachable(name, last, String::from_utf8_lossy(&out.stderr).trim().to_owned()),

@@ -1,14 +1,17 @@
 //! The fixed server-side helper and the commands the engine sends to it.
 //!
-//! Every remote step is one `sh -c <REMOTE_SCRIPT> rpcc <command> <args>…` exec: the
-//! script text never changes, arguments are validated values passed as positional
-//! parameters (the transport shell-quotes them), and file contents travel as a tar
-//! stream on stdin. One exec is one SSH round trip, whatever the number of sites.
+//! Every remote step is one exec: `sh -c <REMOTE_SCRIPT> rpcc <configuration> <command>
+//! <args>…`, or `sudo -n -- <installed helper> <command> <args>…` whose configuration is
+//! a root-owned file ([`HelperConf`]). The script text never changes, arguments are
+//! validated values passed as positional parameters (the transport shell-quotes them)
+//! and never paths, and file contents travel as a tar stream on stdin. One exec is one
+//! SSH round trip, whatever the number of sites.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::engine::DeployError;
+use super::signing::ArchiveSigner;
 use crate::generation::{Generation, GenerationPath, Sha256Digest};
 use crate::model::{NginxMode, ReloadMethod, Server};
 use crate::transport::{Argv, ExecRequest, TransportError, TreeFile, tar_archive};
@@ -16,13 +19,88 @@ use crate::transport::{Argv, ExecRequest, TransportError, TreeFile, tar_archive}
 /// The helper script (POSIX sh, coreutils, tar, flock).
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
 
+/// Where an installed helper reads its configuration when the inventory names no
+/// `nginx.helper_conf`.
+pub const DEFAULT_HELPER_CONF: &str = "/etc/rpcc/helper.conf";
+
+/// The version of the helper's argument grammar, which `inspect` reports as `helper=`.
+pub const HELPER_PROTOCOL: &str = "2";
+
 /// The helper as a file to install on a server (`nginx.helper`): the same text with a
-/// shell line, run as `<helper> <command> <args>…` (root-owned, mode 0755).
-pub fn helper_file() -> String {
+/// shell line and the path of its root-owned configuration (`conf`, a [`HelperConf`]
+/// file), run as `<helper> <command> <args>…` (root-owned, mode 0755). `conf` must be
+/// an absolute path of rpcc's path alphabet (a [`crate::value::RemotePath`]).
+pub fn helper_file(conf: &str) -> String {
     format!(
-        "#!/bin/sh\n# installed by rpcc {} (`rpcc helper`); replace it when rpcc is upgraded\n{REMOTE_SCRIPT}",
+        "#!/bin/sh\n# installed by rpcc {} (`rpcc helper`); replace it when rpcc is upgraded\nrpcc_conf={conf}\n{REMOTE_SCRIPT}",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// Everything the helper needs that is a path or a name, from a server's nginx settings.
+/// An installed helper reads it from a root-owned file ([`HelperConf::to_text`], written
+/// by `rpcc bootstrap`) and nowhere else; a helper sent with each command gets it as its
+/// first argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelperConf {
+    entries: Vec<(&'static str, String)>,
+}
+
+impl HelperConf {
+    /// The configuration for `server` (`signing_key`: the path of the public key file, for
+    /// a server that accepts only signed archives).
+    pub fn for_server(server: &Server, signing_key: Option<&str>) -> Self {
+        let n = &server.nginx;
+        let (method, unit) = match &n.reload {
+            ReloadMethod::Signal => ("signal", String::new()),
+            ReloadMethod::Systemctl(u) => ("systemctl", u.to_string()),
+            ReloadMethod::Service(u) => ("service", u.to_string()),
+        };
+        let mode = match n.mode {
+            NginxMode::Owned => "owned",
+            NginxMode::Include => "include",
+        };
+        Self {
+            entries: vec![
+                ("managed_root", n.managed_root.to_string()),
+                ("mode", mode.to_owned()),
+                ("nginx", n.binary.to_string()),
+                ("nginx_root", n.root.to_string()),
+                ("pid_file", n.pid.to_string()),
+                ("error_log", format!("{}/error.log", n.log_dir)),
+                ("reload", method.to_owned()),
+                ("unit", unit),
+                ("signing_key", signing_key.unwrap_or_default().to_owned()),
+            ],
+        }
+    }
+
+    /// The public key file next to the configuration file `conf` (`<conf without .conf>.pub`).
+    pub fn signing_key_path(conf: &str) -> String {
+        format!("{}.pub", conf.strip_suffix(".conf").unwrap_or(conf))
+    }
+
+    /// The file's text: `key=value` lines.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("# rpcc helper configuration (root-owned; written by rpcc bootstrap)\n");
+        for (k, v) in &self.entries {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+        out
+    }
+
+    /// How the configuration a helper reported (`inspect`'s `conf=` line) differs from
+    /// this one: `(key, reported, expected)` for every key that differs.
+    pub fn differences(&self, reported: &BTreeMap<String, String>) -> Vec<(String, String, String)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| *k != "signing_key")
+            .filter_map(|(k, v)| {
+                let have = reported.get(*k).cloned().unwrap_or_default();
+                (have != *v).then(|| ((*k).to_owned(), have, v.clone()))
+            })
+            .collect()
+    }
 }
 
 /// Exit codes of the helper (see the script's header).
@@ -53,6 +131,12 @@ pub enum RemoteExit {
     /// 20: the tree loads code (`load_module`, perl, lua, njs) or includes files outside
     /// its generation: refused before any nginx parses it.
     Forbidden,
+    /// 21: the server accepts only signed archives and this one's signature is missing
+    /// or does not verify with its key.
+    Unsigned,
+    /// 22: an installed helper's configuration, or a path it names (managed root, nginx
+    /// root or binary, signing key), is not root's alone.
+    Untrusted,
     /// Anything else (file system errors, usage, a killed shell).
     Other(i32),
 }
@@ -72,6 +156,8 @@ impl RemoteExit {
             17 => Self::NotIncluded,
             19 => Self::DeadlinePassed,
             20 => Self::Forbidden,
+            21 => Self::Unsigned,
+            22 => Self::Untrusted,
             c => Self::Other(c),
         }
     }
@@ -101,6 +187,11 @@ pub struct RemoteState {
     /// A generation whose activation was never verified (the helper stopped, or the
     /// reload failed, after the switch): what nginx serves is unknown.
     pub unverified: Option<String>,
+    /// The helper's argument grammar (`helper=`; `None`: a helper older than rpcc 0.1's
+    /// root-owned configuration).
+    pub helper: Option<String>,
+    /// The configuration the helper runs with (`conf=`), key by key.
+    pub conf: BTreeMap<String, String>,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -146,6 +237,14 @@ impl RemoteState {
                 "broke-stale" => state.broke_stale = lock_triple(v),
                 "held" => state.held_by = lock_triple(v),
                 "unverified" => state.unverified = non_empty(v),
+                "helper" => state.helper = non_empty(v),
+                "conf" => {
+                    state.conf = v
+                        .split_whitespace()
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                }
                 _ => {}
             }
         }
@@ -171,12 +270,9 @@ pub enum Activation {
 pub struct RemoteCommands {
     managed_root: String,
     root: String,
-    binary: String,
+    conf: HelperConf,
     helper: Option<String>,
-    mode: NginxMode,
-    pid: String,
-    error_log: String,
-    reload: ReloadMethod,
+    signer: Option<std::sync::Arc<ArchiveSigner>>,
     timeout: Duration,
     clock: Option<ServerClock>,
 }
@@ -210,15 +306,53 @@ impl RemoteCommands {
         Self {
             managed_root: n.managed_root.to_string(),
             root: n.root.to_string(),
-            binary: n.binary.to_string(),
+            conf: HelperConf::for_server(server, None),
             helper: n.helper.as_ref().map(ToString::to_string),
-            mode: n.mode,
-            pid: n.pid.to_string(),
-            error_log: format!("{}/error.log", n.log_dir),
-            reload: n.reload.clone(),
+            signer: None,
             timeout: secs(120),
             clock: None,
         }
+    }
+
+    /// Sign every staged archive with `signer` (a server whose helper configuration names
+    /// a signing key refuses unsigned ones).
+    pub fn with_signer(mut self, signer: Option<std::sync::Arc<ArchiveSigner>>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The configuration the helper is expected to run with.
+    pub fn conf(&self) -> &HelperConf {
+        &self.conf
+    }
+
+    /// Whether commands go to an installed helper (through `sudo -n`).
+    pub fn installed_helper(&self) -> Option<&str> {
+        self.helper.as_deref()
+    }
+
+    /// Why an installed helper that reported `state` cannot deploy this server: too old
+    /// for this rpcc, or configured (its root-owned file) for other paths than the
+    /// inventory names. `None`: it matches (and always for a helper sent with each
+    /// command, whose configuration is the inventory's).
+    pub fn conf_mismatch(&self, state: &RemoteState) -> Option<String> {
+        let helper = self.helper.as_deref()?;
+        if state.helper.as_deref() != Some(HELPER_PROTOCOL) {
+            return Some(format!(
+                "the helper installed at {helper} is older than this rpcc (it takes paths from its arguments); install the new one and its configuration with `rpcc bootstrap`"
+            ));
+        }
+        let diffs = self.conf.differences(&state.conf);
+        (!diffs.is_empty()).then(|| {
+            let what: Vec<String> = diffs
+                .iter()
+                .map(|(k, have, want)| format!("{k} is {have:?} on the server, {want:?} in the inventory"))
+                .collect();
+            format!(
+                "the configuration of the helper at {helper} does not match the inventory ({}); run `rpcc bootstrap` to rewrite it",
+                what.join("; ")
+            )
+        })
     }
 
     /// Give every changing command a deadline on the server's clock (read by an
@@ -251,17 +385,19 @@ impl RemoteCommands {
     }
 
     fn argv(&self, command: &str, args: &[&str]) -> Result<Argv, TransportError> {
-        let rest = std::iter::once(command.to_owned())
-            .chain(std::iter::once(self.managed_root.clone()))
-            .chain(args.iter().map(|a| (*a).to_owned()));
+        let rest = std::iter::once(command.to_owned()).chain(args.iter().map(|a| (*a).to_owned()));
         match &self.helper {
-            // The installed helper through sudo: the sudoers entry names this file only.
+            // The installed helper through sudo: the sudoers entry names this file only,
+            // and it reads every path from its root-owned configuration.
             Some(helper) => {
                 Argv::new("sudo", ["-n".to_owned(), "--".to_owned(), helper.clone()].into_iter().chain(rest))
             }
-            None => {
-                Argv::new("sh", ["-c".to_owned(), REMOTE_SCRIPT.to_owned(), "rpcc".to_owned()].into_iter().chain(rest))
-            }
+            None => Argv::new(
+                "sh",
+                ["-c".to_owned(), REMOTE_SCRIPT.to_owned(), "rpcc".to_owned(), self.conf.to_text()]
+                    .into_iter()
+                    .chain(rest),
+            ),
         }
     }
 
@@ -298,7 +434,8 @@ impl RemoteCommands {
     ) -> Result<ExecRequest, TransportError> {
         let ttl = ttl.as_secs().max(1).to_string();
         let deadline = self.deadline(timeout);
-        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, &deadline, id, previous.unwrap_or("-")])?)
+        let signature = self.signer.as_ref().map_or_else(|| "-".to_owned(), |s| s.sign_stage(id, &tar));
+        Ok(ExecRequest::new(self.argv("stage", &[holder, &ttl, &deadline, id, previous.unwrap_or("-"), &signature])?)
             .stdin(tar)
             .timeout(timeout))
     }
@@ -309,7 +446,7 @@ impl RemoteCommands {
     /// only (no `valid=` line): validate separately then.
     pub fn then_validate(&self, stage: ExecRequest) -> Result<ExecRequest, TransportError> {
         let mut args = stage.argv.args().to_vec();
-        args.extend(["test", self.mode_name(), &self.binary, &self.root].map(str::to_owned));
+        args.push("test".to_owned());
         Ok(ExecRequest { argv: Argv::new(stage.argv.program(), args)?, ..stage })
     }
 
@@ -317,8 +454,7 @@ impl RemoteCommands {
     /// hashes when `verify` (a generation this run did not just stage and check).
     pub fn validate(&self, id: &str, verify: bool, timeout: Duration) -> Result<ExecRequest, TransportError> {
         let verify = if verify { "1" } else { "0" };
-        Ok(ExecRequest::new(self.argv("validate", &[id, self.mode_name(), &self.binary, &self.root, verify])?)
-            .timeout(timeout))
+        Ok(ExecRequest::new(self.argv("validate", &[id, verify])?).timeout(timeout))
     }
 
     /// Flip `current` to `id`, reload nginx and wait until new workers run (or nginx
@@ -331,11 +467,6 @@ impl RemoteCommands {
         reload_timeout: Duration,
         check: Activation,
     ) -> Result<ExecRequest, TransportError> {
-        let (method, unit) = match &self.reload {
-            ReloadMethod::Signal => ("signal", "-".to_owned()),
-            ReloadMethod::Systemctl(u) => ("systemctl", u.to_string()),
-            ReloadMethod::Service(u) => ("service", u.to_string()),
-        };
         let ticks = (reload_timeout.as_millis() / 20).max(1).to_string(); // 20 ms polls
         let ttl = ttl.as_secs().max(1).to_string();
         let (parse, verify) = match check {
@@ -343,21 +474,7 @@ impl RemoteCommands {
             Activation::SingleParse { verify } => ("master", if verify { "1" } else { "0" }),
         };
         let deadline = self.deadline(reload_timeout + self.timeout);
-        let args = [
-            holder,
-            &ttl,
-            &deadline,
-            id,
-            self.mode_name(),
-            &self.root,
-            &self.pid,
-            &self.error_log,
-            method,
-            &unit,
-            &ticks,
-            parse,
-            verify,
-        ];
+        let args = [holder, &ttl, &deadline, id, &ticks, parse, verify];
         Ok(ExecRequest::new(self.argv("activate", &args)?).timeout(reload_timeout + self.timeout))
     }
 
@@ -382,13 +499,6 @@ impl RemoteCommands {
         let mut r = ExecRequest::new(self.argv("fetch", &[id])?).stdin(list.into_bytes()).timeout(self.timeout);
         r.output_limit = 256 << 20;
         Ok(r)
-    }
-
-    fn mode_name(&self) -> &'static str {
-        match self.mode {
-            NginxMode::Owned => "owned",
-            NginxMode::Include => "include",
-        }
     }
 }
 

@@ -1,6 +1,20 @@
-# rpcc remote helper (fixed text; run as `sh -c <this> rpcc <command> <args>…`).
-# Arguments are validated by rpcc before they are sent (absolute paths of letters,
-# digits and / . _ - + @; hex generation ids; holder names of [A-Za-z0-9._:@-]).
+# rpcc remote helper (fixed text). Two ways to run it:
+# - installed (`rpcc helper`, root-owned, run through `sudo -n -- <helper> <command> …`):
+#   the file's first lines set `rpcc_conf` to the path of its root-owned configuration
+#   (`rpcc bootstrap` writes it); every path and name the helper uses comes from there.
+# - sent with each command (`sh -c <this> rpcc <configuration> <command> …`), as the
+#   login user or under the server's own sudo: the configuration is the first argument.
+# Either way argv carries no path: only a command, hex generation ids, numbers, a holder
+# name ([A-Za-z0-9._:@-], at most 128) and a base64 signature. The configuration is
+# `key=value` lines (absolute paths of letters, digits and / . _ - + @, no `..`):
+# managed_root, mode (owned|include), nginx (the binary), nginx_root, pid_file,
+# error_log, reload (signal|systemctl|service), unit, signing_key (a PEM Ed25519 public
+# key: staged archives must carry a signature it verifies).
+# An installed helper trusts its configuration, and every path it names that root runs
+# or writes (managed root, nginx root, nginx binary, signing key), only when the file and
+# every directory above it are root's and nobody else can change them; the managed root
+# must hold nothing of anyone else but its `acme` webroot. The master it signals must be
+# the configured nginx binary.
 # Files arrive as a tar stream on stdin, never through echo or heredocs.
 #
 # Exit codes: 0 ok, 2 usage, 10 lock held by another holder, 11 our lock was lost,
@@ -9,7 +23,9 @@
 # 14 the reload did not take effect, 15 nginx is not running, 16 no such generation,
 # 17 the main config does not include rpcc's tree, 18 file system error, 19 the
 # caller's deadline passed (nothing changed), 20 the tree loads code or includes files
-# outside itself (refused before nginx parses it), 75 guard busy.
+# outside itself (refused before nginx parses it), 21 the archive's signature is missing
+# or does not verify, 22 the configuration, or a path it names, is not root's alone,
+# 75 guard busy.
 #
 # Deadlines: every command that changes something takes the caller's deadline (Unix
 # seconds on this server's clock, 0 = none), computed by the caller so that it passes
@@ -28,11 +44,128 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
 
 fail() { code=$1; shift; printf 'rpcc-error: %s\n' "$*" >&2; exit "$code"; }
-[ $# -ge 2 ] || fail 2 "usage: <command> <managed-root> …"
-cmd=$1 M=$2
-shift 2
+
+# A configuration path: absolute, rpcc's path alphabet, no `.` or `..` segment.
+conf_path() { # key value
+    case $2 in /*) ;; *) fail 22 "helper configuration: $1 '$2' is not an absolute path" ;; esac
+    case $2 in *[!A-Za-z0-9._/@+-]* | *//*) fail 22 "helper configuration: $1 '$2' has characters outside A-Z a-z 0-9 . _ / @ + -" ;; esac
+    case "$2/" in */./* | */../*) fail 22 "helper configuration: $1 '$2' has a . or .. segment" ;; esac
+}
+
+# Read the configuration (key=value lines on stdin) into M, mode, bin, root, pidfile,
+# errlog, method, unit, signing_key. Unknown keys and malformed values are refused.
+load_conf() {
+    M='' mode='' bin='' root='' pidfile='' errlog='' method='' unit='' signing_key=''
+    while IFS= read -r line || [ -n "$line" ]; do
+        case $line in '' | '#'*) continue ;; esac
+        k=${line%%=*} v=${line#*=}
+        [ "$k" != "$line" ] || fail 22 "helper configuration: malformed line (key=value)"
+        case $k in
+        managed_root) conf_path "$k" "$v" && M=$v ;;
+        nginx) conf_path "$k" "$v" && bin=$v ;;
+        nginx_root) conf_path "$k" "$v" && root=$v ;;
+        pid_file) conf_path "$k" "$v" && pidfile=$v ;;
+        error_log) conf_path "$k" "$v" && errlog=$v ;;
+        signing_key)
+            [ -z "$v" ] || conf_path "$k" "$v"
+            signing_key=$v
+            ;;
+        mode) case $v in owned | include) mode=$v ;; *) fail 22 "helper configuration: mode '$v' (owned or include)" ;; esac ;;
+        reload) case $v in signal | systemctl | service) method=$v ;; *) fail 22 "helper configuration: reload '$v' (signal, systemctl or service)" ;; esac ;;
+        unit)
+            case $v in *[!A-Za-z0-9@._:-]*) fail 22 "helper configuration: unit '$v' (letters, digits and @ . _ : -)" ;; esac
+            unit=$v
+            ;;
+        *) fail 22 "helper configuration: unknown key '$k'" ;;
+        esac
+    done
+    [ -n "$M" ] || fail 22 "helper configuration: managed_root is missing"
+    [ -n "$mode" ] || fail 22 "helper configuration: mode is missing"
+    [ -n "$bin" ] || fail 22 "helper configuration: nginx is missing"
+    [ -n "$root" ] || fail 22 "helper configuration: nginx_root is missing"
+    [ -n "$pidfile" ] || fail 22 "helper configuration: pid_file is missing"
+    [ -n "$errlog" ] || fail 22 "helper configuration: error_log is missing"
+    [ -n "$method" ] || fail 22 "helper configuration: reload is missing"
+    [ "$method" = signal ] || [ -n "$unit" ] || fail 22 "helper configuration: reload $method needs a unit"
+}
+
+# Whether every path named (each resolved, then every directory above it) is root's and
+# nobody else can change it: owner uid 0, not writable by group or others, except a
+# root-owned sticky directory (/tmp: others cannot rename or remove what is in it).
+# One readlink and one stat for all of them.
+root_controlled() { # path…
+    resolved=$(readlink -e -- "$@" 2>/dev/null) || return 1
+    [ "$(printf '%s\n' "$resolved" | wc -l)" = $# ] || return 1
+    chain=''
+    for p in $resolved; do
+        while :; do
+            chain="$chain $p"
+            [ "$p" = / ] && break
+            p=${p%/*}
+            [ -n "$p" ] || p=/
+        done
+    done
+    # shellcheck disable=SC2086 # resolved paths of rpcc's alphabet, checked above
+    stat -c '%u %a %F' -- $chain 2>/dev/null | {
+        ok=1
+        while read -r u a kind; do
+            [ "$u" = 0 ] || ok=0
+            a=$((0$a))
+            if [ $((a & 18)) != 0 ]; then
+                [ "$kind" = directory ] && [ $((a & 512)) != 0 ] || ok=0
+            fi
+        done
+        [ $ok = 1 ]
+    }
+}
+
+if [ -n "${rpcc_conf:-}" ]; then
+    # Installed: the configuration file, trusted only when root's alone.
+    [ -f "$rpcc_conf" ] && [ ! -L "$rpcc_conf" ] && root_controlled "$rpcc_conf" ||
+        fail 22 "$rpcc_conf is missing, or it or a directory above it is not root's alone (owner root, not group/other writable)"
+    load_conf <"$rpcc_conf"
+    trusted=1
+else
+    [ $# -ge 1 ] || fail 2 "usage: <configuration> <command> …"
+    load_conf <<CONF
+$1
+CONF
+    shift
+    trusted=0
+fi
+[ $# -ge 1 ] || fail 2 "usage: <command> <args>…"
+cmd=$1
+shift
 G="$M/generations"
 dl=0
+if [ $trusted = 1 ]; then
+    # Everything root runs, reads keys from or writes through this configuration is
+    # root's alone.
+    [ -z "$signing_key" ] || root_controlled "$signing_key" ||
+        fail 22 "signing key $signing_key is missing or not root's alone"
+    [ -f "$bin" ] && root_controlled "$bin" || fail 22 "nginx binary $bin is missing or not root's alone"
+    [ -d "$root" ] && root_controlled "$root" || fail 22 "nginx root $root is missing or not root's alone"
+    [ -d "$M" ] && [ ! -L "$M" ] && root_controlled "$M" ||
+        fail 22 "managed root $M is missing or not root's alone (rpcc bootstrap creates it)"
+fi
+
+# Inside an installed helper's managed root, nothing but its `acme` webroot belongs to
+# anyone else or is writable by anyone else (a planted symlink, a foreign `generations`).
+managed_root_is_roots() {
+    [ $trusted = 1 ] || return 0
+    odd=$(find "$M" -path "$M/acme" -prune -o \( ! -user 0 -o ! -type l -perm /022 \) -print -quit 2>/dev/null)
+    [ -z "$odd" ] || fail 22 "$odd in the managed root is not root's alone; refusing to work there"
+}
+
+# Arguments: a holder name, a bounded number.
+check_holder() {
+    case $1 in '' | *[!A-Za-z0-9._:@-]*) fail 2 "invalid holder name (letters, digits and . _ : @ -)" ;; esac
+    [ ${#1} -le 128 ] || fail 2 "holder name longer than 128"
+}
+check_number() { # what value
+    case $2 in '' | *[!0-9]*) fail 2 "invalid $1 '$2' (digits)" ;; esac
+    [ ${#2} -le 12 ] || fail 2 "$1 '$2' is too large"
+}
 
 now() { date +%s; }
 
@@ -47,6 +180,7 @@ check_id() {
 
 # Serialize lock/activation work between rpcc processes (any control plane).
 guard() {
+    managed_root_is_roots
     [ -d "$G" ] || mkdir -p "$G" || fail 18 "cannot create $G"
     exec 9>>"$M/.guard" || fail 18 "cannot open $M/.guard"
     flock -w 60 9 || fail 75 "another rpcc process holds $M/.guard"
@@ -207,13 +341,13 @@ verify_tree() { # dir
         fail 12 "files in $1 do not match its manifest (changed on the server?)"
 }
 
-# `nginx -t` on generation $1 as nginx will load it (mode $2, nginx binary $3, its root
-# $4; $5 = 1: verify the tree's hashes first). Exit 13 when nginx refuses it.
+# `nginx -t` on generation $1 as nginx will load it ($2 = 1: verify the tree's hashes
+# first). Exit 13 when nginx refuses it.
 test_tree() {
-    id=$1 mode=$2 bin=$3 root=$4
+    id=$1
     D="$G/$id"
     [ -d "$D" ] || fail 16 "generation $id is not on the server"
-    [ "$5" = 0 ] || verify_tree "$D"
+    [ "$2" = 0 ] || verify_tree "$D"
     # Test a copy placed where nginx loads the main config from, so relative paths
     # (e.g. a hand-made generation 0's `include mime.types`) resolve as they will.
     tmp="$root/.rpcc-validate-$id.conf"
@@ -235,6 +369,8 @@ test_tree() {
 case $cmd in
 inspect) # [with-manifest]
     report
+    printf 'helper=2\nconf=managed_root=%s mode=%s nginx=%s nginx_root=%s pid_file=%s error_log=%s reload=%s unit=%s signing_key=%s\n' \
+        "$M" "$mode" "$bin" "$root" "$pidfile" "$errlog" "$method" "$unit" "$signing_key"
     cur=$(gen_of "$M/current")
     if [ "${1:-0}" = 1 ] && [ -n "$cur" ] && [ -f "$G/$cur/.rpcc/sha256" ] && [ ! -L "$G/$cur/.rpcc/sha256" ]; then
         echo '--manifest--'
@@ -243,7 +379,11 @@ inspect) # [with-manifest]
     ;;
 
 lock) # holder ttl deadline [dead-holder]
+    [ $# -ge 3 ] || fail 2 "usage: lock <holder> <ttl> <deadline> [dead-holder]"
     holder=$1 ttl=$2 dl=$3 dead=${4:-}
+    check_holder "$holder"
+    [ -z "$dead" ] || check_holder "$dead"
+    check_number ttl "$ttl"
     check_deadline "$dl"
     guard
     before_deadline "taking the lock"
@@ -268,20 +408,30 @@ lock) # holder ttl deadline [dead-holder]
     ;;
 
 unlock) # holder
+    [ $# -ge 1 ] || fail 2 "usage: unlock <holder>"
+    check_holder "$1"
     guard
     read_lock
     [ "$lh" = "$1" ] && rm -f "$M/lock"
     exit 0
     ;;
 
-stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
-    # With `test …`, the staged tree then goes through `nginx -t` as `validate` runs it
-    # (one round trip for both).
-    holder=$1 ttl=$2 dl=$3 id=$4 prev=$5
-    shift
+stage) # holder ttl deadline id prev signature [test]  (stdin: tar)
+    # With `test`, the staged tree then goes through `nginx -t` as `validate` runs it
+    # (one round trip for both). signature: base64 Ed25519 signature of
+    # "rpcc-stage-v1 <id> <sha256 of the archive>\n", or `-` (refused when the
+    # configuration names a signing key).
+    [ $# -ge 6 ] || fail 2 "usage: stage <holder> <ttl> <deadline> <id> <prev> <signature> [test]"
+    holder=$1 ttl=$2 dl=$3 id=$4 prev=$5 sig=$6 after=${7:-}
+    check_holder "$holder"
+    check_number ttl "$ttl"
     check_deadline "$dl"
     check_id "$id"
     [ "$prev" = - ] || check_id "$prev"
+    case $sig in
+    -) ;;
+    '' | *[!A-Za-z0-9+/=]*) fail 2 "invalid signature word (base64, or - for none)" ;;
+    esac
     (guard && before_deadline staging && own_lock "$holder" "$ttl") || exit $?
     S="$G/.staging-$id"
     rm -rf "$S" && mkdir -p "$S" || fail 18 "cannot create $S"
@@ -291,6 +441,17 @@ stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
     # modes; every file then gets the fixed mode for its kind, whatever the archive says.
     A="$S.tar"
     cat >"$A" || fail 18 "cannot receive the generation"
+    if [ -n "$signing_key" ]; then
+        # Only archives the control plane signed for this id reach a root nginx.
+        [ "$sig" != - ] ||
+            fail 21 "this server accepts only signed generations (signing key $signing_key); the control plane sent none"
+        sum=$(sha256sum <"$A") && sum=${sum%% *}
+        printf 'rpcc-stage-v1 %s %s\n' "$id" "$sum" >"$A.msg" &&
+            printf '%s' "$sig" | base64 -d >"$A.sig" 2>/dev/null || fail 21 "malformed signature"
+        openssl pkeyutl -verify -pubin -inkey "$signing_key" -rawin -in "$A.msg" -sigfile "$A.sig" >/dev/null 2>&1 ||
+            fail 21 "the archive's signature does not verify with $signing_key (signed by another control plane's key, or changed on the way)"
+        rm -f "$A.msg" "$A.sig"
+    fi
     tar -t -v -f "$A" >"$A.list" 2>/dev/null || fail 12 "the generation archive is not a tar archive"
     while read -r perm _owner _size _date _time name rest; do
         case $perm in -* | d*) ;; *) fail 12 "archive member '$name' is not a regular file or directory" ;; esac
@@ -322,23 +483,26 @@ stage) # holder ttl deadline id prev [test mode nginx-binary root]  (stdin: tar)
     [ -e "$G/$id" ] && rm -rf "$G/$id"
     mv -T "$S" "$G/$id" || fail 18 "cannot move $S into place"
     echo "staged=$id"
-    [ "${5:-}" = test ] && [ $# -ge 8 ] && test_tree "$id" "$6" "$7" "$8" 0
+    [ "$after" = test ] && test_tree "$id" 0
     exit 0
     ;;
 
-validate) # id mode nginx-binary root verify-hashes
+validate) # id verify-hashes
+    [ $# -ge 1 ] || fail 2 "usage: validate <id> [verify-hashes]"
     check_id "$1"
     # Just staged (and verified) by this run: no need to hash it again.
-    test_tree "$1" "$2" "$3" "$4" "${5:-1}"
+    test_tree "$1" "${2:-1}"
     ;;
 
-activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks [parse [verify]]
+activate) # holder ttl deadline id ticks [parse [verify]]
     # ticks: the timeout in 20 ms polls. parse: "test" (the tree passed nginx -t) or
     # "master" (single parse: the master's own parse is the validation; a refusal
     # switches back at once and exits 13). verify: 1 = check the tree's hashes first.
-    holder=$1 ttl=$2 dl=$3 id=$4 mode=$5 root=$6 pidfile=$7 errlog=$8 method=$9
-    shift 9
-    unit=$1 ticks=$2 parse=${3:-test} verify=${4:-0}
+    [ $# -ge 5 ] || fail 2 "usage: activate <holder> <ttl> <deadline> <id> <ticks> [parse [verify]]"
+    holder=$1 ttl=$2 dl=$3 id=$4 ticks=$5 parse=${6:-test} verify=${7:-0}
+    check_holder "$holder"
+    check_number ttl "$ttl"
+    check_number ticks "$ticks"
     check_deadline "$dl"
     check_id "$id"
     case $parse in test | master) ;; *) fail 2 "unknown parse mode $parse" ;; esac
@@ -358,6 +522,12 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
     [ -f "$pidfile" ] && read -r master <"$pidfile"
     case $master in '' | *[!0-9]*) fail 15 "nginx is not running (no pid in $pidfile)" ;; esac
     kill -0 "$master" 2>/dev/null || fail 15 "nginx is not running (pid $master from $pidfile)"
+    if [ $trusted = 1 ]; then
+        # Signal only the configured nginx (a pid file is no proof of what runs).
+        exe=$(readlink "/proc/$master/exe" 2>/dev/null) || exe=''
+        [ "${exe% (deleted)}" = "$(readlink -e -- "$bin")" ] ||
+            fail 15 "pid $master from $pidfile is not $bin (it runs ${exe:-something unknown})"
+    fi
     main="$root/nginx.conf" target="$M/current/nginx.conf"
     link_main=0
     if [ "$mode" = owned ] && [ "$(readlink "$main" 2>/dev/null)" != "$target" ]; then
@@ -556,7 +726,11 @@ activate) # holder ttl deadline id mode root pidfile errorlog method unit ticks 
     ;;
 
 commit) # holder ttl deadline id keep
+    [ $# -ge 5 ] || fail 2 "usage: commit <holder> <ttl> <deadline> <id> <keep>"
     holder=$1 ttl=$2 dl=$3 id=$4 keep=$5
+    check_holder "$holder"
+    check_number ttl "$ttl"
+    check_number keep "$keep"
     check_deadline "$dl"
     check_id "$id"
     guard
@@ -591,6 +765,7 @@ hashes) # print sha256 of every file of the current generation, as the server ha
 fetch) # id (stdin: newline-separated relative paths) -> tar on stdout
     # Only generation paths, never a private key, from a generation with nothing but
     # files and directories in it.
+    [ $# -ge 1 ] || fail 2 "usage: fetch <id>"
     check_id "$1"
     [ -d "$G/$1" ] || fail 16 "generation $1 is not on the server"
     [ -z "$(find "$G/$1" ! -type f ! -type d -print -quit)" ] ||

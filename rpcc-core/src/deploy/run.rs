@@ -100,7 +100,9 @@ impl<'a> Run<'a> {
             d,
             t,
             server,
-            cmds: RemoteCommands::for_server(server).with_timeout(d.options.command_timeout),
+            cmds: RemoteCommands::for_server(server)
+                .with_timeout(d.options.command_timeout)
+                .with_signer(d.signer.clone()),
             report: ServerReport::new(&name, action, id, DeploymentState::Running, String::new()),
             deployment: None,
             store_lock: None,
@@ -198,6 +200,11 @@ impl<'a> Run<'a> {
             return Err(failed(Self::remote_error(DeployStep::Inspect, &out)));
         }
         let state = RemoteState::parse(&out.stdout);
+        // An installed helper works only with its root-owned configuration: it must be
+        // the one the inventory describes (the rendered tree names those paths).
+        if let Some(why) = self.cmds.conf_mismatch(&state) {
+            return Err(failed(DeployError::HelperConfig(why)));
+        }
         // Every later change carries a deadline on the server's clock that passes before
         // this side gives up on it: a helper delayed by a stalled connection never
         // switches, reloads or commits after the outcome has been reported.

@@ -8,7 +8,9 @@ use super::{
     decode_server, decode_site,
 };
 use crate::Error;
-use crate::model::{AcmeSettings, DomainGroup, Inventory, LoadOptions, MonitorSettings, PluginSettings, Site};
+use crate::model::{
+    AcmeSettings, DeploySettings, DomainGroup, Inventory, LoadOptions, MonitorSettings, PluginSettings, Site,
+};
 use crate::validate::{FieldPath, Location, ValidationErrors};
 
 impl Inventory {
@@ -86,6 +88,7 @@ impl Inventory {
         let mut monitor = Some(MonitorSettings::default());
         let mut plugins = Vec::new();
         let mut acme = Some(AcmeSettings::default());
+        let mut deploy = Some(DeploySettings::default());
         if let Some(mut t) = d.table(root, &top, TOP_LEVEL) {
             if let Some((n, p)) = t.get("servers") {
                 servers = each(&mut d, n, &p, decode_server);
@@ -106,6 +109,9 @@ impl Inventory {
             if let Some((n, p)) = t.get("acme") {
                 acme = decode_acme(&mut d, n, &p);
             }
+            if let Some((n, p)) = t.get("deploy") {
+                deploy = decode_deploy(&mut d, n, &p);
+            }
             // `env` was applied (and removed) by env::select.
             let _ = t.get("env");
             t.finish(&mut d);
@@ -123,6 +129,7 @@ impl Inventory {
             monitor: monitor.unwrap_or_default(),
             plugins: plugins.into_iter().flatten().collect(),
             acme: acme.unwrap_or_default(),
+            deploy: deploy.unwrap_or_default(),
             base_dir: None,
             plaintext_secrets,
             environment,
@@ -186,4 +193,16 @@ fn check_plugin_refs(
             check(FieldPath::root().field("sites").index(i).field("plugins"), &s.plugins);
         }
     }
+}
+
+/// `[deploy]`: `signing_key` (a sealed secret).
+fn decode_deploy(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<DeploySettings> {
+    let mut t = d.table(node, path, &["signing_key"])?;
+    let record = crate::keyring::RecordId::parse(DeploySettings::SIGNING_KEY_RECORD).ok();
+    let signing_key = match t.get("signing_key") {
+        Some((n, p)) => Some(d.secret(n, &p, record.as_ref())?),
+        None => None,
+    };
+    t.finish(d);
+    Some(DeploySettings { signing_key })
 }

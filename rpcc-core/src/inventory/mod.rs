@@ -34,4 +34,4 @@ pub(crate) use server::{decode_group, decode_server};
 pub(crate) use site::decode_site;
 
 /// Known top-level fields.
-pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins", "acme", "env"];
+pub(crate) const TOP_LEVEL: &[&str] = &["servers", "groups", "sites", "monitor", "plugins", "acme", "deploy", "env"];

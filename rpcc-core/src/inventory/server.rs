@@ -32,6 +32,7 @@ const NGINX_FIELDS: &[&str] = &[
     "pid",
     "log_dir",
     "helper",
+    "helper_conf",
 ];
 const GROUP_FIELDS: &[&str] = &["name", "servers", "rollout", "plugins"];
 const ROLLOUT_FIELDS: &[&str] = &["strategy", "batch", "max_failed", "concurrency", "rollback_on_failure"];
@@ -176,6 +177,7 @@ fn default_nginx() -> Option<NginxSettings> {
         pid: RemotePath::parse("/run/nginx.pid").ok()?,
         log_dir: RemotePath::parse("/var/log/nginx").ok()?,
         helper: None,
+        helper_conf: RemotePath::parse(crate::deploy::remote::DEFAULT_HELPER_CONF).ok()?,
     })
 }
 
@@ -221,6 +223,8 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         Some((n, p)) => d.parse(n, &p, RemotePath::parse).map(Some),
         None => Some(None),
     };
+    let helper_conf =
+        t.get("helper_conf").map_or(Some(defaults.helper_conf.clone()), |(n, p)| d.parse(n, &p, RemotePath::parse));
     t.finish(d);
     if let (Some(h), Some(s)) = (&listen_http, &listen_https)
         && h == s
@@ -247,6 +251,7 @@ fn decode_nginx(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) -> Option<Ng
         pid: pid?,
         log_dir: log_dir?,
         helper: helper?,
+        helper_conf: helper_conf?,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Inventory {
     pub plugins: Vec<PluginSettings>,
     /// `[acme]`: the CA of `tls.mode = "acme"` sites (Let's Encrypt when absent).
     pub acme: AcmeSettings,
+    /// `[deploy]`: the control plane's own deploy settings (its archive signing key).
+    pub deploy: DeploySettings,
     /// Directory that relative paths (key files) are resolved against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -61,9 +63,27 @@ pub struct Inventory {
     pub environment: Option<EnvironmentSettings>,
 }
 
+/// `[deploy]`: settings of the control plane itself.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct DeploySettings {
+    /// `signing_key`: the Ed25519 seed (an `rpcc:v1` envelope, record
+    /// `deploy/archive/signing_key`) that signs every staged archive; servers whose
+    /// installed helper has the public key accept nothing else. `rpcc keys signing-key`
+    /// makes one.
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
+}
+
+impl DeploySettings {
+    /// The record of `signing_key`'s envelope.
+    pub const SIGNING_KEY_RECORD: &'static str = "deploy/archive/signing_key";
+}
+
 /// One environment of an inventory (`[env.<name>]`): its name, and where its state and
-/// keyring are (never shared with another environment).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// keyring are (never shared with another environment). Its `Debug` shows `state`
+/// without passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub struct EnvironmentSettings {
     /// The name (`staging`, `production`).
     pub name: String,
@@ -73,6 +93,16 @@ pub struct EnvironmentSettings {
     /// `key_file`: the environment's keyring file (relative: against the inventory's
     /// directory).
     pub key_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for EnvironmentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentSettings")
+            .field("name", &self.name)
+            .field("state", &self.state.as_deref().map(crate::store::redacted_url))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// How an inventory is loaded.
@@ -113,6 +143,7 @@ impl Inventory {
                 out.push(s);
             }
         }
+        out.extend(self.deploy.signing_key.as_ref());
         for n in &self.monitor.notifiers {
             match &n.kind {
                 NotifierKind::Telegram { token: s, .. } | NotifierKind::Webhook { secret: s, .. } => out.push(s),

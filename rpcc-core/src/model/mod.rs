@@ -14,7 +14,7 @@ mod site;
 
 pub use acme::{AcmeSettings, LETS_ENCRYPT};
 pub use group::{DomainGroup, Rollout, RolloutStrategy};
-pub use inventory::{EnvironmentSettings, Inventory, LoadOptions};
+pub use inventory::{DeploySettings, EnvironmentSettings, Inventory, LoadOptions};
 pub use monitor::{AlertRuleSettings, DnsResolver, GroupRules, MonitorSettings, NotifierKind, NotifierSettings};
 pub use plugin::{PluginCapability, PluginLimits, PluginSettings};
 pub use server::{

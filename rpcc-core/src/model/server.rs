@@ -154,6 +154,10 @@ pub struct NginxSettings {
     /// the helper text is sent with each command (`sh -c`), as the login user or under
     /// the server's `sudo`.
     pub helper: Option<RemotePath>,
+    /// The installed helper's root-owned configuration file (default
+    /// `/etc/rpcc/helper.conf`): every path the helper uses, written by `rpcc bootstrap`;
+    /// the public key it verifies staged archives with sits beside it (`.pub`).
+    pub helper_conf: RemotePath,
 }
 
 impl Server {

@@ -41,6 +41,16 @@ pub(crate) enum KeysCommand {
     /// Import legacy Fernet tokens (a `record<TAB>token` file and/or a legacy SQLite
     /// column), re-sealed as envelopes; prints `record<TAB>envelope` lines.
     ImportFernet(ImportFernetArgs),
+    /// Create the control plane's archive signing key (Ed25519; a new one rotates it):
+    /// prints the `[deploy] signing_key` envelope for the inventory and the public key
+    /// that `rpcc bootstrap` installs beside each server's helper configuration.
+    SigningKey(SigningKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SigningKeyArgs {
+    #[command(flatten)]
+    keys: KeyFileArg,
 }
 
 /// Where the keys are.
@@ -140,6 +150,7 @@ pub(crate) fn run(cmd: &KeysCommand) -> ExitCode {
         KeysCommand::Rotate(a) => rotate(a, &mut err),
         KeysCommand::Retire(a) => retire(a, &mut err),
         KeysCommand::ImportFernet(a) => import_fernet(a, &mut err),
+        KeysCommand::SigningKey(a) => signing_key(a, &mut err),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -304,6 +315,23 @@ fn encrypt(args: &EncryptArgs, err: &mut impl Write) -> Result<ExitCode, ExitCod
         audit(&rt, &*store, AuditAction::SecretStore, "ok", &detail, err);
     }
     let _ = writeln!(std::io::stdout().lock(), "{envelope}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new archive signing key, sealed for `[deploy] signing_key`.
+fn signing_key(args: &SigningKeyArgs, err: &mut impl Write) -> Result<ExitCode, ExitCode> {
+    let ring = args.keys.keyring(err)?;
+    let record = RecordId::parse(rpcc_core::model::DeploySettings::SIGNING_KEY_RECORD)
+        .map_err(|e| fail(err, e, EXIT_INVALID))?;
+    let (signer, seed) = rpcc_core::deploy::ArchiveSigner::generate();
+    let envelope = ring.seal(&record, &seed).map_err(|e| fail(err, e, EXIT_INVALID))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[deploy]\nsigning_key = \"{envelope}\"");
+    let _ = write!(
+        err,
+        "public key (rpcc bootstrap installs it beside each helper's configuration):\n{}",
+        signer.public_key_pem()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
