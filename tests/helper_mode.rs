@@ -9,71 +9,12 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{SigningKey, current_generation, get, signing_key, site};
+use common::{current_generation, get, helper_dir, install_helper, signing_key, site};
 use rpcc_testkit::Fleet;
 
 use common::{output_text as text, rpcc_cli as rpcc};
-
-/// The helper and sudoers entries this test installs, removed however it ends.
-struct Installed {
-    dir: PathBuf,
-    sudoers: Vec<PathBuf>,
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        for f in &self.sudoers {
-            let _ = std::fs::remove_file(f);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The directory a test installs its helper in (root's, under /usr/local/lib).
-fn helper_dir() -> PathBuf {
-    PathBuf::from("/usr/local/lib").join(format!("rpcc-helper-test-{}", std::process::id()))
-}
-
-/// Install `rpcc helper --conf <dir>/helper.conf`'s output as a root-owned 0755 file, its
-/// configuration for `server` of `inventory` and the public key (root, 0644), and a
-/// sudoers entry per user allowing exactly that file (checked by `visudo -cf` before it
-/// goes live), as `rpcc bootstrap` does.
-fn install(users: &[&str], inventory: &str, server: &str, key: &SigningKey) -> anyhow::Result<(Installed, PathBuf)> {
-    let dir = helper_dir();
-    let tag = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-    let mut installed = Installed { dir: dir.clone(), sudoers: Vec::new() };
-    std::fs::create_dir_all(&dir)?;
-    let helper = dir.join("rpcc-helper");
-    let conf = dir.join("helper.conf");
-    let public = dir.join("helper.pub");
-    let out = rpcc(&["helper", "--conf", conf.to_str().unwrap_or_default()]).output()?;
-    assert!(out.status.success() && out.stdout.starts_with(b"#!/bin/sh\n"), "{}", text(&out));
-    std::fs::write(&helper, &out.stdout)?;
-    let inv = rpcc::core::model::Inventory::from_toml_str(inventory)?;
-    let server = inv.server(server).expect("the server");
-    let conf_text = rpcc::core::deploy::remote::HelperConf::for_server(server, public.to_str()).to_text();
-    std::fs::write(&conf, conf_text)?;
-    std::fs::write(&public, &key.public_pem)?;
-    for (path, mode) in [(&dir, 0o755), (&helper, 0o755), (&conf, 0o644), (&public, 0o644)] {
-        std::os::unix::fs::chown(path, Some(0), Some(0))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    }
-    for user in users {
-        let entry = format!("{user} ALL=(root) NOPASSWD: {}\n", helper.display());
-        let candidate = dir.join(format!("sudoers-{user}"));
-        std::fs::write(&candidate, entry)?;
-        let check = Command::new("visudo").arg("-cf").arg(&candidate).output()?;
-        assert!(check.status.success(), "{}", text(&check));
-        let live = PathBuf::from("/etc/sudoers.d").join(format!("{tag}-{user}"));
-        std::fs::copy(&candidate, &live)?;
-        std::fs::set_permissions(&live, std::os::unix::fs::PermissionsExt::from_mode(0o440))?;
-        installed.sudoers.push(live);
-    }
-    Ok((installed, helper))
-}
 
 #[test]
 fn an_installed_helper_under_scoped_sudo_deploys_and_nothing_else_runs_as_root() -> anyhow::Result<()> {
@@ -98,7 +39,7 @@ fn an_installed_helper_under_scoped_sudo_deploys_and_nothing_else_runs_as_root()
         ),
     );
     assert!(servers.contains("helper = "), "{servers}");
-    let (_installed, helper) = install(&["rpcc-test", "rpcc-bash"], &servers, "s0", &key)?;
+    let (_installed, helper) = install_helper(&["rpcc-test", "rpcc-bash"], &servers, "s0", &key)?;
     assert_eq!(helper, helper_path);
     let base = format!("{}\n{servers}", key.toml);
     let state = dir.path().join("state.db");

@@ -268,3 +268,69 @@ pub fn signing_key() -> SigningKey {
     assert!(toml.starts_with("[deploy]\nsigning_key = \"rpcc:v1:"), "{toml}");
     SigningKey { keys, toml, public_pem }
 }
+
+#[allow(dead_code)]
+/// The helper and sudoers entries this test installs, removed however it ends.
+pub struct Installed {
+    dir: std::path::PathBuf,
+    sudoers: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        for f in &self.sudoers {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory a test installs its helper in (root's, under /usr/local/lib).
+#[allow(dead_code)]
+pub fn helper_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from("/usr/local/lib").join(format!("rpcc-helper-test-{}", std::process::id()))
+}
+
+/// Install `rpcc helper --conf <dir>/helper.conf`'s output as a root-owned 0755 file, its
+/// configuration for `server` of `inventory` and the public key (root, 0644), and a
+/// sudoers entry per user allowing exactly that file (checked by `visudo -cf` before it
+/// goes live), as `rpcc bootstrap` does.
+#[allow(dead_code)]
+pub fn install_helper(
+    users: &[&str],
+    inventory: &str,
+    server: &str,
+    key: &SigningKey,
+) -> anyhow::Result<(Installed, std::path::PathBuf)> {
+    let dir = helper_dir();
+    let tag = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let mut installed = Installed { dir: dir.clone(), sudoers: Vec::new() };
+    std::fs::create_dir_all(&dir)?;
+    let helper = dir.join("rpcc-helper");
+    let conf = dir.join("helper.conf");
+    let public = dir.join("helper.pub");
+    let out = rpcc_cli(&["helper", "--conf", conf.to_str().unwrap_or_default()]).output()?;
+    assert!(out.status.success() && out.stdout.starts_with(b"#!/bin/sh\n"), "{}", output_text(&out));
+    std::fs::write(&helper, &out.stdout)?;
+    let inv = rpcc::core::model::Inventory::from_toml_str(inventory)?;
+    let server = inv.server(server).expect("the server");
+    let conf_text = rpcc::core::deploy::remote::HelperConf::for_server(server, public.to_str()).to_text();
+    std::fs::write(&conf, conf_text)?;
+    std::fs::write(&public, &key.public_pem)?;
+    for (path, mode) in [(&dir, 0o755), (&helper, 0o755), (&conf, 0o644), (&public, 0o644)] {
+        std::os::unix::fs::chown(path, Some(0), Some(0))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    }
+    for user in users {
+        let entry = format!("{user} ALL=(root) NOPASSWD: {}\n", helper.display());
+        let candidate = dir.join(format!("sudoers-{user}"));
+        std::fs::write(&candidate, entry)?;
+        let check = std::process::Command::new("visudo").arg("-cf").arg(&candidate).output()?;
+        assert!(check.status.success(), "{}", output_text(&check));
+        let live = std::path::PathBuf::from("/etc/sudoers.d").join(format!("{tag}-{user}"));
+        std::fs::copy(&candidate, &live)?;
+        std::fs::set_permissions(&live, std::os::unix::fs::PermissionsExt::from_mode(0o440))?;
+        installed.sudoers.push(live);
+    }
+    Ok((installed, helper))
+}
