@@ -69,6 +69,10 @@ fn the_unit_verifies_and_its_exposure_is_at_most_2() -> anyhow::Result<()> {
         Ok(())
     };
     refused(&["/etc/rpcc/inv.toml", "--state", "postgres://rpcc:hunter2@db/rpcc"], "holds a password")?;
+    refused(
+        &["/etc/rpcc/inv.toml", "--state", "postgres://rpcc@db/rpcc?sslmode=require&password=hunter2"],
+        "holds a password",
+    )?;
     refused(&["inv.toml"], "must be an absolute path")?;
     refused(&["/etc/rpcc/inv.toml", "--name", "../evil"], "--name")?;
     refused(&["/etc/rpcc/inv.toml", "--bin", "/usr/bin/rpcc --evil"], "without spaces")?;

@@ -46,17 +46,11 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// A store URL without its password, for messages and logs
-/// (`postgres://rpcc:secret@db/x` → `postgres://rpcc@db/x`).
+/// A store URL without its passwords, for messages and logs
+/// (`postgres://rpcc:secret@db/x` → `postgres://rpcc@db/x`, `?password=secret` →
+/// `?password=***`): [`rpcc_core::store::redacted_url`].
 pub fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+    rpcc_core::store::redacted_url(url)
 }
 
 impl PgStore {
@@ -226,6 +220,7 @@ mod tests {
         assert_eq!(super::redacted_url("postgresql://u:p:q@h/d?sslmode=require"), "postgresql://u@h/d?sslmode=require");
         assert_eq!(super::redacted_url("postgres://rpcc@127.0.0.1/x"), "postgres://rpcc@127.0.0.1/x");
         assert_eq!(super::redacted_url("postgres://127.0.0.1/x"), "postgres://127.0.0.1/x");
+        assert_eq!(super::redacted_url("postgres://u@h/d?password=p"), "postgres://u@h/d?password=***");
     }
 
     #[tokio::test]
@@ -237,5 +232,19 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains("hunter2-x81") && text.contains("postgres://rpcc@127.0.0.1:9/rpcc"), "{text}");
         assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn errors_and_debug_never_carry_a_query_password() {
+        for url in [
+            "postgres://rpcc@127.0.0.1:9/rpcc?connect_timeout=2&password=hunter2-q77",
+            "postgres://rpcc:hunter2-q77@127.0.0.1:notaport/rpcc?password=hunter2-q77",
+            "postgres://rpcc@127.0.0.1:9/rpcc?password=hunter2-q77&sslmode=bogus",
+        ] {
+            let err = super::PgStore::open(url).await.expect_err("nothing listens or the URL is bad");
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(!text.contains("hunter2-q77"), "{url}: {text}");
+            }
+        }
     }
 }
