@@ -191,6 +191,32 @@ fn keyed_audit_log_detects_edits_forgeries_and_deleted_tails() -> anyhow::Result
     let v = bed.verify()?;
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(text(&v).contains("checkpoint") && text(&v).contains("missing"), "{}", text(&v));
+    assert!(
+        text(&v).contains("truncating the tail of the log") && text(&v).contains("--no-checkpoint"),
+        "{}",
+        text(&v)
+    );
+    // Only `--no-checkpoint` accepts that (and says what it cannot see).
+    let v = rpcc(&[
+        "audit",
+        "verify",
+        s(&bed.inv()),
+        "--state",
+        s(&bed.db()),
+        "--key-file",
+        s(&bed.keys()),
+        "--no-checkpoint",
+    ])
+    .output()?;
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("without a checkpoint (--no-checkpoint)"), "{}", text(&v));
+    // Keys from RPCC_KEYS and no RPCC_AUDIT_CHECKPOINT: no checkpoint anywhere, refused too.
+    let keys_text = std::fs::read_to_string(bed.keys())?;
+    let v = rpcc(&["audit", "verify", s(&bed.inv()), "--state", s(&bed.db())])
+        .env("RPCC_KEYS", keys_text.trim())
+        .output()?;
+    assert_eq!(v.status.code(), Some(3), "{}", text(&v));
+    assert!(text(&v).contains("no checkpoint") && text(&v).contains("RPCC_AUDIT_CHECKPOINT"), "{}", text(&v));
 
     // 5. Without the keyring nothing keyed can be checked: not verified, exit 3.
     let v = rpcc(&["audit", "verify", s(&bed.inv()), "--state", s(&bed.db())]).output()?;

@@ -15,8 +15,10 @@ use super::fleet::{EXIT_FAILED, fail};
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AuditCommand {
     /// Check the audit log: every link, every MAC (with the keyring), and the newest
-    /// entries against the checkpoint kept beside the key file; exit 3 if anything was
-    /// edited, forged, removed or cannot be checked.
+    /// entries against the checkpoint kept outside the database (`RPCC_AUDIT_CHECKPOINT`,
+    /// else beside the key file: the one `apply` and `watch` write); exit 3 if anything
+    /// was edited, forged, removed or cannot be checked, or if there is no checkpoint
+    /// (unless `--no-checkpoint`).
     Verify(VerifyArgs),
     /// Print audit entries, oldest first.
     List(ListArgs),
@@ -32,9 +34,14 @@ pub(crate) struct VerifyArgs {
     /// The keyring file (mode 0600). Default: `RPCC_KEY_FILE`; or the keys in `RPCC_KEYS`.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// The checkpoint file (default: `<key file>.audit-head`, or `RPCC_AUDIT_CHECKPOINT`).
+    /// The checkpoint file (default: `RPCC_AUDIT_CHECKPOINT`, else `<key file>.audit-head`).
     #[arg(long, value_name = "PATH")]
     checkpoint: Option<PathBuf>,
+    /// Verify the chain without a checkpoint. Without one, deleting the newest entries
+    /// (truncating the log's tail) leaves a valid chain and goes unnoticed, so by default
+    /// a missing checkpoint fails the verification.
+    #[arg(long)]
+    no_checkpoint: bool,
     /// Fail on plain-hash (unkeyed) entries too: for a log keyed from its first entry,
     /// so that a log rewritten entirely without the key cannot pass.
     #[arg(long)]
@@ -93,7 +100,7 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         Err(c) => return c,
     };
     let v = verify_chain_keyed(&log, keyring.as_ref(), checkpoint.as_ref());
-    let missing_checkpoint = v.keyed > 0 && checkpoint.is_none() && checkpoint_path.is_some();
+    let missing_checkpoint = checkpoint.is_none() && !args.no_checkpoint;
     let unkeyed_refused = args.require_keyed && v.unkeyed > 0;
     let ok = v.is_verified() && !missing_checkpoint && !unkeyed_refused;
     if args.json {
@@ -131,11 +138,7 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         return ExitCode::from(EXIT_FAILED);
     }
     if missing_checkpoint {
-        let path = checkpoint_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "audit log NOT VERIFIED: the checkpoint {path} is missing, so deleted newest entries would not show"
-        );
+        let _ = writeln!(out, "{}", no_checkpoint_refusal(checkpoint_path.as_deref()));
         return ExitCode::from(EXIT_FAILED);
     }
     let _ = writeln!(
@@ -143,17 +146,16 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         "audit log intact: {} entries, {} keyed (MAC verified), {} unkeyed",
         v.entries, v.keyed, v.unkeyed
     );
-    match (v.checkpoint, &checkpoint_path) {
-        (Some(seq), _) => {
+    match v.checkpoint {
+        Some(seq) => {
             let _ = writeln!(out, "checkpoint: entry {seq} matches the copy kept outside the database");
         }
-        (None, None) if v.keyed > 0 => {
+        None => {
             let _ = writeln!(
                 out,
-                "note: no checkpoint file (keys from RPCC_KEYS; set RPCC_AUDIT_CHECKPOINT): deleted newest entries would not show"
+                "note: verified without a checkpoint (--no-checkpoint): deleted newest entries would not show"
             );
         }
-        _ => {}
     }
     if v.unkeyed > 0 {
         let _ = writeln!(
@@ -163,6 +165,20 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Why a verification without a checkpoint fails (`path`: where it was looked for).
+fn no_checkpoint_refusal(path: Option<&Path>) -> String {
+    let why = "without a checkpoint, deleting the newest entries (truncating the tail of the log) leaves a valid \
+               chain and is undetectable";
+    let fix = "pass --no-checkpoint to verify the chain alone";
+    match path {
+        Some(p) => format!("audit log NOT VERIFIED: the checkpoint {} is missing: {why}; {fix}", p.display()),
+        None => format!(
+            "audit log NOT VERIFIED: no checkpoint (no key file, no --checkpoint, RPCC_AUDIT_CHECKPOINT unset): \
+             {why}; {fix}"
+        ),
+    }
 }
 
 /// Unix milliseconds from `--since`.
@@ -241,7 +257,20 @@ fn list(args: &ListArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_since;
+    use super::{no_checkpoint_refusal, parse_since};
+
+    #[test]
+    fn a_missing_checkpoint_is_refused_saying_why() {
+        for text in [no_checkpoint_refusal(None), no_checkpoint_refusal(Some(std::path::Path::new("/k.audit-head")))] {
+            assert!(text.starts_with("audit log NOT VERIFIED"), "{text}");
+            assert!(text.contains("truncating the tail of the log") && text.contains("undetectable"), "{text}");
+            assert!(text.contains("--no-checkpoint"), "{text}");
+        }
+        assert!(
+            no_checkpoint_refusal(Some(std::path::Path::new("/k.audit-head"))).contains("/k.audit-head is missing")
+        );
+        assert!(no_checkpoint_refusal(None).contains("RPCC_AUDIT_CHECKPOINT"));
+    }
 
     #[test]
     fn since_accepts_dates_times_and_ages() {

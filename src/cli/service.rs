@@ -143,6 +143,8 @@ User={user}\n\
 Group={user}\n\
 ExecStart={bin} watch {inventory} --log-format json --listen {listen}\n\
 Environment=RPCC_STATE={state}\n\
+# The audit checkpoint (RPCC_AUDIT_CHECKPOINT wins over <key file>.audit-head, which\n\
+# this read-only system could not write); give other rpcc commands on this state the same.\n\
 Environment=RPCC_AUDIT_CHECKPOINT=/var/lib/{name}/audit-head\n\
 EnvironmentFile=-{env_file}\n\
 StateDirectory={name}\n\
@@ -209,11 +211,47 @@ fn install(args: &InstallArgs, err: &mut impl Write) -> ExitCode {
     }
     let _ = writeln!(
         err,
-        "wrote {}\nnext: create the user ({}), put RPCC_KEY_FILE (and any secret RPCC_STATE) in {} (mode 0600), then\n  systemctl daemon-reload && systemctl enable --now {}",
+        "wrote {}\nnext: create the user ({}), put RPCC_KEY_FILE (and any secret RPCC_STATE) in {} (mode 0600), then\n  systemctl daemon-reload && systemctl enable --now {}\n\
+         the service keeps the audit checkpoint in /var/lib/{}/audit-head: run other rpcc commands on its state \
+         (audit verify, apply) with RPCC_AUDIT_CHECKPOINT=/var/lib/{}/audit-head so all share that one checkpoint",
         path.display(),
         args.unit.user,
         args.unit.env_file.display(),
+        args.unit.name,
+        args.unit.name,
         args.unit.name
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(state: &str) -> UnitArgs {
+        UnitArgs {
+            inventory: "/etc/rpcc/inv.toml".into(),
+            state: Some(state.into()),
+            user: "rpcc".into(),
+            bin: Some("/usr/bin/rpcc".into()),
+            listen: "127.0.0.1:9810".into(),
+            env_file: "/etc/rpcc/watch.env".into(),
+            name: "rpcc-watch".into(),
+            allow_jit: false,
+        }
+    }
+
+    #[test]
+    fn the_unit_never_holds_a_state_password() {
+        for state in [
+            "postgres://rpcc:hunter2@db/rpcc",
+            "postgres://rpcc@db/rpcc?password=hunter2",
+            "postgresql://db/rpcc?sslmode=require&PASSWORD=hunter2",
+        ] {
+            let why = unit(&args(state)).expect_err(state);
+            assert!(why.contains("holds a password") && !why.contains("hunter2"), "{state}: {why}");
+        }
+        let text = unit(&args("postgres://rpcc@db/rpcc?sslmode=require")).expect("no password");
+        assert!(text.contains("Environment=RPCC_STATE=postgres://rpcc@db/rpcc?sslmode=require\n"), "{text}");
+    }
 }

@@ -51,8 +51,8 @@ pub const AUDIT_GENESIS: &str = "rpcc-audit-genesis";
 /// How keyed entry hashes start.
 const KEYED_PREFIX: &str = "hmac-sha256:";
 
-/// The environment variable naming the checkpoint file when the keys come from
-/// `RPCC_KEYS` (with a key file the checkpoint lives next to it).
+/// The environment variable naming the audit checkpoint file; without it the checkpoint
+/// lives next to the key file (and nowhere when the keys come from `RPCC_KEYS`).
 pub const ENV_AUDIT_CHECKPOINT: &str = "RPCC_AUDIT_CHECKPOINT";
 
 /// An event for the audit log (the store adds sequence number and hashes).
@@ -189,8 +189,9 @@ impl AuditSeal {
         })
     }
 
-    /// Seal under `keyring` with its default checkpoint: `<key file>.audit-head` next
-    /// to a key file, else [`ENV_AUDIT_CHECKPOINT`] when set, else none.
+    /// Seal under `keyring` with its default checkpoint ([`default_checkpoint`]):
+    /// [`ENV_AUDIT_CHECKPOINT`] when set, else `<key file>.audit-head` next to a key
+    /// file, else none.
     pub fn for_keyring(keyring: &Keyring) -> Result<Self, KeyringError> {
         Self::new(keyring, default_checkpoint(keyring))
     }
@@ -257,11 +258,21 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Where a keyring's audit checkpoint lives by default.
+/// Where a keyring's audit checkpoint lives by default: [`ENV_AUDIT_CHECKPOINT`] when
+/// set, else `<key file>.audit-head` next to a key file, else nowhere. Every writer
+/// (`rpcc apply` and the other CLI commands, `rpcc watch`, the Python engine) and
+/// `rpcc audit verify` resolve it through this one function, so under the same
+/// environment they share one checkpoint.
 pub fn default_checkpoint(keyring: &Keyring) -> Option<PathBuf> {
-    match keyring.source() {
-        KeySource::File(path) => Some(sibling(path, ".audit-head")),
-        _ => std::env::var_os(ENV_AUDIT_CHECKPOINT).filter(|v| !v.is_empty()).map(PathBuf::from),
+    checkpoint_for(keyring.source(), std::env::var_os(ENV_AUDIT_CHECKPOINT))
+}
+
+/// [`default_checkpoint`] for a key source and the value of [`ENV_AUDIT_CHECKPOINT`].
+fn checkpoint_for(source: &KeySource, env: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    match (env.filter(|v| !v.is_empty()), source) {
+        (Some(path), _) => Some(PathBuf::from(path)),
+        (None, KeySource::File(path)) => Some(sibling(path, ".audit-head")),
+        (None, _) => None,
     }
 }
 
@@ -540,5 +551,20 @@ mod tests {
         assert!(cut.broken.is_some_and(|(_, why)| why.contains("newest entries were deleted")));
         std::fs::write(&path, "garbage").unwrap_or_else(|e| panic!("{e}"));
         assert!(read_checkpoint(&path).is_err());
+    }
+
+    #[test]
+    fn one_checkpoint_for_every_writer_the_environment_first() {
+        use std::path::PathBuf;
+        let file = KeySource::File(PathBuf::from("/etc/rpcc/keys"));
+        let env = || Some(std::ffi::OsString::from("/var/lib/rpcc-watch/audit-head"));
+        assert_eq!(super::checkpoint_for(&file, None), Some(PathBuf::from("/etc/rpcc/keys.audit-head")));
+        assert_eq!(super::checkpoint_for(&file, env()), Some(PathBuf::from("/var/lib/rpcc-watch/audit-head")));
+        assert_eq!(
+            super::checkpoint_for(&KeySource::Env, env()),
+            Some(PathBuf::from("/var/lib/rpcc-watch/audit-head"))
+        );
+        assert_eq!(super::checkpoint_for(&KeySource::Env, Some("".into())), None);
+        assert_eq!(super::checkpoint_for(&KeySource::Memory, None), None);
     }
 }
