@@ -40,9 +40,13 @@ pub(crate) struct WatchArgs {
     #[arg(long, env = "RPCC_WATCH_MEMBER")]
     member: Option<String>,
     /// Serve `/metrics` (Prometheus text) and `/healthz` on this address (e.g.
-    /// 127.0.0.1:9810; keep it on loopback or behind a proxy: it needs no credentials).
+    /// 127.0.0.1:9810). Loopback only (it needs no credentials: put a proxy in front),
+    /// unless `--metrics-public`.
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<std::net::SocketAddr>,
+    /// Allow a `--listen` address that is not loopback (the endpoint answers anyone).
+    #[arg(long, requires = "listen")]
+    metrics_public: bool,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -192,6 +196,11 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
         monitor.site_checks(),
         interval
     );
+    if let Some(addr) = args.listen
+        && let Err(why) = super::endpoint::check_listen(addr, args.metrics_public)
+    {
+        return fail(&mut err, why, EXIT_INVALID);
+    }
     let listener = match args.listen.map(std::net::TcpListener::bind).transpose() {
         Ok(l) => l,
         Err(e) => return fail(&mut err, format!("--listen: {e}"), EXIT_INVALID),
@@ -227,6 +236,8 @@ pub(crate) fn watch(args: &WatchArgs) -> ExitCode {
                 store: std::sync::Arc::clone(&store),
                 started: std::time::Instant::now(),
                 interval,
+                max_connections: super::endpoint::MAX_CONNECTIONS,
+                refresh: super::endpoint::COUNTS_REFRESH,
             };
             tokio::spawn(endpoint.serve(listener));
         }

@@ -39,6 +39,9 @@ pub(crate) struct UnitArgs {
     /// Where `/metrics` and `/healthz` listen (loopback by default).
     #[arg(long, default_value = "127.0.0.1:9810")]
     listen: String,
+    /// Allow a `--listen` address that is not loopback (`rpcc watch --metrics-public`).
+    #[arg(long)]
+    metrics_public: bool,
     /// The environment file (RPCC_KEY_FILE, a RPCC_STATE with a password, RPCC_TELEGRAM_API …), mode 0600.
     #[arg(long, default_value = "/etc/rpcc/watch.env")]
     env_file: PathBuf,
@@ -111,6 +114,8 @@ pub(crate) fn unit(args: &UnitArgs) -> Result<String, String> {
         .listen
         .parse()
         .map_err(|_| format!("--listen {:?}: expected ip:port, e.g. 127.0.0.1:9810", args.listen))?;
+    super::endpoint::check_listen(listen, args.metrics_public)?;
+    let public = if args.metrics_public { " --metrics-public" } else { "" };
     let state = match &args.state {
         None => format!("/var/lib/{name}/state.db"),
         Some(s) if s.contains("://") && !s.starts_with("sqlite://") => {
@@ -141,7 +146,7 @@ Restart=on-failure\n\
 RestartSec=5\n\
 User={user}\n\
 Group={user}\n\
-ExecStart={bin} watch {inventory} --log-format json --listen {listen}\n\
+ExecStart={bin} watch {inventory} --log-format json --listen {listen}{public}\n\
 Environment=RPCC_STATE={state}\n\
 # The audit checkpoint (RPCC_AUDIT_CHECKPOINT wins over <key file>.audit-head, which\n\
 # this read-only system could not write); give other rpcc commands on this state the same.\n\
@@ -235,6 +240,7 @@ mod tests {
             user: "rpcc".into(),
             bin: Some("/usr/bin/rpcc".into()),
             listen: "127.0.0.1:9810".into(),
+            metrics_public: false,
             env_file: "/etc/rpcc/watch.env".into(),
             name: "rpcc-watch".into(),
             allow_jit: false,
@@ -253,5 +259,16 @@ mod tests {
         }
         let text = unit(&args("postgres://rpcc@db/rpcc?sslmode=require")).expect("no password");
         assert!(text.contains("Environment=RPCC_STATE=postgres://rpcc@db/rpcc?sslmode=require\n"), "{text}");
+    }
+
+    #[test]
+    fn a_public_metrics_address_needs_the_flag() {
+        let mut public = args("/var/lib/rpcc/state.db");
+        public.listen = "0.0.0.0:9810".into();
+        let why = unit(&public).expect_err("not loopback");
+        assert!(why.contains("--metrics-public"), "{why}");
+        public.metrics_public = true;
+        let text = unit(&public).expect("allowed with the flag");
+        assert!(text.contains("--listen 0.0.0.0:9810 --metrics-public\n"), "{text}");
     }
 }
