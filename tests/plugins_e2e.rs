@@ -229,3 +229,64 @@ fn plugin_check_prints_the_manifest_and_runs_each_kind() -> anyhow::Result<()> {
     assert!(text(&o).contains("\"include\" is not allowed"), "{}", text(&o));
     Ok(())
 }
+
+/// Issue 26 item 5 through the CLI: a plugin answering ACME challenges for its sites
+/// (an exact location beats rpcc's `^~` one) makes `rpcc render` refuse, naming the
+/// plugin and the reserved path; nothing is written.
+#[test]
+fn a_plugin_taking_the_acme_location_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    std::fs::copy(rpcc_testkit::wasm_plugins()?.join("hostile.wasm"), dir.path().join("plugins/hostile.wasm"))?;
+    let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    let inventory = |frag: &str, mode: &str| {
+        format!(
+            r#"
+[[servers]]
+name = "edge-1"
+host = "203.0.113.10"
+user = "deploy"
+auth = {{ agent = true }}
+
+[[groups]]
+name = "all"
+servers = ["edge-1"]
+
+[[plugins]]
+name = "hostile"
+path = "plugins/hostile.wasm"
+config = {{ mode = "{mode}", text = "{frag}" }}
+
+[[sites]]
+domain = "shop.plugins.example"
+group = "all"
+upstream = {{ backends = ["127.0.0.1:9"] }}
+tls = {{ mode = "off" }}
+plugins = ["hostile"]
+"#
+        )
+    };
+    let inv = dir.path().join("inv.toml");
+    for (mode, frag, want) in [
+        ("text", "location = /.well-known/acme-challenge/tok3n { return 200 tok3n.thumbprint; }", "reserved"),
+        ("body", "location = /.well-known/acme-challenge/tok3n { return 200 tok3n.thumbprint; }", "reserved"),
+        ("text", "return 302 https://evil.example/;", "server level"),
+    ] {
+        std::fs::write(&inv, inventory(frag, mode))?;
+        let out = dir.path().join("out");
+        let o = rpcc(&["render", &s(&inv), "--out", &s(&out)]);
+        assert_eq!(o.status.code(), Some(1), "{mode} {frag}: {}", text(&o));
+        assert!(text(&o).contains("hostile") && text(&o).contains(want), "{mode} {frag}: {}", text(&o));
+        assert!(!out.exists(), "{mode} {frag}: nothing is written");
+    }
+    // The same plugin with an ordinary body renders, with rpcc's ACME location kept.
+    std::fs::write(&inv, inventory("location / { return 200 plugin; }", "body"))?;
+    let out = dir.path().join("out");
+    let o = rpcc(&["render", &s(&inv), "--out", &s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let conf = std::fs::read_to_string(out.join("edge-1/sites/shop.plugins.example.conf"))?;
+    assert!(conf.contains("location ^~ /.well-known/acme-challenge/ {"), "{conf}");
+    assert!(conf.contains("location ~ /\\.(?!well-known/) {"), "{conf}");
+    assert!(conf.contains("return 200 plugin;"), "{conf}");
+    Ok(())
+}

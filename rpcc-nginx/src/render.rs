@@ -92,6 +92,10 @@ struct PluginView {
     server: String,
     main_location: String,
     server_body: Option<String>,
+    /// Something at the server level (fragments or a whole body): the template then
+    /// writes rpcc's reserved locations first, with their own error pages and access
+    /// rules, so that nothing the plugin sets at that level applies to them.
+    server_level: bool,
 }
 
 impl PluginView {
@@ -100,8 +104,23 @@ impl PluginView {
             server: f.server.to_nginx(1),
             main_location: f.main_location.to_nginx(2),
             server_body: f.server_body.as_ref().map(|b| b.to_nginx(1)),
+            server_level: !f.server.is_empty() || f.server_body.is_some(),
         }
     }
+}
+
+/// An extension's fragments for one site, refused unless each part may stand where the
+/// template puts it (whatever the extension checked itself): no server-level `return`
+/// in front of rpcc's reserved locations, no location inside `location /`.
+fn placed_fragments(
+    ext: &dyn SiteExtension,
+    inventory: &Inventory,
+    server: &Server,
+    site: &Site,
+) -> Result<SiteFragments, rpcc_core::fragment::ExtensionError> {
+    let f = ext.site_fragments(inventory, server, site)?;
+    f.check_placement().map_err(|e| Arc::new(e) as rpcc_core::fragment::ExtensionError)?;
+    Ok(f)
 }
 
 /// Rendered site files keyed by the SHA-256 of everything their template sees.
@@ -253,10 +272,8 @@ impl NginxRenderer {
     fn fragments(&self, inventory: &Inventory, server: &Server, site: &Site) -> Result<SiteFragments, RenderError> {
         match &self.extension {
             None => Ok(SiteFragments::default()),
-            Some(ext) => ext.site_fragments(inventory, server, site).map_err(|source| RenderError::Extension {
-                server: server.name.to_string(),
-                site: site.domain.to_string(),
-                source,
+            Some(ext) => placed_fragments(ext.as_ref(), inventory, server, site).map_err(|source| {
+                RenderError::Extension { server: server.name.to_string(), site: site.domain.to_string(), source }
             }),
         }
     }
@@ -446,7 +463,7 @@ impl NginxRenderer {
             // digest covers (cheaper than hashing the directive tree, and computed once).
             let plugin = match &self.extension {
                 None => Ok(None),
-                Some(ext) => ext.site_fragments(inventory, server, site).map(|f| Some(PluginView::of(&f))),
+                Some(ext) => placed_fragments(ext.as_ref(), inventory, server, site).map(|f| Some(PluginView::of(&f))),
             };
             let mut h = Sha256Hasher::new();
             h.update(&self.templates_digest);

@@ -240,9 +240,12 @@ impl Plugin {
                 for f in list {
                     let fragment = parse(f.body)?;
                     match f.at {
-                        tt::InsertionPoint::Server => out_fragments.server.extend(fragment),
+                        tt::InsertionPoint::Server => {
+                            fragment.check_server_level().map_err(|e| rejected(e.to_string()))?;
+                            out_fragments.server.extend(fragment);
+                        }
                         tt::InsertionPoint::MainLocation => {
-                            if fragment.directives().iter().any(|d| d.block.is_some() && d.name == "location") {
+                            if fragment.check_location_level().is_err() {
                                 return Err(rejected("a main-location fragment cannot open a location".into()));
                             }
                             out_fragments.main_location.extend(fragment);
@@ -250,7 +253,11 @@ impl Plugin {
                     }
                 }
             }
-            tt::TemplateOutput::ServerBlock(body) => out_fragments.server_body = Some(parse(body)?),
+            tt::TemplateOutput::ServerBlock(body) => {
+                let body = parse(body)?;
+                body.check_server_level().map_err(|e| rejected(e.to_string()))?;
+                out_fragments.server_body = Some(body);
+            }
         }
         Ok(out_fragments)
     }

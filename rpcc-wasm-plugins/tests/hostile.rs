@@ -305,3 +305,57 @@ fn no_std_plugins_report_panics_and_memory_bombs() {
     let ok = render(&load("fine")).unwrap();
     assert_eq!(ok.server.to_nginx(0), "add_header X-No-Std yes always;\n");
 }
+
+/// Issue 26 item 5: a plugin cannot take rpcc's ACME or dotfile locations, neither as
+/// server fragments nor as a whole server body, nor answer everything at the server
+/// level before a location is chosen.
+#[test]
+fn plugins_cannot_take_rpccs_reserved_locations() {
+    let host = PluginHost::new().unwrap();
+    let refused: &[(&str, &str)] = &[
+        ("location = /.well-known/acme-challenge/tok3n { return 200 tok3n.thumbprint; }", "reserved"),
+        ("location /.well-known/acme-challenge/x { return 302 https://evil.example/; }", "reserved"),
+        ("location ^~ /.well-known/acme-challenge/x { return 204; }", "^~"),
+        ("location ~* ^/.well-known/acme-challenge/ { return 204; }", "no literal"),
+        ("location ~ acme-challenge { return 204; }", "^/"),
+        ("location ~ ^/x|/.well-known { return 204; }", "top-level |"),
+        ("location = /.git/config { return 200 x; }", "dotfiles"),
+        ("location ^~ /app/ { return 204; }", "^~"),
+        ("location /app/ { location ~ ^/app/ { return 204; } }", "inside a location"),
+        ("location @rpcc_not_found { return 200 x; }", "reserved"),
+        ("return 302 https://evil.example/;", "server level"),
+    ];
+    for (text, want) in refused {
+        for mode in ["text", "body"] {
+            let err = render(&emitting(&host, mode, text, None)).unwrap_err();
+            assert!(matches!(err, PluginError::Rejected { .. }), "{mode} {text}: {err}");
+            assert!(err.to_string().contains(want), "{mode} {text}: {err}");
+        }
+    }
+    // An ordinary body still renders (rpcc adds its reserved locations around it).
+    let ok = render(&emitting(&host, "body", "location / { return 200 plugin; }", None)).unwrap();
+    assert_eq!(ok.server_body.map(|b| b.to_nginx(0)), Some("location / {\n    return 200 plugin;\n}\n".into()));
+}
+
+/// Operator-allowed directives: each has an argument rule, and the ones a review found
+/// passing (`proxy_pass` to metadata, `try_files` with `..`) are refused; `mirror`,
+/// `auth_request`, `resolver` and `ssi` cannot be allowed at all.
+#[test]
+fn operator_allowed_directives_keep_their_argument_rules() {
+    let host = PluginHost::new().unwrap();
+    let allow: &[&str] = &["location", "proxy_pass", "try_files", "return"];
+    for (text, want) in [
+        ("location /m/ { proxy_pass http://169.254.169.254/; }", "link-local"),
+        ("location /m/ { proxy_pass http://metadata.google.internal/; }", "metadata"),
+        ("location /m/ { proxy_pass http://[fd00:ec2::254]/; }", "EC2"),
+        ("location /m/ { try_files /../.. =404; }", "'..'"),
+    ] {
+        let err = render(&emitting(&host, "text", text, Some(allow))).unwrap_err();
+        assert!(matches!(err, PluginError::Rejected { .. }) && err.to_string().contains(want), "{text}: {err}");
+    }
+    let ok = render(&emitting(&host, "text", "location /m/ { proxy_pass http://10.0.0.5:8080/; }", Some(allow)));
+    assert!(ok.is_ok(), "{ok:?}");
+    for name in ["mirror", "auth_request", "resolver", "ssi", "proxy_set_header"] {
+        assert!(rpcc_core::fragment::FragmentPolicy::new(["location", name]).is_err(), "{name}");
+    }
+}

@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 mod rules;
 
-pub use rules::FragmentScope;
+pub use rules::{ACME_PATH, FragmentScope, RULED};
 
 /// Directives that take a block (`location … { … }`).
 const BLOCK_DIRECTIVES: &[&str] = &["location", "limit_except", "if", "types"];
@@ -105,15 +105,18 @@ pub struct Directive {
     pub block: Option<Vec<Directive>>,
 }
 
-/// Which directive names a source of fragments may emit.
+/// Which directive names a source of fragments may emit (and which hosts its
+/// `proxy_pass` may name beyond the rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FragmentPolicy {
     allowed: BTreeSet<String>,
+    proxy_hosts: BTreeSet<String>,
 }
 
 impl FragmentPolicy {
     /// A policy allowing exactly `names`. A name that can never be allowed (`include`,
-    /// `load_module`, `*lua*` …) or is not a directive name is an error.
+    /// `load_module`, `*lua*`, `mirror` …), that rpcc has no argument rule for (see
+    /// [`RULED`]) or that is not a directive name is an error.
     pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<Self, FragmentError> {
         let mut allowed = BTreeSet::new();
         for n in names {
@@ -122,14 +125,43 @@ impl FragmentPolicy {
             if let Some(why) = rules::never_allowed(n) {
                 return Err(FragmentError::Forbidden { name: n.to_owned(), reason: format!(": {why}") });
             }
+            if !rules::has_rule(n) {
+                return Err(FragmentError::Forbidden { name: n.to_owned(), reason: rules::no_rule_reason() });
+            }
             allowed.insert(n.to_owned());
         }
-        Ok(Self { allowed })
+        Ok(Self { allowed, proxy_hosts: BTreeSet::new() })
     }
 
     /// The [`DEFAULT_ALLOWED`] policy.
     pub fn default_set() -> Self {
-        Self { allowed: DEFAULT_ALLOWED.iter().map(|s| (*s).to_owned()).collect() }
+        Self { allowed: DEFAULT_ALLOWED.iter().map(|s| (*s).to_owned()).collect(), proxy_hosts: BTreeSet::new() }
+    }
+
+    /// Also let `proxy_pass` name these hosts (names or addresses, compared in lower
+    /// case without a trailing dot), which its rule refuses otherwise: host names, and
+    /// link-local or metadata addresses. A host that is not a plain name or address
+    /// (empty, or with `/`, `@`, `:` outside brackets, whitespace …) is an error.
+    pub fn with_proxy_hosts<S: AsRef<str>>(
+        mut self,
+        hosts: impl IntoIterator<Item = S>,
+    ) -> Result<Self, FragmentError> {
+        for h in hosts {
+            let h = h.as_ref();
+            let norm = h.trim_end_matches('.').to_ascii_lowercase();
+            let plain = !norm.is_empty()
+                && norm.len() <= 253
+                && (norm.parse::<std::net::IpAddr>().is_ok()
+                    || norm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+            if !plain {
+                return Err(FragmentError::Arguments {
+                    directive: "proxy_pass".into(),
+                    message: format!("allowed host {h:?} is not a host name or an IP address"),
+                });
+            }
+            self.proxy_hosts.insert(norm);
+        }
+        Ok(self)
     }
 
     /// Allowed names, sorted.
@@ -137,11 +169,17 @@ impl FragmentPolicy {
         self.allowed.iter().map(String::as_str)
     }
 
+    /// Hosts `proxy_pass` may name beyond its rule, sorted.
+    pub fn proxy_hosts(&self) -> impl Iterator<Item = &str> {
+        self.proxy_hosts.iter().map(String::as_str)
+    }
+
     fn check(
         &self,
         d: &Directive,
         scope: &FragmentScope,
         depth: usize,
+        in_location: bool,
         count: &mut usize,
     ) -> Result<(), FragmentError> {
         *count += 1;
@@ -169,12 +207,22 @@ impl FragmentPolicy {
                 message,
             })?;
         }
-        rules::check_args(&d.name, &d.args, scope)?;
+        rules::check_args(&d.name, &d.args, &rules::Ctx { scope, proxy_hosts: &self.proxy_hosts })?;
+        let is_location = d.name == "location";
+        if is_location && in_location {
+            return Err(FragmentError::Structure(format!(
+                "location {} inside a location is not allowed in plugin output: nested locations are tried \
+                 before rpcc's dotfile deny",
+                d.args.join(" ")
+            )));
+        }
         let takes_block = BLOCK_DIRECTIVES.contains(&d.name.as_str());
         match (&d.block, takes_block) {
             (Some(_), false) => Err(FragmentError::Structure(format!("{:?} cannot have a block", d.name))),
             (None, true) => Err(FragmentError::Structure(format!("{:?} needs a block {{ … }}", d.name))),
-            (Some(inner), true) => inner.iter().try_for_each(|c| self.check(c, scope, depth + 1, count)),
+            (Some(inner), true) => {
+                inner.iter().try_for_each(|c| self.check(c, scope, depth + 1, in_location || is_location, count))
+            }
             (None, false) => Ok(()),
         }
     }
@@ -234,7 +282,7 @@ impl Fragment {
     ) -> Result<Self, FragmentError> {
         let mut count = 0;
         for d in &directives {
-            policy.check(d, scope, 0, &mut count)?;
+            policy.check(d, scope, 0, false, &mut count)?;
         }
         Ok(Self { directives })
     }
@@ -259,6 +307,26 @@ impl Fragment {
     /// Append another fragment's directives.
     pub fn extend(&mut self, other: Fragment) {
         self.directives.extend(other.directives);
+    }
+
+    /// Check that this fragment may stand at the server level of a site's server block
+    /// (an `InsertionPoint::Server` fragment or a replaced server body): no `return`,
+    /// which would answer requests before nginx chooses a location, rpcc's reserved
+    /// ones included.
+    pub fn check_server_level(&self) -> Result<(), FragmentError> {
+        self.directives.iter().try_for_each(rules::check_server_level)
+    }
+
+    /// Check that this fragment may stand inside a location (the site's `location /`):
+    /// it opens no location of its own.
+    pub fn check_location_level(&self) -> Result<(), FragmentError> {
+        match self.directives.iter().find(|d| d.name == "location") {
+            Some(d) => Err(FragmentError::Structure(format!(
+                "location {} is not allowed inside the site's main location",
+                d.args.join(" ")
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -436,6 +504,17 @@ impl SiteFragments {
     /// True when nothing is added or replaced.
     pub fn is_empty(&self) -> bool {
         self.server.is_empty() && self.main_location.is_empty() && self.server_body.is_none()
+    }
+
+    /// Check that each part may stand where it goes ([`Fragment::check_server_level`]
+    /// for `server` and `server_body`, [`Fragment::check_location_level`] for
+    /// `main_location`).
+    pub fn check_placement(&self) -> Result<(), FragmentError> {
+        self.server.check_server_level()?;
+        if let Some(body) = &self.server_body {
+            body.check_server_level()?;
+        }
+        self.main_location.check_location_level()
     }
 }
 

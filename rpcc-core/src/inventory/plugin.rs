@@ -7,7 +7,8 @@ use crate::model::{PluginCapability, PluginLimits, PluginSettings};
 use crate::validate::FieldPath;
 use crate::value::{DurationValue, Identifier, Size, ValueError};
 
-const PLUGIN_FIELDS: &[&str] = &["name", "path", "sha256", "grant", "allow_directives", "limits", "config"];
+const PLUGIN_FIELDS: &[&str] =
+    &["name", "path", "sha256", "grant", "allow_directives", "allow_proxy_hosts", "limits", "config"];
 const LIMIT_FIELDS: &[&str] = &["fuel", "memory", "timeout", "max_output"];
 
 fn plugin_path(s: &str) -> Result<String, ValueError> {
@@ -54,7 +55,17 @@ pub(crate) fn decode_plugin(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
     };
     let allow = match t.get("allow_directives") {
         Some((n, p)) => {
-            let names = d.array(n, &p, |d, n, p| d.string(n, p).map(str::to_owned));
+            // Each name on its own first, so an error names its element (…allow_directives[2]).
+            let names = d.array(n, &p, |d, n, p| {
+                let name = d.string(n, p)?;
+                match FragmentPolicy::new([name]) {
+                    Ok(_) => Some(name.to_owned()),
+                    Err(e) => {
+                        d.error(p, Some(n), e.to_string());
+                        None
+                    }
+                }
+            });
             names.and_then(|names| match FragmentPolicy::new(&names) {
                 Ok(policy) => Some(policy),
                 Err(e) => {
@@ -64,6 +75,22 @@ pub(crate) fn decode_plugin(d: &mut Decoder<'_>, node: &Node, path: &FieldPath) 
             })
         }
         None => Some(FragmentPolicy::default_set()),
+    };
+    let allow = match (allow, t.get("allow_proxy_hosts")) {
+        (Some(policy), Some((n, p))) => {
+            let hosts = d.array(n, &p, |d, n, p| {
+                let host = d.string(n, p)?;
+                match FragmentPolicy::default_set().with_proxy_hosts([host]) {
+                    Ok(_) => Some(host.to_owned()),
+                    Err(e) => {
+                        d.error(p, Some(n), e.to_string());
+                        None
+                    }
+                }
+            });
+            hosts.and_then(|hosts| policy.with_proxy_hosts(&hosts).ok())
+        }
+        (allow, _) => allow,
     };
     let limits = match t.get("limits") {
         Some((n, p)) => decode_limits(d, n, &p),

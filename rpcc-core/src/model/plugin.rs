@@ -67,7 +67,8 @@ pub struct PluginSettings {
     pub sha256: Option<String>,
     /// Capabilities granted; a plugin asking for more fails to load.
     pub grant: Vec<PluginCapability>,
-    /// Directives a template plugin may emit.
+    /// Directives a template plugin may emit (`allow_directives`), with the hosts its
+    /// `proxy_pass` may name beyond the rule (`allow_proxy_hosts`).
     #[serde(skip)]
     pub allow_directives: FragmentPolicy,
     /// Per-call limits.

@@ -69,6 +69,10 @@ impl TemplatePlugin for Hostile {
                 InsertionPoint::MainLocation,
                 site.config("text").unwrap_or_default(),
             )])),
+            // The same text as the whole body of the site's main server block.
+            "body" => {
+                Ok(TemplateOutput::ServerBlock(FragmentBody::Text(site.config("text").unwrap_or_default().into())))
+            }
             "error" => Err("the plugin refuses this site".to_string()),
             _ => text("add_header X-Hostile fine always;"),
         }
