@@ -119,7 +119,7 @@ impl FleetArgs {
 
 /// `RPCC_FAULT_INJECT=abort-before:<step>[:<server>]` makes the process abort (no
 /// clean-up at all, like `kill -9`) right before that step. Used by the crash tests;
-/// unset in normal use.
+/// read only in builds with the `testing-hooks` feature ([`super::hooks`]).
 pub(crate) struct AbortBefore {
     step: String,
     server: Option<String>,
@@ -127,7 +127,7 @@ pub(crate) struct AbortBefore {
 
 impl AbortBefore {
     pub(crate) fn from_env() -> Option<Arc<dyn StepHook>> {
-        let spec = std::env::var("RPCC_FAULT_INJECT").ok()?;
+        let spec = super::hooks::fault_inject()?;
         let rest = spec.strip_prefix("abort-before:")?;
         let (step, server) = match rest.split_once(':') {
             Some((s, srv)) => (s.to_owned(), Some(srv.to_owned())),
@@ -140,7 +140,7 @@ impl AbortBefore {
 impl StepHook for AbortBefore {
     fn before(&self, server: &str, step: DeployStep) -> HookDecision {
         if step.to_string() == self.step && self.server.as_deref().is_none_or(|s| s == server) {
-            tracing::error!(server, %step, "RPCC_FAULT_INJECT: aborting the process");
+            tracing::error!(server, %step, "fault injection: aborting the process");
             std::process::abort();
         }
         HookDecision::Continue

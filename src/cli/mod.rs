@@ -12,6 +12,7 @@ mod deploy;
 mod endpoint;
 mod enroll;
 mod fleet;
+mod hooks;
 mod keys;
 mod monitor;
 mod plugin;

@@ -141,10 +141,11 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
     if bad { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-/// The notifier settings of the CLI: `RPCC_TELEGRAM_API` points the Telegram notifier at
-/// another Bot API base (a local fake in tests).
+/// The notifier settings of the CLI: in builds with the `testing-hooks` feature,
+/// `RPCC_TELEGRAM_API` points the Telegram notifier at another Bot API base (a local
+/// fake in tests).
 pub(crate) fn notifier_settings() -> NotifierSettings {
-    NotifierSettings { telegram_api: std::env::var("RPCC_TELEGRAM_API").ok(), ..NotifierSettings::default() }
+    NotifierSettings { telegram_api: super::hooks::telegram_api(), ..NotifierSettings::default() }
 }
 
 pub(crate) fn watch(args: &WatchArgs) -> ExitCode {

@@ -42,7 +42,7 @@ pub(crate) struct UnitArgs {
     /// Allow a `--listen` address that is not loopback (`rpcc watch --metrics-public`).
     #[arg(long)]
     metrics_public: bool,
-    /// The environment file (RPCC_KEY_FILE, a RPCC_STATE with a password, RPCC_TELEGRAM_API …), mode 0600.
+    /// The environment file (RPCC_KEY_FILE, a RPCC_STATE with a password …), mode 0600.
     #[arg(long, default_value = "/etc/rpcc/watch.env")]
     env_file: PathBuf,
     /// The unit's name.

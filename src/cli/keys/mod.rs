@@ -391,9 +391,9 @@ fn keyring_and_state(
 
 /// `RPCC_FAULT_INJECT=rotate-abort:<point>:<n>` aborts the process (like `kill -9`) at
 /// that point of batch (or file) `n`; points: `loaded`, `mid`, `before-commit`,
-/// `after-commit`, `before-rename`. Crash tests only.
+/// `after-commit`, `before-rename`. Crash tests only (feature `testing-hooks`).
 fn rotate_fault() -> Option<(String, usize)> {
-    let spec = std::env::var("RPCC_FAULT_INJECT").ok()?;
+    let spec = super::hooks::fault_inject()?;
     let rest = spec.strip_prefix("rotate-abort:")?;
     let (point, n) = rest.split_once(':')?;
     Some((point.to_owned(), n.parse().ok()?))
